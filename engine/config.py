@@ -1,0 +1,631 @@
+"""Typed, strict simulation config: TOML -> venue preset defaults -> overrides -> frozen dataclasses.
+
+Every check lives here. An unknown key, a value of the wrong type or an inconsistent value raises
+:class:`ConfigError` whose message names the key and the value, e.g.
+``markets.0.margin.brackets.0.maintenance_margin must be below initial_margin, was 0.1 >= 0.05``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the key and the offending value."""
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key} {message}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Margin models (one dataclass each; the TOML key ``model`` picks which)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """One notional bracket: rates apply to the part of a position above ``floor_usd``."""
+
+    floor_usd: float
+    initial_margin: float
+    maintenance_margin: float
+
+    def __post_init__(self) -> None:
+        _require(
+            self.floor_usd >= 0 and self.floor_usd == int(self.floor_usd),
+            "floor_usd",
+            f"must be a whole non-negative number of quote units, was {self.floor_usd}",
+        )
+        _require(
+            0 < self.maintenance_margin,
+            "maintenance_margin",
+            f"must be positive, was {self.maintenance_margin}",
+        )
+        _require(
+            self.maintenance_margin < self.initial_margin,
+            "maintenance_margin",
+            f"must be below initial_margin, was {self.maintenance_margin} >= {self.initial_margin}",
+        )
+        _require(
+            self.initial_margin <= 1, "initial_margin", f"must be <= 1, was {self.initial_margin}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TieredMargin:
+    """Static brackets with maintenance deduction (Binance / Hyperliquid)."""
+
+    brackets: tuple[Bracket, ...]
+    model: Literal["tiered"] = "tiered"
+
+    def __post_init__(self) -> None:
+        _require(len(self.brackets) > 0, "brackets", "must hold at least one bracket, was empty")
+        _require(
+            self.brackets[0].floor_usd == 0,
+            "brackets.0.floor_usd",
+            f"must be 0, was {self.brackets[0].floor_usd}",
+        )
+        for i in range(1, len(self.brackets)):
+            a, b = self.brackets[i - 1], self.brackets[i]
+            _require(
+                b.floor_usd > a.floor_usd,
+                f"brackets.{i}.floor_usd",
+                f"must rise from bracket to bracket, was {b.floor_usd} <= {a.floor_usd}",
+            )
+            _require(
+                b.maintenance_margin >= a.maintenance_margin
+                and b.initial_margin >= a.initial_margin,
+                f"brackets.{i}",
+                "rates must not fall as notional rises (margin must grow with size), "
+                f"was {b.initial_margin}/{b.maintenance_margin} after "
+                f"{a.initial_margin}/{a.maintenance_margin}",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class OIScaledMargin:
+    """dYdX v4: open-interest-scaled initial margin (OIMF); maintenance from the base IMF."""
+
+    initial_margin: float
+    maintenance_fraction: float
+    oi_lower_cap_usd: float = 0.0
+    oi_upper_cap_usd: float = 0.0
+    model: Literal["oi_scaled"] = "oi_scaled"
+
+    def __post_init__(self) -> None:
+        _require(
+            0 < self.initial_margin <= 1,
+            "initial_margin",
+            f"must be in (0, 1], was {self.initial_margin}",
+        )
+        _require(
+            0 < self.maintenance_fraction < 1,
+            "maintenance_fraction",
+            f"must be in (0, 1) so maintenance is below initial margin, was "
+            f"{self.maintenance_fraction}",
+        )
+        _require(
+            self.oi_upper_cap_usd == 0 or self.oi_upper_cap_usd > self.oi_lower_cap_usd >= 0,
+            "oi_upper_cap_usd",
+            f"must be 0 (disabled) or above oi_lower_cap_usd >= 0, was {self.oi_upper_cap_usd} "
+            f"with lower {self.oi_lower_cap_usd}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SizePremiumMargin:
+    """Drift v2: margin ratios raised by sqrt(size) x imf_factor for large positions."""
+
+    initial_margin: float
+    maintenance_margin: float
+    imf_factor: float = 0.0
+    model: Literal["size_premium"] = "size_premium"
+
+    def __post_init__(self) -> None:
+        _require(
+            0 < self.maintenance_margin < self.initial_margin <= 1,
+            "maintenance_margin",
+            f"must be positive and below initial_margin <= 1, was {self.maintenance_margin} >= "
+            f"{self.initial_margin}"
+            if self.maintenance_margin >= self.initial_margin
+            else f"must be positive and below initial_margin <= 1, was {self.maintenance_margin}",
+        )
+        _require(self.imf_factor >= 0, "imf_factor", f"must be >= 0, was {self.imf_factor}")
+
+
+@dataclass(frozen=True, slots=True)
+class VolScaledMargin:
+    """Volatility-scaled margin: MMF = clip(z x EWMA sigma x sqrt(MPOR), floor, cap).
+
+    The rate may rise by at most ``max_rise_per_step`` (relative) per step: the
+    anti-procyclicality rule that stops margin from jumping in the middle of a crash.
+    """
+
+    z: float = 3.0
+    margin_period_ticks: int = 60
+    ewma_half_life_ticks: float = 60.0
+    floor_maintenance: float = 0.01
+    cap_maintenance: float = 0.5
+    max_rise_per_step: float = 0.05
+    initial_over_maintenance: float = 1.5
+    model: Literal["vol_scaled"] = "vol_scaled"
+
+    def __post_init__(self) -> None:
+        _require(self.z > 0, "z", f"must be positive, was {self.z}")
+        _require(
+            self.margin_period_ticks >= 1,
+            "margin_period_ticks",
+            f"must be >= 1, was {self.margin_period_ticks}",
+        )
+        _require(
+            self.ewma_half_life_ticks > 0,
+            "ewma_half_life_ticks",
+            f"must be positive, was {self.ewma_half_life_ticks}",
+        )
+        _require(
+            0 < self.floor_maintenance < self.cap_maintenance,
+            "floor_maintenance",
+            f"must be positive and below cap_maintenance, was {self.floor_maintenance} >= "
+            f"{self.cap_maintenance}",
+        )
+        _require(
+            self.cap_maintenance * self.initial_over_maintenance <= 1,
+            "cap_maintenance",
+            f"times initial_over_maintenance must be <= 1, was "
+            f"{self.cap_maintenance * self.initial_over_maintenance}",
+        )
+        _require(
+            self.initial_over_maintenance > 1,
+            "initial_over_maintenance",
+            f"must be above 1 so maintenance is below initial margin, was "
+            f"{self.initial_over_maintenance}",
+        )
+        _require(
+            self.max_rise_per_step > 0,
+            "max_rise_per_step",
+            f"must be positive, was {self.max_rise_per_step}",
+        )
+
+
+MarginModel = TieredMargin | OIScaledMargin | SizePremiumMargin | VolScaledMargin
+MARGIN_MODELS: dict[str, type] = {
+    "tiered": TieredMargin,
+    "oi_scaled": OIScaledMargin,
+    "size_premium": SizePremiumMargin,
+    "vol_scaled": VolScaledMargin,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Markets, accounts, keepers, oracle
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationConfig:
+    """How a breached position is closed and who is paid."""
+
+    penalty: float = 0.01
+    keeper_share: float = 0.5
+    partial: bool = True
+    buffer_ratio: float = 0.02
+    min_notional_usd: float = 1_000.0
+    max_portion: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.penalty < 1, "penalty", f"must be in [0, 1), was {self.penalty}")
+        _require(
+            0 <= self.keeper_share <= 1,
+            "keeper_share",
+            f"must be in [0, 1], was {self.keeper_share}",
+        )
+        _require(
+            self.buffer_ratio >= 0, "buffer_ratio", f"must be >= 0, was {self.buffer_ratio}"
+        )
+        _require(
+            self.min_notional_usd >= 0,
+            "min_notional_usd",
+            f"must be >= 0, was {self.min_notional_usd}",
+        )
+        _require(
+            0 < self.max_portion <= 1, "max_portion", f"must be in (0, 1], was {self.max_portion}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    """One perpetual market."""
+
+    name: str
+    initial_price: float
+    sigma_annual: float
+    margin: MarginModel
+    venue: str = ""
+    drift_annual: float = 0.0
+    tick_size: float = 0.01
+    base_quantum_exponent: int = -9
+    position_sigma_base: float = 1.0
+    oi_cap_base: float = 0.0
+    depth_usd: float = 5_000_000.0
+    half_spread: float = 0.0001
+    impact_half_life_ticks: float = 10.0
+    loss_resolution: Literal["adl", "socialized"] = "adl"
+    insurance_fund_usd: float = 1_000_000.0
+    insurance_cap_per_block_usd: float = 0.0
+    taker_fee: float = 0.0
+    funding_interval_ticks: int = 60
+    funding_clamp: float = 0.0075
+    liquidation: LiquidationConfig = field(default_factory=LiquidationConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "name", "must not be empty, was ''")
+        _require(
+            self.initial_price > 0, "initial_price", f"must be positive, was {self.initial_price}"
+        )
+        _require(self.sigma_annual >= 0, "sigma_annual", f"must be >= 0, was {self.sigma_annual}")
+        _require(self.tick_size > 0, "tick_size", f"must be positive, was {self.tick_size}")
+        _require(
+            -18 <= self.base_quantum_exponent <= 0,
+            "base_quantum_exponent",
+            f"must be in [-18, 0], was {self.base_quantum_exponent}",
+        )
+        _require(
+            self.position_sigma_base >= 0,
+            "position_sigma_base",
+            f"must be >= 0, was {self.position_sigma_base}",
+        )
+        _require(self.oi_cap_base >= 0, "oi_cap_base", f"must be >= 0, was {self.oi_cap_base}")
+        _require(self.depth_usd > 0, "depth_usd", f"must be positive, was {self.depth_usd}")
+        _require(
+            0 <= self.half_spread < 0.1, "half_spread", f"must be in [0, 0.1), was {self.half_spread}"
+        )
+        _require(
+            self.impact_half_life_ticks > 0,
+            "impact_half_life_ticks",
+            f"must be positive, was {self.impact_half_life_ticks}",
+        )
+        _require(
+            self.insurance_fund_usd >= 0,
+            "insurance_fund_usd",
+            f"must be >= 0, was {self.insurance_fund_usd}",
+        )
+        _require(
+            self.insurance_cap_per_block_usd >= 0,
+            "insurance_cap_per_block_usd",
+            f"must be >= 0 (0 = no cap), was {self.insurance_cap_per_block_usd}",
+        )
+        _require(0 <= self.taker_fee < 0.1, "taker_fee", f"must be in [0, 0.1), was {self.taker_fee}")
+        _require(
+            self.funding_interval_ticks >= 0,
+            "funding_interval_ticks",
+            f"must be >= 0 (0 = no funding), was {self.funding_interval_ticks}",
+        )
+        _require(
+            0 <= self.funding_clamp < 1,
+            "funding_clamp",
+            f"must be in [0, 1), was {self.funding_clamp}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    """The starting population: a snapshot of accounts already holding positions."""
+
+    count: int = 10_000
+    cross_fraction: float = 0.7
+    leverage_min: float = 2.0
+    leverage_max: float = 20.0
+    maker_collateral_usd: float = 1e9
+    order_rate: float = 0.0
+    order_size_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(self.count >= 1, "count", f"must be >= 1, was {self.count}")
+        _require(
+            0 <= self.cross_fraction <= 1,
+            "cross_fraction",
+            f"must be in [0, 1], was {self.cross_fraction}",
+        )
+        _require(
+            0 < self.leverage_min <= self.leverage_max,
+            "leverage_min",
+            f"must be positive and <= leverage_max, was {self.leverage_min} > {self.leverage_max}"
+            if self.leverage_min > self.leverage_max
+            else f"must be positive, was {self.leverage_min}",
+        )
+        _require(
+            self.maker_collateral_usd > 0,
+            "maker_collateral_usd",
+            f"must be positive, was {self.maker_collateral_usd}",
+        )
+        _require(
+            0 <= self.order_rate <= 1, "order_rate", f"must be in [0, 1], was {self.order_rate}"
+        )
+        _require(
+            self.order_size_fraction > 0,
+            "order_size_fraction",
+            f"must be positive, was {self.order_size_fraction}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeepersConfig:
+    """Liquidators: how late they see a breach and how many liquidations fit in a block."""
+
+    count: int = 3
+    latency_ticks: int = 1
+    capacity_per_block: int = 50
+
+    def __post_init__(self) -> None:
+        _require(self.count >= 1, "count", f"must be >= 1, was {self.count}")
+        _require(
+            self.latency_ticks >= 0, "latency_ticks", f"must be >= 0, was {self.latency_ticks}"
+        )
+        _require(
+            self.capacity_per_block >= 1,
+            "capacity_per_block",
+            f"must be >= 1, was {self.capacity_per_block}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OracleConfig:
+    """The external index as the venue sees it: late, and sometimes not at all."""
+
+    delay_ticks: int = 1
+    stale_probability: float = 0.0
+    max_age_ticks: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.delay_ticks >= 0, "delay_ticks", f"must be >= 0, was {self.delay_ticks}")
+        _require(
+            0 <= self.stale_probability < 1,
+            "stale_probability",
+            f"must be in [0, 1), was {self.stale_probability}",
+        )
+        _require(
+            self.max_age_ticks >= 1, "max_age_ticks", f"must be >= 1, was {self.max_age_ticks}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    """Pause liquidations in a market whose oracle is stale or far from the mark."""
+
+    enabled: bool = True
+    max_deviation: float = 0.05
+
+    def __post_init__(self) -> None:
+        _require(
+            self.max_deviation > 0, "max_deviation", f"must be positive, was {self.max_deviation}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """A whole run."""
+
+    markets: tuple[MarketConfig, ...]
+    seed: int = 0
+    steps: int = 1_440
+    tick_ms: int = 60_000
+    venue: str = "generic"
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    keepers: KeepersConfig = field(default_factory=KeepersConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+
+    def __post_init__(self) -> None:
+        _require(len(self.markets) >= 1, "markets", "must hold at least one market, was empty")
+        names = [m.name for m in self.markets]
+        _require(len(set(names)) == len(names), "markets", f"names must be unique, was {names}")
+        _require(self.seed >= 0, "seed", f"must be >= 0, was {self.seed}")
+        _require(self.steps >= 1, "steps", f"must be >= 1, was {self.steps}")
+        _require(self.tick_ms >= 1, "tick_ms", f"must be >= 1, was {self.tick_ms}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the resolved config as plain data (what the manifest records)."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Return a stable SHA-256 of the resolved config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building dataclasses from plain data, strictly
+# ---------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is float:
+        _require(
+            isinstance(value, int | float) and not isinstance(value, bool),
+            key,
+            f"must be a number, was {value!r}",
+        )
+        return float(value)
+    if tp is int:
+        _require(
+            isinstance(value, int) and not isinstance(value, bool),
+            key,
+            f"must be an integer, was {value!r}",
+        )
+        return value
+    if tp is bool:
+        _require(isinstance(value, bool), key, f"must be true or false, was {value!r}")
+        return value
+    if tp is str:
+        _require(isinstance(value, str), key, f"must be a string, was {value!r}")
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        _require(value in allowed, key, f"must be one of {list(allowed)}, was {value!r}")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        _require(isinstance(value, list | tuple), key, f"must be a list, was {value!r}")
+        return tuple(_build(item_tp, v, f"{key}.{i}") for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union) and tp == MarginModel:
+        _require(isinstance(value, dict), key, f"must be a table, was {value!r}")
+        model = value.get("model")
+        _require(
+            model in MARGIN_MODELS,
+            f"{key}.model",
+            f"must be one of {sorted(MARGIN_MODELS)}, was {model!r}",
+        )
+        return _build(MARGIN_MODELS[model], value, key)
+    if dataclasses.is_dataclass(tp):
+        _require(isinstance(value, dict), key, f"must be a table, was {value!r}")
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        for k in value:
+            _require(
+                k in known,
+                f"{key}.{k}" if key else str(k),
+                f"is not a known key (known: {', '.join(sorted(known))}), was {value[k]!r}",
+            )
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            sub = f"{key}.{f.name}" if key else f.name
+            if f.name in value:
+                kwargs[f.name] = _build(hints[f.name], value[f.name], sub)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{sub} is required, was missing")
+        try:
+            return tp(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{key}.{e}" if key else str(e)) from None
+    raise TypeError(f"unsupported config type {_type_name(tp)} at {key}")  # a bug, not user input
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value`` where value is a TOML value or a bare word (taken as a string)."""
+    if "=" not in text:
+        raise ConfigError(f"--set must look like key=value, was {text!r}")
+    path, raw = text.split("=", 1)
+    path = path.strip()
+    raw = raw.strip()
+    if not path or any(not p for p in path.split(".")):
+        raise ConfigError(f"--set key must be a dotted path, was {path!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if raw in ("true", "false") or not _BARE_WORD.match(raw):
+            raise ConfigError(f"--set {path} value does not parse, was {raw!r}") from None
+        value = raw
+    return path.split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``value`` at ``path`` in ``data``; list items by index or by their ``name``."""
+    node: Any = data
+    dotted = ".".join(path)
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, ".".join(path[: i + 1]))
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {dotted}: {'.'.join(path[:i])} is not a table, was {node!r}")
+    last = path[-1]
+    if isinstance(node, list):
+        idx = _list_index(node, last, dotted)
+        node[idx] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {dotted}: parent is not a table, was {node!r}")
+
+
+def _list_index(items: list[Any], part: str, key: str) -> int:
+    if part.isdigit():
+        idx = int(part)
+        if idx >= len(items):
+            raise ConfigError(f"--set {key}: index {idx} is out of range, was {len(items)} items")
+        return idx
+    for idx, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == part:
+            return idx
+    raise ConfigError(f"--set {key}: no item named {part!r}")
+
+
+def _list_item(items: list[Any], part: str, key: str) -> Any:
+    return items[_list_index(items, part, key)]
+
+
+def resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> SimConfig:
+    """Apply overrides and the venue presets to raw config data and validate it."""
+    from engine.venues import PRESETS, preset_defaults
+
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        apply_override(data, path, value)
+    venue = data.get("venue", "generic")
+    _require(venue in PRESETS, "venue", f"must be one of {sorted(PRESETS)}, was {venue!r}")
+    top_defaults = {k: v for k, v in preset_defaults(venue).items() if k != "market"}
+    data = _deep_merge(top_defaults, data)
+    markets = data.get("markets")
+    if isinstance(markets, list):
+        merged = []
+        for i, m in enumerate(markets):
+            _require(isinstance(m, dict), f"markets.{i}", f"must be a table, was {m!r}")
+            mv = m.get("venue") or venue
+            _require(
+                mv in PRESETS, f"markets.{i}.venue", f"must be one of {sorted(PRESETS)}, was {mv!r}"
+            )
+            base = preset_defaults(mv)["market"]
+            # A market's own margin table replaces the preset's whole (a different model's keys
+            # would otherwise be merged in and rejected as unknown).
+            mm = _deep_merge({k: v for k, v in base.items() if k != "margin"}, m)
+            mm.setdefault("margin", copy.deepcopy(base["margin"]))
+            mm["venue"] = mv
+            merged.append(mm)
+        data["markets"] = merged
+    return _build(SimConfig, data, "")
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SimConfig:
+    """Read a TOML config file, apply ``--set`` overrides, validate, and return it."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    return resolve(data, overrides)

@@ -1,0 +1,172 @@
+"""Margin models: initial margin (IM) gates new exposure, maintenance margin (MM) triggers liquidation.
+
+Each model turns per-account position notionals of one market into IM and MM in quote quantums.
+All requirement kernels are exact integer arithmetic (:mod:`engine.fixedpoint`), round up (against
+the account), and are monotone in position size. Models for a venue preset call that venue's own
+formula functions (dYdX OIMF, Drift size premium, Hyperliquid deductions).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.config import (
+    MarginModel,
+    OIScaledMargin,
+    SizePremiumMargin,
+    TieredMargin,
+    VolScaledMargin,
+)
+from engine.fixedpoint import PPM, mul_ppm
+from engine.units import QUOTE_QUANTUMS_PER_UNIT
+from engine.venues import drift_v2, dydx_v4, hyperliquid
+
+
+@dataclass(frozen=True, slots=True)
+class MarginContext:
+    """Per-market, per-step inputs that a requirement may depend on."""
+
+    oi_notional: int
+    """Open interest x oracle price, quote quantums (dYdX OIMF)."""
+    vol_mmf_ppm: int
+    """Current volatility-scaled maintenance fraction, ppm (vol_scaled only)."""
+
+
+def to_ppm(fraction: float) -> int:
+    """Return a fraction as integer parts per million, rounded to nearest."""
+    return int(round(fraction * PPM))
+
+
+class Requirements:
+    """Base class: ``requirements(notional, size) -> (im, mm)`` for one market."""
+
+    def requirements(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (IM, MM), each int64 of shape (n,), quote quantums.
+
+        ``notional``: int64 (n,), |position| x price in quote quantums; ``size``: int64 (n,) base
+        quantums (signed; only its magnitude matters).
+        """
+        raise NotImplementedError
+
+
+class TieredRequirements(Requirements):
+    """Brackets with deduction: ``req = ceil(notional x rate_b) - deduction_b``, continuous."""
+
+    def __init__(self, cfg: TieredMargin) -> None:
+        floors = [int(b.floor_usd) * QUOTE_QUANTUMS_PER_UNIT for b in cfg.brackets]
+        im = [to_ppm(b.initial_margin) for b in cfg.brackets]
+        mm = [to_ppm(b.maintenance_margin) for b in cfg.brackets]
+        self.floors = np.asarray(floors, dtype=np.int64)
+        self.im_ppm = np.asarray(im, dtype=np.int64)
+        self.mm_ppm = np.asarray(mm, dtype=np.int64)
+        self.im_deduction = np.asarray(hyperliquid.maintenance_deductions(floors, im), np.int64)
+        self.mm_deduction = np.asarray(hyperliquid.maintenance_deductions(floors, mm), np.int64)
+
+    def requirements(self, notional, size, ctx):
+        n = np.abs(notional)
+        if len(self.floors) == 1:
+            return mul_ppm(n, int(self.im_ppm[0]), "up"), mul_ppm(n, int(self.mm_ppm[0]), "up")
+        b = np.searchsorted(self.floors, n, side="right") - 1
+        im = mul_ppm(n, self.im_ppm[b], "up") - self.im_deduction[b]
+        mm = mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]
+        return im, mm
+
+
+class OIScaledRequirements(Requirements):
+    """dYdX v4: IM from the open-interest-scaled IMF, MM from the base IMF."""
+
+    def __init__(self, cfg: OIScaledMargin) -> None:
+        self.imf_ppm = to_ppm(cfg.initial_margin)
+        self.fraction_ppm = to_ppm(cfg.maintenance_fraction)
+        self.lower = int(round(cfg.oi_lower_cap_usd * QUOTE_QUANTUMS_PER_UNIT))
+        self.upper = int(round(cfg.oi_upper_cap_usd * QUOTE_QUANTUMS_PER_UNIT))
+
+    def requirements(self, notional, size, ctx):
+        adjusted = dydx_v4.adjusted_initial_margin_ppm(
+            self.imf_ppm, self.lower, self.upper, ctx.oi_notional
+        )
+        im = dydx_v4.initial_margin_quote_quantums_array(notional, self.imf_ppm, adjusted)
+        mm = dydx_v4.maintenance_margin_quote_quantums_array(
+            notional, self.imf_ppm, self.fraction_ppm
+        )
+        return im, mm
+
+
+class SizePremiumRequirements(Requirements):
+    """Drift v2: margin ratios raised by the size premium, in Drift's MARGIN precision."""
+
+    def __init__(self, cfg: SizePremiumMargin, base_quantum_exponent: int) -> None:
+        self.im_ratio = int(round(cfg.initial_margin * drift_v2.MARGIN_PRECISION))
+        self.mm_ratio = int(round(cfg.maintenance_margin * drift_v2.MARGIN_PRECISION))
+        self.imf_factor = int(round(cfg.imf_factor * drift_v2.SPOT_IMF_PRECISION))
+        self.exponent = base_quantum_exponent
+
+    def drift_base(self, size: np.ndarray) -> np.ndarray:
+        """Return sizes in Drift's BASE precision (1e9) from base quantums."""
+        shift = 9 + self.exponent
+        if shift >= 0:
+            return np.abs(size) * 10**shift
+        return np.abs(size) // 10**-shift
+
+    def ratios(self, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (initial, maintenance) margin ratios in MARGIN precision (1e4), int64 (n,)."""
+        base = self.drift_base(size)
+        im = drift_v2.calculate_size_premium_liability_weight_array(
+            base, self.imf_factor, self.im_ratio
+        )
+        mm = drift_v2.calculate_size_premium_liability_weight_array(
+            base, self.imf_factor, self.mm_ratio
+        )
+        return im, mm
+
+    def requirements(self, notional, size, ctx):
+        im_ratio, mm_ratio = self.ratios(size)
+        scale = PPM // drift_v2.MARGIN_PRECISION
+        n = np.abs(notional)
+        return mul_ppm(n, im_ratio * scale, "up"), mul_ppm(n, mm_ratio * scale, "up")
+
+
+class VolScaledRequirements(Requirements):
+    """MMF from the market's EWMA volatility (updated by :func:`vol_scaled_mmf_ppm` each step)."""
+
+    def __init__(self, cfg: VolScaledMargin) -> None:
+        self.cfg = cfg
+
+    def requirements(self, notional, size, ctx):
+        mm_ppm = ctx.vol_mmf_ppm
+        im_ppm = min(PPM, int(math.ceil(mm_ppm * self.cfg.initial_over_maintenance)))
+        n = np.abs(notional)
+        return mul_ppm(n, im_ppm, "up"), mul_ppm(n, mm_ppm, "up")
+
+
+def vol_scaled_mmf_ppm(sigma_per_tick: float, previous_ppm: int, cfg: VolScaledMargin) -> int:
+    """Return the next maintenance fraction (ppm) of a volatility-scaled market.
+
+    Target = clip(z x sigma x sqrt(margin period), floor, cap); the fraction may fall to the
+    target at once but may rise by at most ``max_rise_per_step`` (relative) per step.
+    """
+    target = cfg.z * sigma_per_tick * math.sqrt(cfg.margin_period_ticks)
+    target = min(max(target, cfg.floor_maintenance), cfg.cap_maintenance)
+    target_ppm = to_ppm(target)
+    if previous_ppm <= 0:
+        return target_ppm
+    ceiling = int(math.floor(previous_ppm * (1.0 + cfg.max_rise_per_step)))
+    return min(target_ppm, max(ceiling, previous_ppm))
+
+
+def make_requirements(model: MarginModel, base_quantum_exponent: int) -> Requirements:
+    """Return the requirement kernel for a market's configured margin model."""
+    if isinstance(model, TieredMargin):
+        return TieredRequirements(model)
+    if isinstance(model, OIScaledMargin):
+        return OIScaledRequirements(model)
+    if isinstance(model, SizePremiumMargin):
+        return SizePremiumRequirements(model, base_quantum_exponent)
+    if isinstance(model, VolScaledMargin):
+        return VolScaledRequirements(model)
+    raise TypeError(f"unknown margin model {type(model).__name__}")

@@ -1,0 +1,1 @@
+"""predliq command line: thin glue over engine and predictor."""
