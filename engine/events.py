@@ -1,0 +1,88 @@
+"""Event codes and a columnar event log: every transfer the engine makes is one row."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+import pandas as pd
+
+
+class EventKind(IntEnum):
+    """What a row of the event log records. ``amount`` is the quote quantums the account receives
+    (negative = pays) from ``counterparty``; ``size`` the base quantums it receives."""
+
+    TRADE = 0
+    ORDER_REJECTED = 1
+    LIQUIDATION = 2
+    KEEPER_FEE = 3
+    INSURANCE_FEE = 4
+    INSURANCE_PAYOUT = 5
+    BAD_DEBT = 6
+    ADL = 7
+    SOCIALIZED_LOSS = 8
+    FUNDING = 9
+    LIQUIDATION_UNFILLED = 10
+    FEE = 11
+
+
+# Ledger accounts that are not rows of the account table, as ``counterparty`` codes.
+INSURANCE_FUND = -1
+FEE_POOL = -2
+NOBODY = -3
+KEEPER_BASE = -10
+"""Keeper ``k`` is ``KEEPER_BASE - k``."""
+
+COLUMNS = ("tick", "kind", "account", "market", "counterparty", "size", "amount", "price")
+_DTYPES = {
+    "tick": np.int64,
+    "kind": np.int8,
+    "account": np.int64,
+    "market": np.int16,
+    "counterparty": np.int64,
+    "size": np.int64,
+    "amount": np.int64,
+    "price": np.float64,
+}
+
+
+class EventLog:
+    """Append-only columns of events, stored as chunks and joined once at the end."""
+
+    def __init__(self) -> None:
+        self._chunks: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        self.count = 0
+
+    def add(
+        self,
+        tick: int,
+        kind: EventKind,
+        account,
+        market,
+        counterparty,
+        size=0,
+        amount=0,
+        price=np.nan,
+    ) -> None:
+        """Append one event or a batch (array arguments broadcast against each other)."""
+        cols = np.broadcast_arrays(
+            np.asarray(account), np.asarray(market), np.asarray(counterparty),
+            np.asarray(size), np.asarray(amount), np.asarray(price, dtype=np.float64),
+        )
+        n = cols[0].size
+        if n == 0:
+            return
+        values = dict(zip(COLUMNS[2:], cols, strict=True))
+        values["tick"] = np.full(n, tick)
+        values["kind"] = np.full(n, int(kind))
+        for c in COLUMNS:
+            self._chunks[c].append(np.asarray(values[c], dtype=_DTYPES[c]).ravel())
+        self.count += n
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return all events as a DataFrame in the order they happened."""
+        data = {
+            c: (np.concatenate(ch) if ch else np.empty(0, _DTYPES[c]))
+            for c, ch in self._chunks.items()
+        }
+        return pd.DataFrame(data)

@@ -1,0 +1,558 @@
+"""The deterministic step loop: prices, oracle, funding, order flow, margin, keepers, liquidations.
+
+One tick is one block. Per tick, in order:
+
+1. the external index moves (exogenous GBM path, drawn up front);
+2. the oracle reports the index ``delay_ticks`` late, or misses the update (stale);
+3. the venue's mark = index x (1 + transient impact of past liquidations and order flow);
+4. the circuit breaker pauses liquidations in markets whose oracle is stale or far from the mark;
+5. funding settles every ``funding_interval_ticks``;
+6. new orders arrive; initial margin and open-interest caps gate new exposure;
+7. maintenance margin is evaluated for every account (vectorized); keepers see breaches and act
+   ``latency_ticks`` later, at most ``capacity_per_block`` liquidations per block;
+8. the market state of the tick is recorded.
+
+Randomness: one ``SeedSequence(seed)`` spawns a generator per component, so the same seed and
+config give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from engine.config import SimConfig, VolScaledMargin
+from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
+from engine.liquidation import BlockStats, Liquidator, make_rules
+from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
+from engine.state import Ledger
+from engine.units import QUOTE_QUANTUMS_PER_UNIT, base_to_quantums, usd_to_quote_quantums
+
+MS_PER_YEAR = 365.0 * 24 * 3600 * 1000
+DEFAULT_VOL_HALF_LIFE_TICKS = 60.0
+
+MARKET_COLUMNS = (
+    "index_price", "oracle_price", "oracle_age", "mark_price", "sigma_annual", "vol_mmf",
+    "open_interest", "oi_notional", "insurance_fund", "fee_pool", "breached", "liquidations",
+    "liquidated_notional", "bad_debt", "insurance_paid", "adl_notional", "socialized",
+    "unfilled", "paused", "funding_rate", "orders_accepted", "orders_rejected",
+)
+
+
+@dataclass(slots=True)
+class MarginSnapshot:
+    """Margin state of every pool at one tick (quote quantums)."""
+
+    cross_equity: np.ndarray  # float64 (n,)
+    cross_mm: np.ndarray  # int64 (n,)
+    iso_equity: np.ndarray | None  # float64 (n, m), None when no account is isolated
+    iso_mm: np.ndarray | None  # int64 (n, m)
+
+
+def gbm_paths(
+    rng: np.random.Generator, s0: np.ndarray, sigma: np.ndarray, mu: np.ndarray, steps: int, dt: float
+) -> np.ndarray:
+    """Return index paths of shape (steps + 1, m) from independent geometric Brownian motions."""
+    z = rng.standard_normal((steps, len(s0)))
+    log_ret = (mu - 0.5 * sigma**2) * dt + sigma * math.sqrt(dt) * z
+    paths = np.empty((steps + 1, len(s0)))
+    paths[0] = s0
+    paths[1:] = s0 * np.exp(np.cumsum(log_ret, axis=0))
+    return paths
+
+
+class Simulation:
+    """A venue with accounts, markets, keepers and insurance funds, stepped block by block."""
+
+    def __init__(self, cfg: SimConfig, index_path: np.ndarray | None = None) -> None:
+        self.cfg = cfg
+        markets = cfg.markets
+        m = len(markets)
+        self.m = m
+        streams = np.random.SeedSequence(cfg.seed).spawn(5)
+        rng_index, self.rng_oracle, rng_accounts, self.rng_orders, _reserved = (
+            np.random.default_rng(s) for s in streams
+        )
+        self.dt_years = cfg.tick_ms / MS_PER_YEAR
+        s0 = np.array([mk.initial_price for mk in markets])
+        if index_path is None:
+            sigma = np.array([mk.sigma_annual for mk in markets])
+            mu = np.array([mk.drift_annual for mk in markets])
+            index_path = gbm_paths(rng_index, s0, sigma, mu, cfg.steps, self.dt_years)
+        elif index_path.shape != (cfg.steps + 1, m):
+            raise ValueError(
+                f"index_path must have shape {(cfg.steps + 1, m)}, was {index_path.shape}"
+            )
+        self.index_path = index_path
+        self.price_scale = np.array(
+            [QUOTE_QUANTUMS_PER_UNIT * 10.0**mk.base_quantum_exponent for mk in markets]
+        )
+        self.requirements = [make_requirements(mk.margin, mk.base_quantum_exponent) for mk in markets]
+        self.rules = [make_rules(mk, cfg.tick_ms) for mk in markets]
+        self.depth_usd = np.array([mk.depth_usd for mk in markets])
+        self.half_spread = np.array([mk.half_spread for mk in markets])
+        self.tick_size = np.array([mk.tick_size for mk in markets])
+        self.impact_decay = np.array([0.5 ** (1.0 / mk.impact_half_life_ticks) for mk in markets])
+        self.if_cap = usd_to_quote_quantums(
+            np.array([mk.insurance_cap_per_block_usd for mk in markets]), "down"
+        )
+
+        # Market state.
+        self.t = 0
+        self.oracle = index_path[0].copy()
+        self.oracle_updated = np.zeros(m, np.int64)
+        self.impact = np.zeros(m)
+        self.block_impact = np.zeros(m)
+        self.mark = index_path[0].copy()
+        self.mark_q = self.mark * self.price_scale
+        var0 = np.array([mk.sigma_annual**2 * self.dt_years for mk in markets])
+        self.ewma_var = var0
+        self.vol_mmf_ppm = np.zeros(m, np.int64)
+        self._update_vol_margin()
+        self.oi_notional = np.zeros(m, np.int64)
+        self.paused = np.zeros(m, bool)
+        self.insurance_paid_block = np.zeros(m, np.int64)
+        self.funding_rate = np.zeros(m)
+
+        self.events = EventLog()
+        self.liquidator = Liquidator(self)
+        self.maker = 0
+        self.ledger = self._populate(rng_accounts)
+        n = self.ledger.size.shape[0]
+        self.cross_since = np.full(n, -1, np.int64)
+        self.iso_since = np.full((n, m), -1, np.int64)
+        self.any_isolated = bool((~self.ledger.cross).any())
+        self._refresh_open_interest()
+        self.snapshot = self.evaluate()
+        self.liquidation_count = 0
+        self.records = {c: np.zeros((cfg.steps + 1, m)) for c in MARKET_COLUMNS}
+        self._record(BlockStats.zeros(m), np.zeros((2, m), np.int64))
+
+    # ---- set-up --------------------------------------------------------------------------------
+
+    def _populate(self, rng: np.random.Generator) -> Ledger:
+        """Create the starting snapshot: traders already holding positions against the maker.
+
+        Sizes ~ N(0, position_sigma_base) per market at the initial price; collateral so that
+        leverage ~ U(leverage_min, leverage_max). A snapshot is not gated by initial margin (it
+        is the venue's state when the simulation starts); new orders are.
+        """
+        cfg = self.cfg
+        acc = cfg.accounts
+        n_traders = acc.count
+        n = n_traders + 1
+        m = self.m
+        led = Ledger.empty(n, m, cfg.keepers.count)
+        led.is_maker[self.maker] = True
+        traders = np.arange(1, n)
+        led.cross[traders] = rng.random(n_traders) < acc.cross_fraction
+        leverage = rng.uniform(acc.leverage_min, acc.leverage_max, n_traders)
+        sizes = np.empty((n_traders, m), np.int64)
+        for k, mk in enumerate(cfg.markets):
+            base = rng.normal(0.0, mk.position_sigma_base, n_traders)
+            sizes[:, k] = base_to_quantums(base, mk.base_quantum_exponent)
+        cost = np.floor(sizes * self.mark_q).astype(np.int64)  # quote paid to open, per market
+        notional = np.abs(sizes * self.mark_q)
+        collateral = usd_to_quote_quantums(notional / leverage[:, None] / QUOTE_QUANTUMS_PER_UNIT, "up")
+        # Collateral: cross accounts post one deposit, isolated ones one per position.
+        cross = led.cross[traders]
+        for k in range(m):
+            led.deposit(traders[~cross], k, collateral[~cross, k])
+        led.deposit(traders[cross], 0, collateral[cross].sum(axis=1))
+        led.deposit(np.array([self.maker]), 0, usd_to_quote_quantums(acc.maker_collateral_usd, "down"))
+        for k, mk in enumerate(cfg.markets):
+            if_seed = usd_to_quote_quantums(mk.insurance_fund_usd, "down")
+            led.insurance[k] += if_seed
+            led.net_deposits += int(if_seed)
+            led.trade(traders, k, sizes[:, k], -cost[:, k])
+            led.trade(np.array([self.maker]), k, -sizes[:, k].sum(), cost[:, k].sum())
+        return led
+
+    # ---- prices ----------------------------------------------------------------------------------
+
+    def margin_context(self, k: int) -> MarginContext:
+        """Return the per-market inputs of margin requirements at this tick."""
+        return MarginContext(oi_notional=int(self.oi_notional[k]), vol_mmf_ppm=int(self.vol_mmf_ppm[k]))
+
+    def _update_vol_margin(self) -> None:
+        for k, mk in enumerate(self.cfg.markets):
+            if isinstance(mk.margin, VolScaledMargin):
+                self.vol_mmf_ppm[k] = vol_scaled_mmf_ppm(
+                    math.sqrt(self.ewma_var[k]), int(self.vol_mmf_ppm[k]), mk.margin
+                )
+
+    def _refresh_open_interest(self) -> None:
+        oi = np.where(self.ledger.size > 0, self.ledger.size, 0).sum(axis=0)
+        self.open_interest = oi
+        self.oi_notional = np.rint(oi * self.oracle * self.price_scale).astype(np.int64)
+
+    def _move_prices(self) -> None:
+        t = self.t
+        cfg = self.cfg
+        index = self.index_path[t]
+        observed = self.index_path[max(t - cfg.oracle.delay_ticks, 0)]
+        updates = self.rng_oracle.random(self.m) >= cfg.oracle.stale_probability
+        previous_oracle = self.oracle
+        self.oracle = np.where(updates, observed, self.oracle)
+        self.oracle_updated = np.where(updates, t, self.oracle_updated)
+        ret = np.log(self.oracle / previous_oracle)
+        lam = np.array([
+            0.5 ** (1.0 / (mk.margin.ewma_half_life_ticks if isinstance(mk.margin, VolScaledMargin)
+                            else DEFAULT_VOL_HALF_LIFE_TICKS))
+            for mk in cfg.markets
+        ])
+        self.ewma_var = lam * self.ewma_var + (1.0 - lam) * ret**2
+        self._update_vol_margin()
+        self.impact = (self.impact + self.block_impact) * self.impact_decay
+        self.block_impact = np.zeros(self.m)
+        self.mark = index * (1.0 + self.impact)
+        self.mark_q = self.mark * self.price_scale
+        cb = cfg.circuit_breaker
+        age = t - self.oracle_updated
+        deviation = np.abs(self.mark / self.oracle - 1.0)
+        self.paused = cb.enabled & ((age > cfg.oracle.max_age_ticks) | (deviation > cb.max_deviation))
+        self.insurance_paid_block = np.zeros(self.m, np.int64)
+
+    def book_fill(self, k: int, dsize: int) -> tuple[float, float]:
+        """Return (average fill, quote quantums per base quantum; price impact) of a market order.
+
+        The book has ``depth_usd`` of quote on each side within 1% of the mid, spread evenly, so
+        an order of notional q moves the mid by q / depth_usd percent and fills on average half
+        that far, plus the half spread. Liquidations earlier in the same block have already moved
+        the mid. Fills are rounded to the tick against the taker.
+        """
+        side = 1 if dsize > 0 else -1
+        mid = self.mark[k] * (1.0 + self.block_impact[k])
+        notional_usd = abs(dsize) * self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT
+        move = 0.01 * notional_usd / self.depth_usd[k]
+        fill = mid * (1.0 + side * (self.half_spread[k] + 0.5 * move))
+        tick = self.tick_size[k]
+        fill = math.ceil(fill / tick) * tick if side > 0 else math.floor(fill / tick) * tick
+        fill = max(fill, tick)
+        return fill * self.price_scale[k], side * move
+
+    def apply_impact(self, k: int, impact: float) -> None:
+        """Move market k's mid by ``impact`` (relative) for the rest of the block and after."""
+        self.block_impact[k] += impact
+
+    def insurance_available(self, k: int) -> int:
+        """Return what market k's insurance fund may still pay out in this block."""
+        bal = int(self.ledger.insurance[k])
+        cap = int(self.if_cap[k])
+        if cap > 0:
+            bal = min(bal, cap - int(self.insurance_paid_block[k]))
+        return max(bal, 0)
+
+    # ---- funding -------------------------------------------------------------------------------
+
+    def _settle_funding(self) -> None:
+        """Settle funding from the mark-oracle premium; payers round up, receivers down."""
+        led = self.ledger
+        self.funding_rate = np.zeros(self.m)
+        for k, mk in enumerate(self.cfg.markets):
+            if mk.funding_interval_ticks == 0 or self.t % mk.funding_interval_ticks:
+                continue
+            premium = self.mark[k] / self.oracle[k] - 1.0
+            rate = float(np.clip(premium, -mk.funding_clamp, mk.funding_clamp))
+            self.funding_rate[k] = rate
+            if rate == 0.0:
+                continue
+            holders = np.nonzero(led.size[:, k])[0]
+            owed = led.size[holders, k] * (self.oracle[k] * self.price_scale[k] * rate)
+            amount = np.floor(-owed).astype(np.int64)  # = -ceil(owed): payers pay at least owed
+            led.credit(holders, k, amount)
+            dust = -int(amount.sum())
+            led.fee_pool[k] += dust
+            paid = int(-amount[amount < 0].sum())
+            self.events.add(self.t, EventKind.FUNDING, NOBODY, k, NOBODY, 0, paid, rate)
+            if dust:
+                self.events.add(self.t, EventKind.FEE, FEE_POOL, k, NOBODY, 0, dust)
+
+    # ---- order flow (initial margin gates new exposure) ----------------------------------------
+
+    def _order_flow(self) -> np.ndarray:
+        """Random orders from traders; risk-increasing ones must pass IM and the OI cap.
+
+        Returns int64 (2, m): accepted and rejected counts per market.
+        """
+        counts = np.zeros((2, self.m), np.int64)
+        acc = self.cfg.accounts
+        if acc.order_rate == 0.0:
+            return counts
+        led = self.ledger
+        rng = self.rng_orders
+        n = led.size.shape[0]
+        active = np.nonzero(rng.random(n) < acc.order_rate)[0]
+        active = active[~led.is_maker[active]]
+        market_of = rng.integers(0, self.m, active.size)
+        draws = rng.standard_normal(active.size)
+        for k, mk in enumerate(self.cfg.markets):
+            idx = active[market_of == k]
+            if idx.size == 0:
+                continue
+            base = draws[market_of == k] * acc.order_size_fraction * mk.position_sigma_base
+            dsize = base_to_quantums(base, mk.base_quantum_exponent)
+            keep = dsize != 0
+            idx, dsize = idx[keep], dsize[keep]
+            ok = self._passes_initial_margin(idx, k, dsize)
+            counts[0, k] = int(ok.sum())
+            counts[1, k] = int((~ok).sum())
+            if (~ok).any():
+                self.events.add(self.t, EventKind.ORDER_REJECTED, idx[~ok], k, NOBODY, dsize[~ok])
+            idx, dsize = idx[ok], dsize[ok]
+            if idx.size == 0:
+                continue
+            side = np.sign(dsize)
+            price_q = self.mark_q[k] * (1.0 + side * self.half_spread[k])
+            quote = np.floor(-dsize * price_q).astype(np.int64)
+            fee = np.ceil(np.abs(quote) * mk.taker_fee).astype(np.int64)
+            led.trade(idx, k, dsize, quote)
+            led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
+            self.events.add(self.t, EventKind.TRADE, idx, k, self.maker, dsize, quote, price_q)
+            if fee.any():
+                led.credit(idx, k, -fee)
+                led.fee_pool[k] += int(fee.sum())
+                self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
+            net_usd = float((dsize * self.mark_q[k]).sum()) / QUOTE_QUANTUMS_PER_UNIT
+            self.apply_impact(k, 0.01 * net_usd / self.depth_usd[k])
+        return counts
+
+    def _passes_initial_margin(self, idx: np.ndarray, k: int, dsize: np.ndarray) -> np.ndarray:
+        """Return bool (len(idx),): reducing orders pass; risk-increasing ones need equity >= IM
+        after the trade (taker fee and half spread included) and room under the OI cap."""
+        led = self.ledger
+        mk = self.cfg.markets[k]
+        old = led.size[idx, k]
+        new = old + dsize
+        increases = np.abs(new) > np.abs(old)
+        sizes = led.size[idx].copy()
+        sizes[:, k] = new
+        value = sizes * self.mark_q
+        notional = np.rint(np.abs(value)).astype(np.int64)
+        im = np.zeros(sizes.shape, np.int64)
+        for j in range(self.m):
+            im[:, j] = self.requirements[j].requirements(
+                notional[:, j], sizes[:, j], self.margin_context(j)
+            )[0]
+        cross = led.cross[idx]
+        trade_cost = np.abs(dsize * self.mark_q[k]) * (self.half_spread[k] + mk.taker_fee)
+        equity = np.where(
+            cross,
+            led.quote[idx] + value.sum(axis=1),
+            led.iso_quote[idx, k] + value[:, k],
+        ) - trade_cost
+        required = np.where(cross, im.sum(axis=1), im[:, k])
+        ok = ~increases | (equity >= required)
+        if mk.oi_cap_base > 0:
+            cap = base_to_quantums(mk.oi_cap_base, mk.base_quantum_exponent)
+            added = np.where(increases & ok, np.abs(new) - np.abs(old), 0)
+            room = cap - int(self.open_interest[k])
+            ok &= ~increases | (np.cumsum(added) <= room)
+        return ok
+
+    # ---- margin, keepers, liquidation ----------------------------------------------------------
+
+    def evaluate(self) -> MarginSnapshot:
+        """Compute equity and maintenance margin of every pool at the mark (vectorized)."""
+        led = self.ledger
+        value = led.size * self.mark_q
+        notional = np.rint(np.abs(value)).astype(np.int64)
+        mm = np.empty(led.size.shape, np.int64)
+        for k in range(self.m):
+            mm[:, k] = self.requirements[k].requirements(
+                notional[:, k], led.size[:, k], self.margin_context(k)
+            )[1]
+        if not self.any_isolated:
+            return MarginSnapshot(led.quote + value.sum(axis=1), mm.sum(axis=1), None, None)
+        cross = led.cross
+        cross_equity = led.quote + np.where(cross[:, None], value, 0.0).sum(axis=1)
+        cross_mm = np.where(cross[:, None], mm, 0).sum(axis=1)
+        iso_equity = led.iso_quote + np.where(cross[:, None], 0.0, value)
+        iso_mm = np.where(cross[:, None], 0, mm)
+        return MarginSnapshot(cross_equity, cross_mm, iso_equity, iso_mm)
+
+    def unit_equity(self, idx: np.ndarray, k: int) -> np.ndarray:
+        """Return this tick's equity of the pools that margin accounts ``idx`` in market ``k``."""
+        snap = self.snapshot
+        if snap.iso_equity is None:
+            return snap.cross_equity[idx]
+        return np.where(self.ledger.cross[idx], snap.cross_equity[idx], snap.iso_equity[idx, k])
+
+    def _liquidate_breaches(self, snap: MarginSnapshot) -> tuple[BlockStats, np.ndarray]:
+        """Track breaches, let keepers act on those old enough, within capacity and breakers."""
+        t = self.t
+        led = self.ledger
+        keepers = self.cfg.keepers
+        stats = BlockStats.zeros(self.m)
+        breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~led.is_maker
+        self.cross_since = np.where(breach_c, np.where(self.cross_since < 0, t, self.cross_since), -1)
+        ready_c = np.nonzero(breach_c & (t - self.cross_since >= keepers.latency_ticks))[0]
+        breached = np.zeros(self.m, np.int64)
+        if breach_c.any():
+            breached += ((led.size[breach_c] != 0)).sum(axis=0)
+        units_i = [ready_c]
+        units_k = [np.full(ready_c.size, -1)]
+        ratios = [self._shortfall(snap.cross_equity[ready_c], snap.cross_mm[ready_c])]
+        if snap.iso_equity is not None:
+            breach_i = (snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm)
+            breach_i[led.is_maker] = False
+            self.iso_since = np.where(breach_i, np.where(self.iso_since < 0, t, self.iso_since), -1)
+            ri, rk = np.nonzero(breach_i & (t - self.iso_since >= keepers.latency_ticks))
+            breached += breach_i.sum(axis=0)
+            units_i.append(ri)
+            units_k.append(rk)
+            ratios.append(self._shortfall(snap.iso_equity[ri, rk], snap.iso_mm[ri, rk]))
+        acct = np.concatenate(units_i)
+        if acct.size == 0:
+            return stats, breached
+        mkt = np.concatenate(units_k)
+        ratio = np.concatenate(ratios)
+        # Most under-margined first; ties broken by account id so the order is deterministic.
+        order = np.lexsort((mkt, acct, -ratio))
+        done = 0
+        for u in order:
+            if done >= keepers.capacity_per_block:
+                break
+            i = int(acct[u])
+            k = int(mkt[u])
+            if k < 0:
+                k = self._cross_target(i)
+                if k < 0:
+                    continue
+                since = int(self.cross_since[i])
+            else:
+                if self.paused[k]:
+                    continue
+                since = int(self.iso_since[i, k])
+            keeper = self.liquidation_count % keepers.count
+            if self.liquidator.liquidate(i, k, keeper, t - since, stats):
+                self.liquidation_count += 1
+            done += 1
+        return stats, breached
+
+    @staticmethod
+    def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
+        return (mm - equity) / np.maximum(mm, 1)
+
+    def _cross_target(self, i: int) -> int:
+        """Return the market of account i's largest position not paused by the breaker, or -1."""
+        value = np.abs(self.ledger.size[i] * self.mark_q)
+        value[self.paused | (self.ledger.size[i] == 0)] = -1.0
+        k = int(np.argmax(value))
+        return k if value[k] >= 0 else -1
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Advance one block."""
+        if self.t >= self.cfg.steps:
+            raise RuntimeError(f"the run has {self.cfg.steps} steps; step {self.t + 1} does not exist")
+        self.t += 1
+        self._move_prices()
+        self._settle_funding()
+        orders = self._order_flow()
+        self._refresh_open_interest()
+        self.snapshot = self.evaluate()
+        stats, breached = self._liquidate_breaches(self.snapshot)
+        self._record(stats, orders, breached)
+
+    def run(self, progress=None) -> None:
+        """Run every remaining step; ``progress(t)`` is called after each one if given."""
+        while self.t < self.cfg.steps:
+            self.step()
+            if progress is not None:
+                progress(self.t)
+
+    def _record(self, stats: BlockStats, orders: np.ndarray, breached: np.ndarray | None = None) -> None:
+        t = self.t
+        r = self.records
+        r["index_price"][t] = self.index_path[t]
+        r["oracle_price"][t] = self.oracle
+        r["oracle_age"][t] = t - self.oracle_updated
+        r["mark_price"][t] = self.mark
+        r["sigma_annual"][t] = np.sqrt(self.ewma_var / self.dt_years)
+        r["vol_mmf"][t] = self.vol_mmf_ppm / 1e6
+        r["open_interest"][t] = self.open_interest * 10.0 ** np.array(
+            [mk.base_quantum_exponent for mk in self.cfg.markets]
+        )
+        r["oi_notional"][t] = self.oi_notional / QUOTE_QUANTUMS_PER_UNIT
+        r["insurance_fund"][t] = self.ledger.insurance / QUOTE_QUANTUMS_PER_UNIT
+        r["fee_pool"][t] = self.ledger.fee_pool / QUOTE_QUANTUMS_PER_UNIT
+        r["breached"][t] = 0 if breached is None else breached
+        r["liquidations"][t] = stats.liquidations
+        r["liquidated_notional"][t] = stats.liquidated_notional / QUOTE_QUANTUMS_PER_UNIT
+        r["bad_debt"][t] = stats.bad_debt / QUOTE_QUANTUMS_PER_UNIT
+        r["insurance_paid"][t] = stats.insurance_paid / QUOTE_QUANTUMS_PER_UNIT
+        r["adl_notional"][t] = stats.adl_notional / QUOTE_QUANTUMS_PER_UNIT
+        r["socialized"][t] = stats.socialized / QUOTE_QUANTUMS_PER_UNIT
+        r["unfilled"][t] = stats.unfilled
+        r["paused"][t] = self.paused
+        r["funding_rate"][t] = self.funding_rate
+        r["orders_accepted"][t] = orders[0]
+        r["orders_rejected"][t] = orders[1]
+
+    # ---- results ---------------------------------------------------------------------------------
+
+    def market_frame(self) -> pd.DataFrame:
+        """Return the per-tick market state recorded so far, one row per (tick, market)."""
+        t_end = self.t + 1
+        m = self.m
+        ticks = np.repeat(np.arange(t_end), m)
+        data = {
+            "tick": ticks,
+            "time_ms": ticks * self.cfg.tick_ms,
+            "market": np.tile(np.array([mk.name for mk in self.cfg.markets]), t_end),
+        }
+        for c in MARKET_COLUMNS:
+            data[c] = self.records[c][:t_end].ravel()
+        df = pd.DataFrame(data)
+        int_cols = ("oracle_age", "breached", "liquidations", "unfilled", "orders_accepted",
+                    "orders_rejected")
+        for c in int_cols:
+            df[c] = df[c].astype(np.int64)
+        df["paused"] = df["paused"].astype(bool)
+        return df
+
+    def account_frame(self) -> pd.DataFrame:
+        """Return every account's final balances and positions (quote/base quantums)."""
+        led = self.ledger
+        data = {
+            "account": np.arange(led.size.shape[0]),
+            "is_maker": led.is_maker,
+            "cross": led.cross,
+            "quote": led.quote,
+        }
+        for k, mk in enumerate(self.cfg.markets):
+            data[f"size_{mk.name}"] = led.size[:, k]
+            data[f"iso_quote_{mk.name}"] = led.iso_quote[:, k]
+        return pd.DataFrame(data)
+
+    def summary(self) -> dict[str, float | int]:
+        """Return headline totals of the run, in quote units."""
+        r = self.records
+        t_end = self.t + 1
+        usd = QUOTE_QUANTUMS_PER_UNIT
+        if_start = sum(mk.insurance_fund_usd for mk in self.cfg.markets)
+        index = self.index_path[: t_end]
+        mark = r["mark_price"][:t_end]
+        return {
+            "steps": int(self.t),
+            "accounts": int(self.ledger.size.shape[0] - 1),
+            "liquidations": int(r["liquidations"][1:t_end].sum()),
+            "liquidated_notional": float(r["liquidated_notional"][1:t_end].sum()),
+            "bad_debt": float(r["bad_debt"][1:t_end].sum()),
+            "insurance_fund_start": float(if_start),
+            "insurance_fund_end": float(self.ledger.insurance.sum() / usd),
+            "insurance_paid": float(r["insurance_paid"][1:t_end].sum()),
+            "adl_notional": float(r["adl_notional"][1:t_end].sum()),
+            "socialized_loss": float(r["socialized"][1:t_end].sum()),
+            "keeper_rewards": float(self.ledger.keepers.sum() / usd),
+            "unfilled_liquidations": int(r["unfilled"][1:t_end].sum()),
+            "orders_rejected": int(r["orders_rejected"][1:t_end].sum()),
+            "index_drawdown": float((index.min(axis=0) / index[0] - 1.0).min()),
+            "mark_drawdown": float((mark[1:].min(axis=0) / index[0] - 1.0).min()) if t_end > 1 else 0.0,
+            "conservation_error": int(self.ledger.conservation_error()),
+        }

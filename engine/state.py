@@ -1,0 +1,125 @@
+"""Account and ledger state as aligned numpy columns (one row per account).
+
+Quote balances follow dYdX: opening a long moves quote out, so an account's equity is its quote
+balance plus the signed value of its positions, and every trade, fee, penalty, funding payment,
+insurance payout, ADL and socialized loss is a transfer between ledger accounts. The sum of all
+balances (accounts, insurance funds, fee pools, keepers) therefore equals net deposits, exactly.
+
+Each account has a *cross pool* (``quote``) and one *isolated pool* per market (``iso_quote``). A
+cross account settles everything in its cross pool and margins all positions together; an isolated
+account settles each market in that market's pool and margins each position alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Ledger:
+    """The state of every ledger account. Shapes: n accounts, m markets, k keepers."""
+
+    quote: np.ndarray
+    """int64 (n,): cross-pool balance, quote quantums."""
+    iso_quote: np.ndarray
+    """int64 (n, m): isolated-pool balances, quote quantums (zero for cross accounts)."""
+    size: np.ndarray
+    """int64 (n, m): positions, base quantums (long > 0)."""
+    entry: np.ndarray
+    """float64 (n, m): quote paid to open the current position (signed like size); for PnL."""
+    cross: np.ndarray
+    """bool (n,): True for cross margin."""
+    is_maker: np.ndarray
+    """bool (n,): the book's market maker / backstop (never liquidated)."""
+    insurance: np.ndarray
+    """int64 (m,): insurance fund per market."""
+    fee_pool: np.ndarray
+    """int64 (m,): fees and rounding dust per market."""
+    keepers: np.ndarray
+    """int64 (k,): keeper (liquidator) balances."""
+    net_deposits: int
+    """Sum of all deposits minus withdrawals, quote quantums."""
+
+    @classmethod
+    def empty(cls, n: int, m: int, k: int) -> Ledger:
+        """Return a ledger of n cross accounts with no balances and no positions."""
+        return cls(
+            quote=np.zeros(n, np.int64),
+            iso_quote=np.zeros((n, m), np.int64),
+            size=np.zeros((n, m), np.int64),
+            entry=np.zeros((n, m), np.float64),
+            cross=np.ones(n, bool),
+            is_maker=np.zeros(n, bool),
+            insurance=np.zeros(m, np.int64),
+            fee_pool=np.zeros(m, np.int64),
+            keepers=np.zeros(k, np.int64),
+            net_deposits=0,
+        )
+
+    # ---- deposits and the conservation law -------------------------------------------------
+
+    def deposit(self, account: np.ndarray, market: np.ndarray | int, amount: np.ndarray) -> None:
+        """Deposit collateral into each account's pool for ``market`` (cross pool if cross)."""
+        amount = np.asarray(amount, np.int64)
+        self.credit(account, market, amount)
+        self.net_deposits += int(amount.sum())
+
+    def total(self) -> int:
+        """Return the sum of every ledger balance (Python int, exact)."""
+        return (
+            int(self.quote.sum())
+            + int(self.iso_quote.sum())
+            + int(self.insurance.sum())
+            + int(self.fee_pool.sum())
+            + int(self.keepers.sum())
+        )
+
+    def conservation_error(self) -> int:
+        """Return total balances minus net deposits: zero unless value was created or destroyed."""
+        return self.total() - self.net_deposits
+
+    # ---- transfers ---------------------------------------------------------------------------
+
+    def credit(self, account, market, amount) -> None:
+        """Add ``amount`` to each account's pool for ``market``; duplicates accumulate."""
+        account = np.atleast_1d(np.asarray(account, np.int64))
+        amount = np.broadcast_to(np.asarray(amount, np.int64), account.shape)
+        market = np.broadcast_to(np.asarray(market, np.int64), account.shape)
+        cross = self.cross[account]
+        if cross.all():
+            np.add.at(self.quote, account, amount)
+            return
+        np.add.at(self.quote, account[cross], amount[cross])
+        iso = ~cross
+        np.add.at(self.iso_quote, (account[iso], market[iso]), amount[iso])
+
+    def trade(self, account, market, dsize, dquote) -> None:
+        """Change positions by ``dsize`` (base quantums) and balances by ``dquote``; update entries.
+
+        A trade that adds to a position adds its cost to the entry; one that reduces it scales the
+        entry down in proportion; one that flips it re-opens the remainder at the trade's price.
+        """
+        account = np.atleast_1d(np.asarray(account, np.int64))
+        market = np.broadcast_to(np.asarray(market, np.int64), account.shape)
+        dsize = np.broadcast_to(np.asarray(dsize, np.int64), account.shape)
+        dquote = np.broadcast_to(np.asarray(dquote, np.int64), account.shape)
+        old = self.size[account, market]
+        new = old + dsize
+        entry = self.entry[account, market]
+        cost = -dquote.astype(np.float64)
+        adds = (old == 0) | (np.sign(old) == np.sign(dsize))
+        flips = ~adds & (np.sign(new) == np.sign(dsize)) & (new != 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reduced = np.where(old != 0, entry * (new / np.where(old == 0, 1, old)), 0.0)
+            reopened = cost * (new / np.where(dsize == 0, 1, dsize))
+        self.entry[account, market] = np.where(adds, entry + cost, np.where(flips, reopened, reduced))
+        self.size[account, market] = new
+        self.credit(account, market, dquote)
+
+    def pool_balance(self, account: int, market: int) -> int:
+        """Return the balance of the pool that margins ``account``'s position in ``market``."""
+        if self.cross[account]:
+            return int(self.quote[account])
+        return int(self.iso_quote[account, market])
