@@ -414,10 +414,30 @@ class CircuitBreakerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ShockConfig:
+    """A deterministic move of one market's index, added to its random path (a crash or a gap)."""
+
+    market: str
+    tick: int
+    log_return: float
+    over_ticks: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.tick >= 1, "tick", f"must be >= 1, was {self.tick}")
+        _require(self.over_ticks >= 1, "over_ticks", f"must be >= 1, was {self.over_ticks}")
+        _require(
+            abs(self.log_return) <= 5,
+            "log_return",
+            f"must be within +/-5 (a factor of 148), was {self.log_return}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SimConfig:
     """A whole run."""
 
     markets: tuple[MarketConfig, ...]
+    name: str = "custom"
     seed: int = 0
     steps: int = 1_440
     tick_ms: int = 60_000
@@ -426,11 +446,23 @@ class SimConfig:
     keepers: KeepersConfig = field(default_factory=KeepersConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    shocks: tuple[ShockConfig, ...] = ()
 
     def __post_init__(self) -> None:
         _require(len(self.markets) >= 1, "markets", "must hold at least one market, was empty")
         names = [m.name for m in self.markets]
         _require(len(set(names)) == len(names), "markets", f"names must be unique, was {names}")
+        _require(
+            re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name) is not None,
+            "name",
+            f"must be letters, digits, '_', '-' or '.', was {self.name!r}",
+        )
+        for i, shock in enumerate(self.shocks):
+            _require(
+                shock.market in names,
+                f"shocks.{i}.market",
+                f"must name a market ({', '.join(names)}), was {shock.market!r}",
+            )
         _require(self.seed >= 0, "seed", f"must be >= 0, was {self.seed}")
         _require(self.steps >= 1, "steps", f"must be >= 1, was {self.steps}")
         _require(self.tick_ms >= 1, "tick_ms", f"must be >= 1, was {self.tick_ms}")

@@ -51,7 +51,33 @@ class EventLog:
 
     def __init__(self) -> None:
         self._chunks: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        self._pending: list[tuple] = []  # single events, flushed in order before the next batch
         self.count = 0
+
+    def add_one(
+        self,
+        tick: int,
+        kind: EventKind,
+        account: int,
+        market: int,
+        counterparty: int,
+        size: int = 0,
+        amount: int = 0,
+        price: float = np.nan,
+    ) -> None:
+        """Append a single event (the fast path for per-liquidation rows)."""
+        self._pending.append(
+            (tick, int(kind), account, market, counterparty, size, amount, price)
+        )
+        self.count += 1
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        cols = list(zip(*self._pending, strict=True))
+        for c, values in zip(COLUMNS, cols, strict=True):
+            self._chunks[c].append(np.asarray(values, dtype=_DTYPES[c]))
+        self._pending = []
 
     def add(
         self,
@@ -72,6 +98,7 @@ class EventLog:
         n = cols[0].size
         if n == 0:
             return
+        self._flush()
         values = dict(zip(COLUMNS[2:], cols, strict=True))
         values["tick"] = np.full(n, tick)
         values["kind"] = np.full(n, int(kind))
@@ -81,6 +108,7 @@ class EventLog:
 
     def to_frame(self) -> pd.DataFrame:
         """Return all events as a DataFrame in the order they happened."""
+        self._flush()
         data = {
             c: (np.concatenate(ch) if ch else np.empty(0, _DTYPES[c]))
             for c, ch in self._chunks.items()

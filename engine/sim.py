@@ -64,6 +64,22 @@ def gbm_paths(
     return paths
 
 
+def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
+    """Return paths with each configured shock's log return spread evenly over its ticks."""
+    if not cfg.shocks:
+        return paths
+    names = [mk.name for mk in cfg.markets]
+    log_paths = np.log(paths)
+    for shock in cfg.shocks:
+        k = names.index(shock.market)
+        ramp = np.zeros(paths.shape[0])
+        start = min(shock.tick, paths.shape[0] - 1)
+        end = min(shock.tick + shock.over_ticks, paths.shape[0])
+        ramp[start:end] = shock.log_return / shock.over_ticks
+        log_paths[:, k] += np.cumsum(ramp)
+    return np.exp(log_paths)
+
+
 class Simulation:
     """A venue with accounts, markets, keepers and insurance funds, stepped block by block."""
 
@@ -82,6 +98,7 @@ class Simulation:
             sigma = np.array([mk.sigma_annual for mk in markets])
             mu = np.array([mk.drift_annual for mk in markets])
             index_path = gbm_paths(rng_index, s0, sigma, mu, cfg.steps, self.dt_years)
+            index_path = apply_shocks(index_path, cfg)
         elif index_path.shape != (cfg.steps + 1, m):
             raise ValueError(
                 f"index_path must have shape {(cfg.steps + 1, m)}, was {index_path.shape}"
@@ -412,6 +429,7 @@ class Simulation:
         ratio = np.concatenate(ratios)
         # Most under-margined first; ties broken by account id so the order is deterministic.
         order = np.lexsort((mkt, acct, -ratio))
+        self.liquidator.begin_block()
         done = 0
         for u in order:
             if done >= keepers.capacity_per_block:
@@ -431,6 +449,7 @@ class Simulation:
             if self.liquidator.liquidate(i, k, keeper, t - since, stats):
                 self.liquidation_count += 1
             done += 1
+        self.liquidator.end_block()
         return stats, breached
 
     @staticmethod

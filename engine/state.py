@@ -82,6 +82,28 @@ class Ledger:
 
     # ---- transfers ---------------------------------------------------------------------------
 
+    def credit_one(self, account: int, market: int, amount: int) -> None:
+        """Add ``amount`` to one account's pool for ``market`` (scalar fast path)."""
+        if self.cross[account]:
+            self.quote[account] += amount
+        else:
+            self.iso_quote[account, market] += amount
+
+    def trade_one(self, account: int, market: int, dsize: int, dquote: int) -> None:
+        """Scalar :meth:`trade` for one account (the per-liquidation fast path)."""
+        old = int(self.size[account, market])
+        new = old + dsize
+        entry = float(self.entry[account, market])
+        if old == 0 or (old > 0) == (dsize > 0):
+            entry += -dquote
+        elif new == 0 or (new > 0) == (old > 0):
+            entry = entry * new / old
+        else:
+            entry = -dquote * new / dsize
+        self.entry[account, market] = entry
+        self.size[account, market] = new
+        self.credit_one(account, market, dquote)
+
     def credit(self, account, market, amount) -> None:
         """Add ``amount`` to each account's pool for ``market``; duplicates accumulate."""
         account = np.atleast_1d(np.asarray(account, np.int64))
