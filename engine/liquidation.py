@@ -43,7 +43,14 @@ class Position:
     position_mm: int
     total_net_collateral: int
     total_mm: int
+    total_notional: int
+    """Notional of every position the pool margins."""
     ticks_in_breach: int
+
+    def shortage(self, buffer_ratio: float) -> int:
+        """Return Drift's margin shortage: MM + buffer x notional - TNC, at least 0."""
+        need = self.total_mm + buffer_ratio * self.total_notional - self.total_net_collateral
+        return max(0, int(math.ceil(need)))
 
 
 class VenueRules:
@@ -65,17 +72,16 @@ class VenueRules:
         )
 
     def target_notional(self, pos: Position) -> int:
-        """Return the notional to close so the pool's margin is restored plus the buffer."""
+        """Return the notional to close so that equity >= MM + buffer x notional again (Drift)."""
         liq = self.market.liquidation
         if not liq.partial or pos.total_net_collateral <= 0 or pos.notional == 0:
             return pos.notional
-        shortage = pos.total_mm * (1.0 + liq.buffer_ratio) - pos.total_net_collateral
         mmf = pos.position_mm / pos.notional
-        # Closing x notional frees x * mmf of margin and costs x * penalty of equity.
-        net = mmf * (1.0 + liq.buffer_ratio) - liq.penalty
+        # Closing x notional frees x * (mmf + buffer) of requirement and costs x * penalty.
+        net = mmf + liq.buffer_ratio - liq.penalty
         if net <= 0:
             return pos.notional
-        return int(math.ceil(max(shortage, 0.0) / net))
+        return int(math.ceil(pos.shortage(liq.buffer_ratio) / net))
 
     def close_notional(self, pos: Position) -> int:
         """Return the notional to close now: the target, within the block bounds and the floor."""
@@ -141,9 +147,7 @@ class DriftRules(VenueRules):
         margin shortage with buffer in QUOTE precision)."""
         price = int(round(pos.oracle_usd * drift_v2.PRICE_PRECISION))
         mm_ratio = max(1, pos.position_mm * drift_v2.MARGIN_PRECISION // max(pos.notional, 1))
-        buffer = self.market.liquidation.buffer_ratio
-        shortage = max(0, int(math.ceil(pos.total_mm * (1 + buffer) - pos.total_net_collateral)))
-        return price, mm_ratio, shortage
+        return price, mm_ratio, pos.shortage(self.market.liquidation.buffer_ratio)
 
     def liquidator_fee_now(self, pos: Position) -> int:
         slots = pos.ticks_in_breach * self.tick_ms // self.SLOT_MS
@@ -240,7 +244,9 @@ class Liquidator:
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    def pool_margin(self, i: int, k: int, mark_q: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+    def pool_margin(
+        self, i: int, k: int, mark_q: np.ndarray
+    ) -> tuple[int, int, np.ndarray, np.ndarray]:
         """Return (TNC, TMMR, per-market MM, per-market value) of the pool holding (i, k)."""
         sim = self.sim
         led = sim.ledger
@@ -291,6 +297,7 @@ class Liquidator:
             position_mm=int(mm[k]),
             total_net_collateral=tnc,
             total_mm=tmmr,
+            total_notional=int(round(float(np.abs(value).sum() if led.cross[i] else abs(value[k])))),
             ticks_in_breach=ticks_in_breach,
         )
         sign = 1 if s > 0 else -1

@@ -64,6 +64,16 @@ def gbm_paths(
     return paths
 
 
+def round_to_tick(price: float, tick: float, up: bool) -> float:
+    """Round a price to the tick grid, up or down; a price already on the grid stays put
+    (96.0 / 0.001 is 95999.99999999999 in floating point, which must not floor to 95999)."""
+    steps = price / tick
+    nearest = round(steps)
+    if abs(steps - nearest) < 1e-9 * max(1.0, abs(steps)):
+        return nearest * tick
+    return (math.ceil(steps) if up else math.floor(steps)) * tick
+
+
 def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
     """Return paths with each configured shock's log return spread evenly over its ticks."""
     if not cfg.shocks:
@@ -83,7 +93,15 @@ def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
 class Simulation:
     """A venue with accounts, markets, keepers and insurance funds, stepped block by block."""
 
-    def __init__(self, cfg: SimConfig, index_path: np.ndarray | None = None) -> None:
+    def __init__(
+        self, cfg: SimConfig, index_path: np.ndarray | None = None, ledger: Ledger | None = None
+    ) -> None:
+        """Set up a run.
+
+        ``index_path`` (shape (steps + 1, m)) replaces the random index; ``ledger`` replaces the
+        generated starting snapshot (row 0 must be the market maker holding the other side of
+        every position).
+        """
         self.cfg = cfg
         markets = cfg.markets
         m = len(markets)
@@ -137,7 +155,11 @@ class Simulation:
         self.events = EventLog()
         self.liquidator = Liquidator(self)
         self.maker = 0
-        self.ledger = self._populate(rng_accounts)
+        if ledger is None:
+            ledger = self._populate(rng_accounts)
+        elif ledger.size.shape[1] != m or not ledger.is_maker[self.maker]:
+            raise ValueError("ledger must have one column per market and the maker in row 0")
+        self.ledger = ledger
         n = self.ledger.size.shape[0]
         self.cross_since = np.full(n, -1, np.int64)
         self.iso_since = np.full((n, m), -1, np.int64)
@@ -246,9 +268,7 @@ class Simulation:
         notional_usd = abs(dsize) * self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT
         move = 0.01 * notional_usd / self.depth_usd[k]
         fill = mid * (1.0 + side * (self.half_spread[k] + 0.5 * move))
-        tick = self.tick_size[k]
-        fill = math.ceil(fill / tick) * tick if side > 0 else math.floor(fill / tick) * tick
-        fill = max(fill, tick)
+        fill = max(round_to_tick(fill, self.tick_size[k], up=side > 0), self.tick_size[k])
         return fill * self.price_scale[k], side * move
 
     def apply_impact(self, k: int, impact: float) -> None:
@@ -355,11 +375,14 @@ class Simulation:
                 notional[:, j], sizes[:, j], self.margin_context(j)
             )[0]
         cross = led.cross[idx]
+        # Equity after the trade: today's equity less what crossing the spread and the fee cost
+        # (the trade itself swaps quote for position value at the mark).
+        value_now = led.size[idx] * self.mark_q
         trade_cost = np.abs(dsize * self.mark_q[k]) * (self.half_spread[k] + mk.taker_fee)
         equity = np.where(
             cross,
-            led.quote[idx] + value.sum(axis=1),
-            led.iso_quote[idx, k] + value[:, k],
+            led.quote[idx] + value_now.sum(axis=1),
+            led.iso_quote[idx, k] + value_now[:, k],
         ) - trade_cost
         required = np.where(cross, im.sum(axis=1), im[:, k])
         ok = ~increases | (equity >= required)

@@ -1,0 +1,67 @@
+"""Shared helpers: small configs and hand-built ledgers for engine tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.config import SimConfig, resolve
+from engine.state import Ledger
+
+USD = 1_000_000
+
+
+def small_config(**top: Any) -> SimConfig:
+    """Return a valid one-market config; keyword arguments override top-level keys."""
+    data: dict[str, Any] = {
+        "seed": 3,
+        "steps": 50,
+        "markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.8,
+                     "base_quantum_exponent": -6, "tick_size": 0.01}],
+        "accounts": {"count": 200, "leverage_min": 2.0, "leverage_max": 20.0},
+        "oracle": {"delay_ticks": 0},
+    }
+    data.update(top)
+    return resolve(data)
+
+
+def hand_ledger(m: int, positions: list[tuple[float, list[float]]], cross: list[bool] | None = None,
+                price: list[float] | None = None, exponent: int = -6,
+                insurance_usd: float = 0.0) -> Ledger:
+    """Return a ledger with the maker in row 0 and one trader per ``(collateral_usd, sizes)``.
+
+    Sizes are base units opened at ``price`` against the maker; collateral sits in the cross pool
+    (cross traders) or is split evenly across the isolated pools of the markets they trade.
+    """
+    n = len(positions) + 1
+    led = Ledger.empty(n, m, 2)
+    led.is_maker[0] = True
+    if cross is not None:
+        led.cross[1:] = cross
+    price = price or [100.0] * m
+    led.deposit(np.array([0]), 0, np.array([10**9 * USD]))
+    for k in range(m):
+        led.insurance[k] = int(insurance_usd * USD)
+        led.net_deposits += int(insurance_usd * USD)
+    for row, (collateral, sizes) in enumerate(positions, start=1):
+        traded = [k for k, s in enumerate(sizes) if s != 0] or [0]
+        if led.cross[row]:
+            led.deposit(np.array([row]), 0, np.array([int(collateral * USD)]))
+        else:
+            for k in traded:
+                led.deposit(np.array([row]), k, np.array([int(collateral * USD / len(traded))]))
+        for k, s in enumerate(sizes):
+            if s == 0:
+                continue
+            q = int(round(s * 10**-exponent))
+            cost = int(np.floor(q * price[k] * USD * 10.0**exponent))
+            led.trade_one(row, k, q, -cost)
+            led.trade_one(0, k, -q, cost)
+    return led
+
+
+@pytest.fixture
+def cfg_small() -> SimConfig:
+    return small_config()

@@ -1,0 +1,94 @@
+"""Config is strict: every bad value is a one-line error naming the key and the value."""
+
+import pytest
+
+from engine.config import ConfigError, load_config, parse_override, resolve
+
+BASE = {"markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.5}]}
+
+
+def _market(**kw):
+    return {"markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.5, **kw}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "overrides", "needle"),
+    [
+        ({**BASE, "stepz": 10}, (), "stepz is not a known key"),
+        (_market(colour="red"), (), "markets.0.colour is not a known key"),
+        (_market(tick_size=0.0), (), "markets.0.tick_size must be positive, was 0.0"),
+        (_market(taker_fee=-0.001), (), "markets.0.taker_fee must be in [0, 0.1), was -0.001"),
+        (_market(liquidation={"penalty": -0.01}), (), "markets.0.liquidation.penalty"),
+        (
+            _market(margin={"model": "tiered", "brackets": [
+                {"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.05}]}),
+            (),
+            "markets.0.margin.brackets.0.maintenance_margin must be below initial_margin, "
+            "was 0.05 >= 0.05",
+        ),
+        (
+            _market(margin={"model": "size_premium", "initial_margin": 0.05,
+                            "maintenance_margin": 0.1}),
+            (),
+            "markets.0.margin.maintenance_margin",
+        ),
+        (_market(margin={"model": "nonsense"}), (), "markets.0.margin.model must be one of"),
+        ({**BASE, "venue": "ftx"}, (), "venue must be one of"),
+        (_market(venue="mango"), (), "markets.0.venue must be one of"),
+        (BASE, ("steps=ten thousand",), "--set steps value does not parse"),
+        (BASE, ("steps",), "--set must look like key=value"),
+        (BASE, ("steps=-5",), "steps must be >= 1, was -5"),
+        (BASE, ("markets.ETH.sigma_annual=1",), "no item named 'ETH'"),
+        (BASE, ("markets.0.sigma_annual=fast",), "markets.0.sigma_annual must be a number"),
+        ({**BASE, "seed": 1.5}, (), "seed must be an integer, was 1.5"),
+        ({"markets": []}, (), "markets must hold at least one market"),
+        ({**BASE, "shocks": [{"market": "ETH", "tick": 3, "log_return": -0.1}]}, (),
+         "shocks.0.market must name a market"),
+    ],
+)
+def test_invalid_config_names_key_and_value(data, overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        resolve(data, overrides)
+    msg = str(err.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_overrides_by_index_and_name_and_bare_words():
+    cfg = resolve(BASE, ["markets.BTC.sigma_annual=1.2", "markets.0.tick_size=0.5",
+                         "venue=dydx_v4", "accounts.count=10"])
+    assert cfg.markets[0].sigma_annual == 1.2
+    assert cfg.markets[0].tick_size == 0.5
+    assert cfg.markets[0].venue == "dydx_v4"
+    assert cfg.markets[0].margin.model == "oi_scaled"
+    assert cfg.accounts.count == 10
+
+
+def test_presets_fill_defaults_and_config_wins():
+    cfg = resolve({**BASE, "venue": "drift_v2"})
+    assert cfg.markets[0].margin.model == "size_premium"
+    assert cfg.markets[0].loss_resolution == "socialized"
+    cfg = resolve({**_market(loss_resolution="adl"), "venue": "drift_v2"})
+    assert cfg.markets[0].loss_resolution == "adl"
+
+
+def test_parse_override_values():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=true") == (["a"], True)
+    assert parse_override("a=dydx_v4") == (["a"], "dydx_v4")
+    assert parse_override('a="x y"') == (["a"], "x y")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = resolve(BASE)
+    assert a.hash() == resolve(BASE).hash()
+    assert a.hash() != resolve(BASE, ["seed=1"]).hash()
+
+
+def test_load_config_reports_unreadable_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = = 3\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(bad)
