@@ -618,35 +618,51 @@ def _list_item(items: list[Any], part: str, key: str) -> Any:
 
 
 def resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> SimConfig:
-    """Apply overrides and the venue presets to raw config data and validate it."""
+    """Merge venue presets under raw config data, apply overrides, and validate.
+
+    Overrides are applied after the presets are merged, so ``--set`` can reach a preset's values
+    (``markets.0.margin.brackets.0.maintenance_margin=0.03``); the venue they name (``--set
+    venue=dydx_v4``) picks the presets.
+    """
+    parsed = [parse_override(text) for text in overrides]
+    with_overrides = copy.deepcopy(data)
+    for path, value in parsed:
+        apply_override(with_overrides, path, value)
+    merged = _merge_presets(data, with_overrides)
+    for path, value in parsed:
+        apply_override(merged, path, value)
+    return _build(SimConfig, merged, "")
+
+
+def _merge_presets(data: dict[str, Any], venues_from: dict[str, Any]) -> dict[str, Any]:
+    """Return ``data`` over the defaults of the venues that ``venues_from`` names."""
     from engine.venues import PRESETS, preset_defaults
 
-    data = copy.deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        apply_override(data, path, value)
-    venue = data.get("venue", "generic")
+    venue = venues_from.get("venue", "generic")
     _require(venue in PRESETS, "venue", f"must be one of {sorted(PRESETS)}, was {venue!r}")
     top_defaults = {k: v for k, v in preset_defaults(venue).items() if k != "market"}
-    data = _deep_merge(top_defaults, data)
+    merged = _deep_merge(top_defaults, data)
     markets = data.get("markets")
-    if isinstance(markets, list):
-        merged = []
-        for i, m in enumerate(markets):
-            _require(isinstance(m, dict), f"markets.{i}", f"must be a table, was {m!r}")
-            mv = m.get("venue") or venue
-            _require(
-                mv in PRESETS, f"markets.{i}.venue", f"must be one of {sorted(PRESETS)}, was {mv!r}"
-            )
-            base = preset_defaults(mv)["market"]
-            # A market's own margin table replaces the preset's whole (a different model's keys
-            # would otherwise be merged in and rejected as unknown).
-            mm = _deep_merge({k: v for k, v in base.items() if k != "margin"}, m)
-            mm.setdefault("margin", copy.deepcopy(base["margin"]))
-            mm["venue"] = mv
-            merged.append(mm)
-        data["markets"] = merged
-    return _build(SimConfig, data, "")
+    named = venues_from.get("markets")
+    if not isinstance(markets, list):
+        return merged
+    out = []
+    for i, m in enumerate(markets):
+        _require(isinstance(m, dict), f"markets.{i}", f"must be a table, was {m!r}")
+        own = named[i] if isinstance(named, list) and i < len(named) else m
+        mv = (own.get("venue") if isinstance(own, dict) else None) or venue
+        _require(
+            mv in PRESETS, f"markets.{i}.venue", f"must be one of {sorted(PRESETS)}, was {mv!r}"
+        )
+        base = preset_defaults(mv)["market"]
+        # A market's own margin table replaces the preset's whole (a different model's keys
+        # would otherwise be merged in and rejected as unknown).
+        mm = _deep_merge({k: v for k, v in base.items() if k != "margin"}, m)
+        mm.setdefault("margin", copy.deepcopy(base["margin"]))
+        mm["venue"] = mv
+        out.append(mm)
+    merged["markets"] = out
+    return merged
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SimConfig:
