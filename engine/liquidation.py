@@ -1,8 +1,12 @@
 """Liquidation: sizing, execution against the book, penalties, and the loss waterfall.
 
-One breached *unit* (an account's cross pool, or one isolated position) is liquidated at a time;
-the step loop calls :meth:`Liquidator.liquidate` only for the few units keepers reach in a block,
-so the Python here runs per liquidation, never per account.
+A breached *unit* is an account's cross pool or one isolated position; a liquidation closes (part
+of) one position of it. Keepers reach units in priority order; the units of one market that a
+block reaches are planned together as arrays (:class:`Batch`) and executed as a vectorized
+prefix, so a cascade of thousands of liquidations costs a handful of numpy calls. A unit that
+needs the loss waterfall beyond the insurance fund (ADL, socialized loss) or whose order cannot
+fill is handled on its own at its place in the order, and the units after it are planned again,
+so the result is the same as processing units one at a time.
 
 Waterfall for a fill with quote proceeds Q and bankruptcy quote BP (dYdX's convention):
 ``d = Q - BP``. If d >= 0 the account pays a penalty of at most d, split between keeper and
@@ -15,42 +19,57 @@ the rest to every open position pro rata (Drift).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from engine.config import MarketConfig
 from engine.events import FEE_POOL, INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind
-from engine.fixedpoint import PPM
+from engine.fixedpoint import PPM, mul_ppm
 from engine.margin import to_ppm
 from engine.units import QUOTE_QUANTUMS_PER_UNIT
 from engine.venues import drift_v2, dydx_v4
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """What the rules need to know about the position being liquidated (quote quantums)."""
+@dataclass(slots=True)
+class Batch:
+    """Units of one market in the order keepers reach them. Arrays of shape (u,), quote
+    quantums unless stated."""
 
-    size: int
-    """Signed base quantums."""
+    rows: np.ndarray
+    """Account ids."""
+    size: np.ndarray
+    """Signed position in the market, base quantums."""
+    notional: np.ndarray
+    value: np.ndarray
+    """Signed position value at the mark."""
+    position_mm: np.ndarray
+    tnc: np.ndarray
+    """Total net collateral of the unit's pool (equity, floored)."""
+    tmmr: np.ndarray
+    """Total maintenance margin of the pool."""
+    total_notional: np.ndarray
+    """Notional of every position the pool margins."""
+    ticks_in_breach: np.ndarray
     mark_q: float
     """Mark price, quote quantums per base quantum."""
     oracle_usd: float
-    notional: int
-    value: int
-    """Signed value at the mark."""
-    position_mm: int
-    total_net_collateral: int
-    total_mm: int
-    total_notional: int
-    """Notional of every position the pool margins."""
-    ticks_in_breach: int
 
-    def shortage(self, buffer_ratio: float) -> int:
-        """Return Drift's margin shortage: MM + buffer x notional - TNC, at least 0."""
-        need = self.total_mm + buffer_ratio * self.total_notional - self.total_net_collateral
-        return max(0, int(math.ceil(need)))
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def take(self, sel) -> Batch:
+        """Return the units selected by a mask, index array or slice."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v[sel] if isinstance(v, np.ndarray) else v
+        return Batch(**out)
+
+    def shortage(self, buffer_ratio: float) -> np.ndarray:
+        """Return Drift's margin shortage, MM + buffer x notional - TNC, at least 0."""
+        need = self.tmmr + buffer_ratio * self.total_notional - self.tnc.astype(np.float64)
+        return np.maximum(0, np.ceil(need)).astype(np.int64)
 
 
 class VenueRules:
@@ -65,69 +84,72 @@ class VenueRules:
         self.max_portion_ppm = to_ppm(liq.max_portion)
         self.tick_ms = tick_ms
 
-    def block_bounds(self, pos: Position) -> tuple[int, int]:
+    def block_bounds(self, b: Batch) -> tuple[np.ndarray, np.ndarray]:
         """Return (max, min) notional this block may liquidate (dYdX's per-position rule)."""
-        return dydx_v4.max_and_min_position_notional_liquidatable(
-            pos.notional, self.min_notional, self.max_portion_ppm
+        return dydx_v4.max_and_min_position_notional_liquidatable_array(
+            b.notional, self.min_notional, self.max_portion_ppm
         )
 
-    def target_notional(self, pos: Position) -> int:
-        """Return the notional to close so that equity >= MM + buffer x notional again (Drift)."""
+    def target_notional(self, b: Batch) -> np.ndarray:
+        """Return the notional to close so that equity >= MM + buffer x notional again (Drift).
+
+        Closing x notional frees x * (mmf + buffer) of requirement and costs x * penalty; a pool
+        with no equity left, or rules without partial liquidation, close the whole position.
+        """
         liq = self.market.liquidation
-        if not liq.partial or pos.total_net_collateral <= 0 or pos.notional == 0:
-            return pos.notional
-        mmf = pos.position_mm / pos.notional
-        # Closing x notional frees x * (mmf + buffer) of requirement and costs x * penalty.
+        if not liq.partial:
+            return b.notional
+        mmf = b.position_mm / np.maximum(b.notional, 1)
         net = mmf + liq.buffer_ratio - liq.penalty
-        if net <= 0:
-            return pos.notional
-        return int(math.ceil(pos.shortage(liq.buffer_ratio) / net))
+        ok = (net > 0) & (b.tnc > 0) & (b.notional > 0)
+        target = np.ceil(b.shortage(liq.buffer_ratio) / np.where(ok, net, 1.0))
+        return np.where(ok, np.minimum(target, b.notional), b.notional).astype(np.int64)
 
-    def close_notional(self, pos: Position) -> int:
+    def close_notional(self, b: Batch) -> np.ndarray:
         """Return the notional to close now: the target, within the block bounds and the floor."""
-        max_liq, min_liq = self.block_bounds(pos)
-        want = min(max(self.target_notional(pos), min_liq), max_liq)
+        max_liq, min_liq = self.block_bounds(b)
+        want = np.minimum(np.maximum(self.target_notional(b), min_liq), max_liq)
         # Never leave a remainder too small to liquidate later.
-        if 0 < pos.notional - want < self.min_notional and max_liq >= pos.notional:
-            want = pos.notional
-        return want
+        rest = b.notional - want
+        return np.where((rest > 0) & (rest < self.min_notional) & (max_liq >= b.notional),
+                        b.notional, want)
 
-    def close_size(self, pos: Position) -> int:
+    def close_size(self, b: Batch) -> np.ndarray:
         """Return base quantums to close, in [1, |size|]."""
-        want = self.close_notional(pos)
-        q = int(math.ceil(want / pos.mark_q)) if pos.mark_q > 0 else abs(pos.size)
-        return max(1, min(abs(pos.size), q))
+        want = self.close_notional(b)
+        q = np.ceil(want / b.mark_q) if b.mark_q > 0 else np.abs(b.size).astype(np.float64)
+        return np.clip(q, 1, np.abs(b.size)).astype(np.int64)
 
-    def fees(self, pos: Position, quote: int, bankruptcy: int) -> tuple[int, int]:
-        """Return (keeper fee, insurance fee) for a fill with ``quote - bankruptcy >= 0``."""
-        d = quote - bankruptcy
-        total = min(abs(quote) * self.penalty_ppm // PPM, d)
-        keeper = total * self.keeper_share_ppm // PPM
+    def fees(self, b: Batch, quote: np.ndarray, headroom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (keeper fee, insurance fee), their sum at most ``headroom = max(Q - BP, 0)``."""
+        total = np.minimum(mul_ppm(np.abs(quote), self.penalty_ppm, "down"), headroom)
+        keeper = mul_ppm(total, self.keeper_share_ppm, "down")
         return keeper, total - keeper
 
-    def accepts_fill(self, pos: Position, fill_q: float) -> bool:
-        """Return whether the book fill is within the venue's limit for liquidation orders."""
-        return True
+    def accepts_fill(self, b: Batch, fill_q: np.ndarray) -> np.ndarray:
+        """Return whether each book fill is within the venue's limit for liquidation orders."""
+        return np.ones(len(b), bool)
 
 
 class DydxRules(VenueRules):
     """dYdX v4: fill no worse than the fillable price; insurance-fund delta as the fee."""
 
-    def close_notional(self, pos: Position) -> int:
+    def close_notional(self, b):
         # dYdX liquidates as much as the per-block limits allow, not just enough.
-        return self.block_bounds(pos)[0]
+        return self.block_bounds(b)[0]
 
-    def fees(self, pos, quote, bankruptcy):
-        if_delta = dydx_v4.liquidation_insurance_fund_delta(quote, bankruptcy, self.penalty_ppm)
-        keeper = if_delta * self.keeper_share_ppm // PPM
+    def fees(self, b, quote, headroom):
+        # liquidation_insurance_fund_delta with BP = Q - headroom: min(fee x |Q|, d) when d >= 0.
+        if_delta = dydx_v4.liquidation_insurance_fund_delta_array(
+            quote, quote - headroom, self.penalty_ppm
+        )
+        if_delta = np.maximum(if_delta, 0)
+        keeper = mul_ppm(if_delta, self.keeper_share_ppm, "down")
         return keeper, if_delta - keeper
 
-    def accepts_fill(self, pos, fill_q):
-        fp = dydx_v4.fillable_price(
-            pos.size, pos.value, pos.position_mm, pos.total_net_collateral, pos.total_mm,
-            dydx_v4.BANKRUPTCY_ADJUSTMENT_PPM, dydx_v4.SPREAD_TO_MAINTENANCE_MARGIN_RATIO_PPM,
-        )
-        return fill_q >= fp if pos.size > 0 else fill_q <= fp
+    def accepts_fill(self, b, fill_q):
+        fp = dydx_v4.fillable_price_array(b.size, b.value, b.position_mm, b.tnc, b.tmmr)
+        return np.where(b.size > 0, fill_q >= fp, fill_q <= fp)
 
 
 class DriftRules(VenueRules):
@@ -142,57 +164,51 @@ class DriftRules(VenueRules):
         self.liquidator_fee = self.penalty_ppm * self.keeper_share_ppm // PPM
         self.max_if_fee = self.penalty_ppm - self.liquidator_fee
 
-    def _drift_units(self, pos: Position) -> tuple[int, int, int]:
-        """Return (oracle price in PRICE precision, position MM ratio in MARGIN precision,
-        margin shortage with buffer in QUOTE precision)."""
-        price = int(round(pos.oracle_usd * drift_v2.PRICE_PRECISION))
-        mm_ratio = max(1, pos.position_mm * drift_v2.MARGIN_PRECISION // max(pos.notional, 1))
-        return price, mm_ratio, pos.shortage(self.market.liquidation.buffer_ratio)
-
-    def liquidator_fee_now(self, pos: Position) -> int:
-        slots = pos.ticks_in_breach * self.tick_ms // self.SLOT_MS
-        return drift_v2.get_liquidation_fee(
-            self.liquidator_fee, 2 * self.liquidator_fee, 0, slots
+    def _drift_terms(self, b: Batch):
+        """Return Drift's inputs: oracle price (PRICE precision), MM ratio (MARGIN precision),
+        shortage (QUOTE), liquidator fee and IF fee (LIQUIDATION_FEE precision)."""
+        price = int(round(b.oracle_usd * drift_v2.PRICE_PRECISION))
+        mm_ratio = np.maximum(
+            1, b.position_mm * drift_v2.MARGIN_PRECISION // np.maximum(b.notional, 1)
         )
-
-    def close_notional(self, pos):
-        price, mm_ratio, shortage = self._drift_units(pos)
-        if pos.total_net_collateral <= 0 or not self.market.liquidation.partial:
-            return pos.notional
-        liq_fee = self.liquidator_fee_now(pos)
-        drift_base = abs(pos.notional) * drift_v2.BASE_PRECISION // max(price, 1)
-        if_fee = drift_v2.calculate_perp_if_fee(
-            shortage, drift_base, mm_ratio, liq_fee, price, drift_v2.PRICE_PRECISION, self.max_if_fee
+        shortage = b.shortage(self.market.liquidation.buffer_ratio)
+        slots = b.ticks_in_breach * self.tick_ms // self.SLOT_MS
+        liq_fee = drift_v2.get_liquidation_fee_array(
+            self.liquidator_fee, 2 * self.liquidator_fee, slots
         )
-        base = drift_v2.calculate_base_asset_amount_to_cover_margin_shortage(
+        drift_base = np.floor(b.notional * (drift_v2.BASE_PRECISION / max(price, 1)))
+        if_fee = drift_v2.calculate_perp_if_fee_array(
+            shortage, drift_base, mm_ratio, liq_fee, price, self.max_if_fee
+        )
+        return price, mm_ratio, shortage, slots, liq_fee, if_fee
+
+    def close_notional(self, b):
+        price, mm_ratio, shortage, slots, liq_fee, if_fee = self._drift_terms(b)
+        if not self.market.liquidation.partial:
+            return b.notional
+        base = drift_v2.calculate_base_asset_amount_to_cover_margin_shortage_array(
             shortage, mm_ratio, liq_fee, if_fee, price
         )
-        if base >= drift_v2.U128_MAX:
-            return pos.notional
-        pct = drift_v2.calculate_max_pct_to_liquidate(
-            shortage,
-            pos.ticks_in_breach * self.tick_ms // self.SLOT_MS,
-            0,
-            self.INITIAL_PCT_TO_LIQUIDATE,
-            self.LIQUIDATION_DURATION_SLOTS,
+        pct = drift_v2.calculate_max_pct_to_liquidate_array(
+            shortage, slots, self.INITIAL_PCT_TO_LIQUIDATE, self.LIQUIDATION_DURATION_SLOTS
         )
-        notional = base * price // drift_v2.BASE_PRECISION  # QUOTE precision == quote quantums
-        notional = max(notional * pct // drift_v2.LIQUIDATION_PCT_PRECISION, 1)
-        return min(pos.notional, notional)
+        with np.errstate(invalid="ignore"):
+            notional = np.floor(base * price / drift_v2.BASE_PRECISION)  # QUOTE == quote quantums
+            notional = np.floor(notional * pct / drift_v2.LIQUIDATION_PCT_PRECISION)
+        full = ~np.isfinite(base) | (b.tnc <= 0)
+        notional = np.where(full, b.notional, np.minimum(np.maximum(notional, 1), b.notional))
+        return notional.astype(np.int64)
 
-    def fees(self, pos, quote, bankruptcy):
-        price, mm_ratio, shortage = self._drift_units(pos)
-        liq_fee = self.liquidator_fee_now(pos)
-        drift_base = abs(pos.notional) * drift_v2.BASE_PRECISION // max(price, 1)
-        if_fee = drift_v2.calculate_perp_if_fee(
-            shortage, drift_base, mm_ratio, liq_fee, price, drift_v2.PRICE_PRECISION, self.max_if_fee
-        )
-        keeper = abs(quote) * liq_fee // PPM
-        insurance = abs(quote) * if_fee // PPM
-        d = quote - bankruptcy
-        if keeper + insurance > d:  # a fee may never push the account past bankruptcy
-            keeper = keeper * d // (keeper + insurance)
-            insurance = d - keeper
+    def fees(self, b, quote, headroom):
+        _, _, _, _, liq_fee, if_fee = self._drift_terms(b)
+        keeper = mul_ppm(np.abs(quote), liq_fee, "down")
+        insurance = mul_ppm(np.abs(quote), if_fee, "down")
+        total = keeper + insurance
+        # A fee may never push the account past bankruptcy: scale both down to the headroom.
+        over = total > headroom
+        scaled = np.floor(keeper * (headroom / np.maximum(total, 1))).astype(np.int64)
+        keeper = np.where(over, scaled, keeper)
+        insurance = np.where(over, headroom - keeper, insurance)
         return keeper, insurance
 
 
@@ -206,7 +222,7 @@ def make_rules(market: MarketConfig, tick_ms: int) -> VenueRules:
 
 @dataclass(slots=True)
 class BlockStats:
-    """Per-market tallies of one block, int64/float64 arrays of shape (m,)."""
+    """Per-market tallies of one block, int64 arrays of shape (m,)."""
 
     liquidations: np.ndarray
     liquidated_notional: np.ndarray
@@ -224,155 +240,210 @@ class BlockStats:
         return cls(*(np.zeros(m, np.int64) for _ in range(9)))
 
 
+@dataclass(slots=True)
+class Plan:
+    """What liquidating each unit of a batch would do, given the units before it (arrays (u,))."""
+
+    dsize: np.ndarray
+    bankruptcy: np.ndarray
+    fill_q: np.ndarray
+    move: np.ndarray
+    """Signed relative move of the mid caused by the fill."""
+    quote: np.ndarray
+    d: np.ndarray
+    keeper_fee: np.ndarray
+    insurance_fee: np.ndarray
+    payout: np.ndarray
+    """Insurance payout when bankrupt on the fill (d < 0) and the fund can cover it."""
+    accepted: np.ndarray
+    fast: np.ndarray
+    """True where the unit needs nothing beyond the book and the insurance fund."""
+
+
 class Liquidator:
     """Executes liquidations on a simulation's ledger, book and insurance funds.
 
-    Two pieces of work are batched per block rather than per liquidation, so a cascade costs
-    O(liquidations) plus O(accounts) once per block: the ADL ranking of each (market, side) is
-    computed once per block (counterparties' live sizes are re-read at each use), and socialized
-    losses are advanced by the fee pool at once and charged to all open positions at block end.
+    Per block, the ADL ranking of each (market, side) is computed once (counterparties' live sizes
+    are re-read at each use), and socialized losses are advanced by the fee pool at once and
+    charged to all open positions at block end, so a cascade costs O(accounts) once per block.
     """
 
     def __init__(self, sim) -> None:
         self.sim = sim
         self._adl_rank: dict[tuple[int, int], np.ndarray] = {}
         self._pending_social = np.zeros(sim.m, np.int64)
+        self.count = 0
+        """Liquidations so far; keeper rewards rotate with it."""
 
     def begin_block(self) -> None:
         """Forget last block's ADL rankings."""
         self._adl_rank.clear()
 
-    # ---- helpers -------------------------------------------------------------------------------
+    # ---- state of the units ------------------------------------------------------------------
 
-    def pool_margin(
-        self, i: int, k: int, mark_q: np.ndarray
-    ) -> tuple[int, int, np.ndarray, np.ndarray]:
-        """Return (TNC, TMMR, per-market MM, per-market value) of the pool holding (i, k)."""
+    def batch(self, rows: np.ndarray, k: int, ticks_in_breach: np.ndarray) -> Batch:
+        """Return the current margin state of the pools that margin ``rows`` in market ``k``."""
         sim = self.sim
         led = sim.ledger
-        sizes = led.size[i]
-        value = sizes * mark_q
-        mm = np.zeros(len(sizes), np.int64)
-        for j in np.nonzero(sizes)[0]:
-            mm[j] = self._mm_of(int(j), int(sizes[j]), float(mark_q[j]))
-        if led.cross[i]:
-            tnc = int(led.quote[i]) + float(value.sum())
-            tmmr = int(mm.sum())
-        else:
-            tnc = int(led.iso_quote[i, k]) + float(value[k])
-            tmmr = int(mm[k])
-        return int(math.floor(tnc)), tmmr, mm, value
-
-    def _mm_of(self, k: int, size: int, mark_q: float) -> int:
-        sim = self.sim
-        notional = np.array([int(round(abs(size) * mark_q))], np.int64)
-        return int(
-            sim.requirements[k].requirements(
-                notional, np.array([size], np.int64), sim.margin_context(k)
-            )[1][0]
-        )
-
-    # ---- one liquidation ---------------------------------------------------------------------
-
-    def liquidate(self, i: int, k: int, keeper: int, ticks_in_breach: int, stats: BlockStats) -> bool:
-        """Liquidate account ``i``'s position in market ``k`` (part or whole). Return True if done."""
-        sim = self.sim
-        led = sim.ledger
-        events = sim.events
-        t = sim.t
-        mark_q = sim.mark_q
-        s = int(led.size[i, k])
-        if s == 0:
-            return False
-        tnc, tmmr, mm, value = self.pool_margin(i, k, mark_q)
-        if not (tmmr > 0 and tnc < tmmr):
-            return False  # no longer liquidatable (an earlier liquidation in the block helped it)
-        rules: VenueRules = sim.rules[k]
-        pos = Position(
-            size=s,
-            mark_q=float(mark_q[k]),
-            oracle_usd=float(sim.oracle[k]),
-            notional=int(round(abs(value[k]))),
-            value=int(round(value[k])),
-            position_mm=int(mm[k]),
-            total_net_collateral=tnc,
-            total_mm=tmmr,
-            total_notional=int(round(float(np.abs(value).sum() if led.cross[i] else abs(value[k])))),
+        value, notional, mm = sim.margin_rows(rows)
+        cross = led.cross[rows]
+        tnc = np.where(cross, led.quote[rows] + value.sum(axis=1),
+                       led.iso_quote[rows, k] + value[:, k])
+        return Batch(
+            rows=rows,
+            size=led.size[rows, k],
+            notional=notional[:, k],
+            value=np.rint(value[:, k]).astype(np.int64),
+            position_mm=mm[:, k],
+            tnc=np.floor(tnc).astype(np.int64),
+            tmmr=np.where(cross, mm.sum(axis=1), mm[:, k]),
+            total_notional=np.where(cross, notional.sum(axis=1), notional[:, k]),
             ticks_in_breach=ticks_in_breach,
+            mark_q=float(sim.mark_q[k]),
+            oracle_usd=float(sim.oracle[k]),
         )
-        sign = 1 if s > 0 else -1
-        delta = rules.close_size(pos)  # base quantums, > 0
-        dsize = -sign * delta
-        dnnv = int(round(dsize * pos.mark_q))
-        dmmr = self._mm_of(k, s + dsize, pos.mark_q) - pos.position_mm
-        bankruptcy = dydx_v4.bankruptcy_price_quote_quantums(dnnv, dmmr, tnc, tmmr)
-        fill_q, impact = sim.book_fill(k, dsize)
-        quote = int(math.floor(-dsize * fill_q))  # rounded against the liquidated account
-        d = quote - bankruptcy
-        market = sim.cfg.markets[k]
 
-        if not rules.accepts_fill(pos, fill_q):
-            if tnc >= 0:
-                events.add_one(t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0, fill_q)
+    def pool_margin(self, i: int, k: int) -> tuple[int, int]:
+        """Return (TNC, TMMR) of the pool that margins account i's position in market k."""
+        b = self.batch(np.array([i]), k, np.zeros(1, np.int64))
+        return int(b.tnc[0]), int(b.tmmr[0])
+
+    # ---- planning ----------------------------------------------------------------------------
+
+    def plan(self, b: Batch, k: int) -> Plan:
+        """Size, price and settle every unit of ``b`` as if each ran after the ones before it."""
+        sim = self.sim
+        rules: VenueRules = sim.rules[k]
+        sign = np.sign(b.size)
+        dsize = -sign * rules.close_size(b)
+        new_notional = np.rint(np.abs((b.size + dsize) * b.mark_q)).astype(np.int64)
+        _, mm_after = sim.requirements[k].requirements(
+            new_notional, b.size + dsize, sim.margin_context(k)
+        )
+        dnnv = np.rint(dsize * b.mark_q).astype(np.int64)
+        bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
+            dnnv, mm_after - b.position_mm, b.tnc, b.tmmr
+        )
+        fill_q, move = sim.book_fills(k, dsize)
+        quote = np.floor(-dsize * fill_q).astype(np.int64)  # rounded against the account
+        d = quote - bankruptcy
+        keeper_fee, insurance_fee = rules.fees(b, quote, np.maximum(d, 0))
+        payout = np.maximum(-d, 0)
+        # The fund before each unit: its balance plus the fees and less the payouts of the units
+        # before it; the per-block cap counts payouts only.
+        flow = insurance_fee - payout
+        fund_before = int(sim.ledger.insurance[k]) + np.cumsum(flow) - flow
+        available = fund_before
+        cap = int(sim.if_cap[k])
+        if cap > 0:
+            paid_before = int(sim.insurance_paid_block[k]) + np.cumsum(payout) - payout
+            available = np.minimum(available, cap - paid_before)
+        accepted = rules.accepts_fill(b, fill_q)
+        fast = accepted & ((d >= 0) | (payout <= available))
+        return Plan(dsize, bankruptcy, fill_q, move, quote, d, keeper_fee, insurance_fee,
+                    np.where(d < 0, payout, 0), accepted, fast)
+
+    # ---- execution ---------------------------------------------------------------------------
+
+    def liquidate_market(self, rows: np.ndarray, k: int, ticks_in_breach: np.ndarray,
+                         stats: BlockStats) -> None:
+        """Liquidate the units ``rows`` of market ``k``, in order, each as far as the rules say."""
+        pending, ticks = rows, ticks_in_breach
+        while pending.size:
+            b = self.batch(pending, k, ticks)
+            live = (b.tmmr > 0) & (b.tnc < b.tmmr) & (b.size != 0)
+            if not live.all():  # earlier liquidations in the block may have helped them
+                b, pending, ticks = b.take(live), pending[live], ticks[live]
+                if not len(b):
+                    return
+            p = self.plan(b, k)
+            slow = np.nonzero(~p.fast)[0]
+            j = int(slow[0]) if slow.size else len(b)
+            if j:
+                self._execute(b.take(slice(0, j)), _head(p, j), k, stats)
+            if j == len(b):
+                return
+            self._waterfall(b.take(slice(j, j + 1)), _at(p, j), k, stats)
+            pending, ticks = pending[j + 1 :], ticks[j + 1 :]
+
+    def _execute(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> None:
+        """Fill the units on the book and settle penalties and insurance payouts, vectorized."""
+        sim = self.sim
+        led = sim.ledger
+        t = sim.t
+        rows = b.rows
+        u = len(b)
+        led.trade(rows, k, p.dsize, p.quote)
+        led.trade_one(sim.maker, k, -int(p.dsize.sum()), -int(p.quote.sum()))
+        sim.apply_impact(k, float(p.move.sum()))
+        sim.events.add(t, EventKind.LIQUIDATION, rows, k, sim.maker, p.dsize, p.quote, p.fill_q)
+        keepers = (self.count + np.arange(u)) % led.keepers.size
+        self.count += u
+        fees = p.keeper_fee + p.insurance_fee
+        if fees.any():
+            led.credit(rows, k, -fees)
+            np.add.at(led.keepers, keepers, p.keeper_fee)
+            led.insurance[k] += int(p.insurance_fee.sum())
+            kf = p.keeper_fee > 0
+            sim.events.add(t, EventKind.KEEPER_FEE, rows[kf], k, KEEPER_BASE - keepers[kf], 0,
+                           -p.keeper_fee[kf])
+            inf = p.insurance_fee > 0
+            sim.events.add(t, EventKind.INSURANCE_FEE, rows[inf], k, INSURANCE_FUND, 0,
+                           -p.insurance_fee[inf])
+        bankrupt = p.d < 0
+        if bankrupt.any():
+            paid = int(p.payout.sum())
+            led.credit(rows[bankrupt], k, p.payout[bankrupt])
+            led.insurance[k] -= paid
+            sim.insurance_paid_block[k] += paid
+            sim.events.add(t, EventKind.BAD_DEBT, rows[bankrupt], k, NOBODY, 0, p.d[bankrupt],
+                           p.fill_q[bankrupt])
+            sim.events.add(t, EventKind.INSURANCE_PAYOUT, rows[bankrupt], k, INSURANCE_FUND, 0,
+                           p.payout[bankrupt])
+            stats.bad_debt[k] += paid
+            stats.insurance_paid[k] += paid
+        stats.liquidations[k] += u
+        stats.liquidated_notional[k] += int(np.abs(p.quote).sum())
+        stats.keeper_fees[k] += int(p.keeper_fee.sum())
+        stats.insurance_fees[k] += int(p.insurance_fee.sum())
+
+    def _waterfall(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> None:
+        """Handle one unit that the book and the insurance fund alone cannot settle."""
+        sim = self.sim
+        t = sim.t
+        i = int(b.rows[0])
+        dsize, bankruptcy, d = int(p.dsize[0]), int(p.bankruptcy[0]), int(p.d[0])
+        fill_q = float(p.fill_q[0])
+        if not p.accepted[0]:
+            if b.tnc[0] >= 0:
+                sim.events.add_one(t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0,
+                                   fill_q)
                 stats.unfilled[k] += 1
-                return False
+                return
             # dYdX: an order that cannot fill for an account with negative equity is deleveraged.
             if d < 0:
                 stats.bad_debt[k] += -d
-                events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
+                sim.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
             self._deleverage(i, k, dsize, bankruptcy, stats)
-            return True
-
-        if d >= 0:
-            keeper_fee, insurance_fee = rules.fees(pos, quote, bankruptcy)
-            self._book_trade(i, k, dsize, quote, fill_q, impact, stats)
-            if keeper_fee:
-                led.credit_one(i, k, -keeper_fee)
-                led.keepers[keeper] += keeper_fee
-                events.add_one(t, EventKind.KEEPER_FEE, i, k, KEEPER_BASE - keeper, 0, -keeper_fee)
-                stats.keeper_fees[k] += keeper_fee
-            if insurance_fee:
-                led.credit_one(i, k, -insurance_fee)
-                led.insurance[k] += insurance_fee
-                events.add_one(t, EventKind.INSURANCE_FEE, i, k, INSURANCE_FUND, 0, -insurance_fee)
-                stats.insurance_fees[k] += insurance_fee
-            return True
-
+            return
         loss = -d
-        available = sim.insurance_available(k)
         stats.bad_debt[k] += loss
-        events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, -loss, fill_q)
-        if available >= loss:
-            self._book_trade(i, k, dsize, quote, fill_q, impact, stats)
-            self._insurance_pays(i, k, loss, stats)
-        elif market.loss_resolution == "adl":
+        sim.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
+        if sim.cfg.markets[k].loss_resolution == "adl":
             self._deleverage(i, k, dsize, bankruptcy, stats)
-        else:
-            self._book_trade(i, k, dsize, quote, fill_q, impact, stats)
-            if available > 0:
-                self._insurance_pays(i, k, available, stats)
-            self._socialize(i, k, loss - available, stats)
-        return True
-
-    # ---- the pieces ----------------------------------------------------------------------------
-
-    def _book_trade(self, i, k, dsize, quote, fill_q, impact, stats: BlockStats) -> None:
-        sim = self.sim
-        led = sim.ledger
-        led.trade_one(i, k, dsize, quote)
-        led.trade_one(sim.maker, k, -dsize, -quote)
-        sim.apply_impact(k, impact)
-        sim.events.add_one(sim.t, EventKind.LIQUIDATION, i, k, sim.maker, dsize, quote, fill_q)
-        stats.liquidations[k] += 1
-        stats.liquidated_notional[k] += abs(quote)
-
-    def _insurance_pays(self, i, k, amount, stats: BlockStats) -> None:
-        sim = self.sim
-        sim.ledger.insurance[k] -= amount
-        sim.ledger.credit_one(i, k, amount)
-        sim.insurance_paid_block[k] += amount
-        sim.events.add_one(sim.t, EventKind.INSURANCE_PAYOUT, i, k, INSURANCE_FUND, 0, amount)
-        stats.insurance_paid[k] += amount
+            return
+        available = sim.insurance_available(k)
+        no_fees = Plan(p.dsize, p.bankruptcy, p.fill_q, p.move, p.quote, np.zeros(1, np.int64),
+                       np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                       p.accepted, p.fast)
+        self._execute(b, no_fees, k, stats)
+        if available > 0:
+            sim.ledger.insurance[k] -= available
+            sim.ledger.credit_one(i, k, available)
+            sim.insurance_paid_block[k] += available
+            sim.events.add_one(t, EventKind.INSURANCE_PAYOUT, i, k, INSURANCE_FUND, 0, available)
+            stats.insurance_paid[k] += available
+        self._socialize(i, k, loss - available, stats)
 
     def _adl_ranking(self, k: int, side: int) -> np.ndarray:
         """Return accounts holding ``side`` in market k, best ADL candidates first.
@@ -391,7 +462,7 @@ class Liquidator:
         value = col[cand] * sim.mark_q[k]
         entry = led.entry[cand, k]
         pnl_ratio = (value - entry) / np.maximum(np.abs(entry), 1.0)
-        leverage = np.maximum(np.abs(value) / np.maximum(sim.unit_equity(cand, k), 1.0), 1e-12)
+        leverage = np.maximum(np.abs(value) / np.maximum(sim.pool_equity(cand, k), 1.0), 1e-12)
         score = np.where(pnl_ratio > 0, pnl_ratio * leverage, pnl_ratio / leverage)
         ranked = cand[np.lexsort((cand, -score))]
         self._adl_rank[key] = ranked
@@ -436,6 +507,7 @@ class Liquidator:
         shares[-1] = bankruptcy - int(shares[:-1].sum())
         led.trade(chosen, k, side_closed * takes, -shares)
         led.trade_one(i, k, dsize, bankruptcy)
+        self.count += 1
         price = abs(bankruptcy) / need
         t = sim.t
         sim.events.add_one(t, EventKind.ADL, i, k, NOBODY, dsize, bankruptcy, price)
@@ -487,3 +559,11 @@ def _to_drift_base(size: np.ndarray, exponent: int) -> np.ndarray:
     if shift >= 0:
         return size * 10**shift
     return np.sign(size) * (np.abs(size) // 10**-shift)
+
+
+def _head(p: Plan, j: int) -> Plan:
+    return Plan(*(getattr(p, f.name)[:j] for f in fields(p)))
+
+
+def _at(p: Plan, j: int) -> Plan:
+    return Plan(*(getattr(p, f.name)[j : j + 1] for f in fields(p)))

@@ -53,6 +53,14 @@ class Requirements:
         """
         raise NotImplementedError
 
+    def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
+        """Return an upper bound on d(MM)/d(notional) for positions of these sizes.
+
+        The step loop uses it to skip accounts that no price move since their last evaluation
+        could have brought into breach. ``inf`` means "evaluate every step".
+        """
+        raise NotImplementedError
+
 
 class TieredRequirements(Requirements):
     """Brackets with deduction: ``req = ceil(notional x rate_b) - deduction_b``, continuous."""
@@ -76,6 +84,9 @@ class TieredRequirements(Requirements):
         mm = mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]
         return im, mm
 
+    def max_mm_rate(self, size):
+        return float(self.mm_ppm.max()) / PPM
+
 
 class OIScaledRequirements(Requirements):
     """dYdX v4: IM from the open-interest-scaled IMF, MM from the base IMF."""
@@ -95,6 +106,9 @@ class OIScaledRequirements(Requirements):
             notional, self.imf_ppm, self.fraction_ppm
         )
         return im, mm
+
+    def max_mm_rate(self, size):
+        return self.imf_ppm * self.fraction_ppm / PPM / PPM
 
 
 class SizePremiumRequirements(Requirements):
@@ -130,6 +144,10 @@ class SizePremiumRequirements(Requirements):
         n = np.abs(notional)
         return mul_ppm(n, im_ratio * scale, "up"), mul_ppm(n, mm_ratio * scale, "up")
 
+    def max_mm_rate(self, size):
+        # For a fixed size the ratio is fixed: MM is linear in price.
+        return self.ratios(size)[1] / drift_v2.MARGIN_PRECISION
+
 
 class VolScaledRequirements(Requirements):
     """MMF from the market's EWMA volatility (updated by :func:`vol_scaled_mmf_ppm` each step)."""
@@ -142,6 +160,9 @@ class VolScaledRequirements(Requirements):
         im_ppm = min(PPM, int(math.ceil(mm_ppm * self.cfg.initial_over_maintenance)))
         n = np.abs(notional)
         return mul_ppm(n, im_ppm, "up"), mul_ppm(n, mm_ppm, "up")
+
+    def max_mm_rate(self, size):
+        return math.inf  # the rate itself moves every step
 
 
 def vol_scaled_mmf_ppm(sigma_per_tick: float, previous_ppm: int, cfg: VolScaledMargin) -> int:

@@ -64,14 +64,14 @@ def gbm_paths(
     return paths
 
 
-def round_to_tick(price: float, tick: float, up: bool) -> float:
-    """Round a price to the tick grid, up or down; a price already on the grid stays put
-    (96.0 / 0.001 is 95999.99999999999 in floating point, which must not floor to 95999)."""
-    steps = price / tick
-    nearest = round(steps)
-    if abs(steps - nearest) < 1e-9 * max(1.0, abs(steps)):
-        return nearest * tick
-    return (math.ceil(steps) if up else math.floor(steps)) * tick
+def round_to_tick(price: np.ndarray, tick: float, up: np.ndarray) -> np.ndarray:
+    """Round prices to the tick grid, up where ``up`` else down; a price already on the grid
+    stays put (96.0 / 0.001 is 95999.99999999999 in floating point, which must not floor to
+    95999)."""
+    steps = np.asarray(price, np.float64) / tick
+    nearest = np.rint(steps)
+    on_grid = np.abs(steps - nearest) < 1e-9 * np.maximum(1.0, np.abs(steps))
+    return np.where(on_grid, nearest, np.where(up, np.ceil(steps), np.floor(steps))) * tick
 
 
 def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
@@ -88,6 +88,10 @@ def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
         ramp[start:end] = shock.log_return / shock.over_ticks
         log_paths[:, k] += np.cumsum(ramp)
     return np.exp(log_paths)
+
+
+def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
+    return (mm - equity) / np.maximum(mm, 1)
 
 
 class Simulation:
@@ -164,9 +168,20 @@ class Simulation:
         self.cross_since = np.full(n, -1, np.int64)
         self.iso_since = np.full((n, m), -1, np.int64)
         self.any_isolated = bool((~self.ledger.cross).any())
+        # The safe-move screen (see _screen): each account's allowed relative move of any mark
+        # from the reference marks before it could breach.
+        self.reference_mark = self.mark.copy()
+        self.safe_move = np.full(n, -np.inf)
+        self.always_evaluate = any(
+            math.isinf(float(np.max(r.max_mm_rate(np.ones(1, np.int64))))) for r in self.requirements
+        )
+        self.evaluated_rows = 0
+        self._since_rebase_blocks = 0
+        self._since_rebase_rows = 0
+        self.evaluated_rows_total = 0
+        self.screen = True
+        """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self._refresh_open_interest()
-        self.snapshot = self.evaluate()
-        self.liquidation_count = 0
         self.records = {c: np.zeros((cfg.steps + 1, m)) for c in MARKET_COLUMNS}
         self._record(BlockStats.zeros(m), np.zeros((2, m), np.int64))
 
@@ -224,9 +239,10 @@ class Simulation:
                 )
 
     def _refresh_open_interest(self) -> None:
-        oi = np.where(self.ledger.size > 0, self.ledger.size, 0).sum(axis=0)
-        self.open_interest = oi
-        self.oi_notional = np.rint(oi * self.oracle * self.price_scale).astype(np.int64)
+        self.open_interest = self.ledger.open_interest
+        self.oi_notional = np.rint(
+            self.open_interest * self.oracle * self.price_scale
+        ).astype(np.int64)
 
     def _move_prices(self) -> None:
         t = self.t
@@ -255,21 +271,24 @@ class Simulation:
         self.paused = cb.enabled & ((age > cfg.oracle.max_age_ticks) | (deviation > cb.max_deviation))
         self.insurance_paid_block = np.zeros(self.m, np.int64)
 
-    def book_fill(self, k: int, dsize: int) -> tuple[float, float]:
-        """Return (average fill, quote quantums per base quantum; price impact) of a market order.
+    def book_fills(self, k: int, dsize: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (average fills in quote quantums per base quantum, signed mid moves) of market
+        orders sent one after another into market k's book.
 
         The book has ``depth_usd`` of quote on each side within 1% of the mid, spread evenly, so
         an order of notional q moves the mid by q / depth_usd percent and fills on average half
-        that far, plus the half spread. Liquidations earlier in the same block have already moved
-        the mid. Fills are rounded to the tick against the taker.
+        that far, plus the half spread. Each order meets the mid that the orders before it (this
+        block) left. Fills are rounded to the tick against the taker.
         """
-        side = 1 if dsize > 0 else -1
-        mid = self.mark[k] * (1.0 + self.block_impact[k])
-        notional_usd = abs(dsize) * self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT
-        move = 0.01 * notional_usd / self.depth_usd[k]
-        fill = mid * (1.0 + side * (self.half_spread[k] + 0.5 * move))
-        fill = max(round_to_tick(fill, self.tick_size[k], up=side > 0), self.tick_size[k])
-        return fill * self.price_scale[k], side * move
+        side = np.sign(dsize)
+        notional_usd = np.abs(dsize) * (self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT)
+        move = side * 0.01 * notional_usd / self.depth_usd[k]
+        before = self.block_impact[k] + np.cumsum(move) - move
+        mid = self.mark[k] * (1.0 + before)
+        fill = mid * (1.0 + side * self.half_spread[k] + 0.5 * move)
+        tick = self.tick_size[k]
+        fill = np.maximum(round_to_tick(fill, tick, up=side > 0), tick)
+        return fill * self.price_scale[k], move
 
     def apply_impact(self, k: int, impact: float) -> None:
         """Move market k's mid by ``impact`` (relative) for the rest of the block and after."""
@@ -395,96 +414,168 @@ class Simulation:
 
     # ---- margin, keepers, liquidation ----------------------------------------------------------
 
-    def evaluate(self) -> MarginSnapshot:
-        """Compute equity and maintenance margin of every pool at the mark (vectorized)."""
-        led = self.ledger
-        value = led.size * self.mark_q
+    def margin_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (value float64, notional int64, MM int64), each (len(rows), m), at the mark."""
+        sizes = self.ledger.size[rows]
+        value = sizes * self.mark_q
         notional = np.rint(np.abs(value)).astype(np.int64)
-        mm = np.empty(led.size.shape, np.int64)
+        mm = np.empty(sizes.shape, np.int64)
         for k in range(self.m):
             mm[:, k] = self.requirements[k].requirements(
-                notional[:, k], led.size[:, k], self.margin_context(k)
+                notional[:, k], sizes[:, k], self.margin_context(k)
             )[1]
+        return value, notional, mm
+
+    def evaluate(self, rows: np.ndarray | None = None) -> MarginSnapshot:
+        """Compute equity and maintenance margin of the pools of ``rows`` (all when None)."""
+        led = self.ledger
+        if rows is None:
+            rows = np.arange(led.size.shape[0])
+        value, _, mm = self.margin_rows(rows)
+        quote = led.quote[rows]
         if not self.any_isolated:
-            return MarginSnapshot(led.quote + value.sum(axis=1), mm.sum(axis=1), None, None)
-        cross = led.cross
-        cross_equity = led.quote + np.where(cross[:, None], value, 0.0).sum(axis=1)
-        cross_mm = np.where(cross[:, None], mm, 0).sum(axis=1)
-        iso_equity = led.iso_quote + np.where(cross[:, None], 0.0, value)
-        iso_mm = np.where(cross[:, None], 0, mm)
-        return MarginSnapshot(cross_equity, cross_mm, iso_equity, iso_mm)
+            return MarginSnapshot(quote + value.sum(axis=1), mm.sum(axis=1), None, None)
+        cross = led.cross[rows][:, None]
+        return MarginSnapshot(
+            quote + np.where(cross, value, 0.0).sum(axis=1),
+            np.where(cross, mm, 0).sum(axis=1),
+            led.iso_quote[rows] + np.where(cross, 0.0, value),
+            np.where(cross, 0, mm),
+        )
 
-    def unit_equity(self, idx: np.ndarray, k: int) -> np.ndarray:
-        """Return this tick's equity of the pools that margin accounts ``idx`` in market ``k``."""
-        snap = self.snapshot
-        if snap.iso_equity is None:
-            return snap.cross_equity[idx]
-        return np.where(self.ledger.cross[idx], snap.cross_equity[idx], snap.iso_equity[idx, k])
+    def pool_equity(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """Return the current equity of the pools that margin accounts ``rows`` in market ``k``."""
+        led = self.ledger
+        value = led.size[rows] * self.mark_q
+        return np.where(led.cross[rows], led.quote[rows] + value.sum(axis=1),
+                        led.iso_quote[rows, k] + value[:, k])
 
-    def _liquidate_breaches(self, snap: MarginSnapshot) -> tuple[BlockStats, np.ndarray]:
-        """Track breaches, let keepers act on those old enough, within capacity and breakers."""
+    def _screen(self) -> np.ndarray:
+        """Return the accounts whose margin must be evaluated exactly this block.
+
+        An account evaluated at marks p with headroom H = equity - MM cannot breach at marks p'
+        while sum_k |size_k| (1 + rho_k) |p'_k - p_k| < H, where rho_k bounds how fast MM grows
+        with notional. Expressed against reference marks r, that holds while the largest relative
+        move max_k |p'_k / r_k - 1| stays below ``safe_move`` (computed in _update_safe_moves).
+        So a block evaluates only the accounts whose safe move the market has used up, plus those
+        whose balances or positions changed; the reference is reset with a full evaluation when
+        that set grows large. Exactness is kept: the screen only skips accounts that provably
+        cannot be in breach.
+        """
+        led = self.ledger
+        n = led.size.shape[0]
+        if self.screen and not self.always_evaluate:
+            moved = float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
+            rows = np.flatnonzero((self.safe_move <= moved) | led.dirty)
+            # As the marks drift from the reference, more accounts fall through. Re-basing costs
+            # one full evaluation; do it when this block's work exceeds the average work per
+            # block since the last re-base, full evaluation included (rebuild when the marginal
+            # cost passes the average cost).
+            self._since_rebase_blocks += 1
+            self._since_rebase_rows += rows.size
+            if rows.size * self._since_rebase_blocks <= self._since_rebase_rows:
+                return rows
+        self.reference_mark = self.mark.copy()
+        self._since_rebase_blocks = 0
+        self._since_rebase_rows = n
+        return np.arange(n)
+
+    def _update_safe_moves(self, rows: np.ndarray, snap: MarginSnapshot) -> None:
+        led = self.ledger
+        led.dirty[rows] = False
+        if self.always_evaluate:
+            return
+        sizes = np.abs(led.size[rows])
+        ref_q = self.reference_mark * self.price_scale
+        drift = float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
+        rates = np.empty(sizes.shape)
+        for k, req in enumerate(self.requirements):
+            rates[:, k] = 1.0 + req.max_mm_rate(sizes[:, k])
+        weight = sizes * ref_q * rates  # quote quantums lost per unit relative move, per market
+        # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
+        slack = self.m + 2.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if snap.iso_equity is None:
+                w = weight.sum(axis=1)
+                head = snap.cross_equity - snap.cross_mm - slack - 1e-9 * w
+                safe = np.where(w > 0, head / w - drift, np.inf)
+            else:
+                cross = led.cross[rows][:, None]
+                w_cross = np.where(cross, weight, 0.0).sum(axis=1)
+                head = snap.cross_equity - snap.cross_mm - slack - 1e-9 * w_cross
+                safe = np.where(w_cross > 0, head / w_cross - drift, np.inf)
+                w_iso = np.where(cross, 0.0, weight)
+                head_iso = snap.iso_equity - snap.iso_mm - slack - 1e-9 * w_iso
+                safe_iso = np.where(w_iso > 0, head_iso / w_iso - drift, np.inf)
+                safe = np.minimum(safe, safe_iso.min(axis=1))
+        # NaN (0/0) cannot occur with w > 0; keep the screen conservative regardless.
+        self.safe_move[rows] = np.where(np.isnan(safe), -np.inf, safe)
+
+    def _liquidate_breaches(self) -> tuple[BlockStats, np.ndarray]:
+        """Find breaches, let keepers act on those old enough, within capacity and breakers."""
         t = self.t
         led = self.ledger
         keepers = self.cfg.keepers
         stats = BlockStats.zeros(self.m)
-        breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~led.is_maker
-        self.cross_since = np.where(breach_c, np.where(self.cross_since < 0, t, self.cross_since), -1)
-        ready_c = np.nonzero(breach_c & (t - self.cross_since >= keepers.latency_ticks))[0]
+        rows = self._screen()
+        self.evaluated_rows = rows.size
+        self.evaluated_rows_total += rows.size
+        snap = self.evaluate(rows)
+        self._update_safe_moves(rows, snap)
+        maker = led.is_maker[rows]
+        # Accounts outside ``rows`` cannot be in breach, and their breach clocks are already -1.
+        breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~maker
+        since = self.cross_since[rows]
+        since = np.where(breach_c, np.where(since < 0, t, since), -1)
+        self.cross_since[rows] = since
         breached = np.zeros(self.m, np.int64)
+        ready = breach_c & (t - since >= keepers.latency_ticks)
+        unit_row = [rows[ready]]
+        unit_market = [self._cross_targets(rows[ready])]
+        unit_since = [since[ready]]
+        unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
         if breach_c.any():
-            breached += ((led.size[breach_c] != 0)).sum(axis=0)
-        units_i = [ready_c]
-        units_k = [np.full(ready_c.size, -1)]
-        ratios = [self._shortfall(snap.cross_equity[ready_c], snap.cross_mm[ready_c])]
+            breached += (led.size[rows[breach_c]] != 0).sum(axis=0)
         if snap.iso_equity is not None:
-            breach_i = (snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm)
-            breach_i[led.is_maker] = False
-            self.iso_since = np.where(breach_i, np.where(self.iso_since < 0, t, self.iso_since), -1)
-            ri, rk = np.nonzero(breach_i & (t - self.iso_since >= keepers.latency_ticks))
+            breach_i = (snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm) & ~maker[:, None]
+            since_i = self.iso_since[rows]
+            since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
+            self.iso_since[rows] = since_i
             breached += breach_i.sum(axis=0)
-            units_i.append(ri)
-            units_k.append(rk)
-            ratios.append(self._shortfall(snap.iso_equity[ri, rk], snap.iso_mm[ri, rk]))
-        acct = np.concatenate(units_i)
+            ri, rk = np.nonzero(breach_i & (t - since_i >= keepers.latency_ticks))
+            ri, rk = ri[~self.paused[rk]], rk[~self.paused[rk]]
+            unit_row.append(rows[ri])
+            unit_market.append(rk)
+            unit_since.append(since_i[ri, rk])
+            unit_ratio.append(_shortfall(snap.iso_equity[ri, rk], snap.iso_mm[ri, rk]))
+        acct = np.concatenate(unit_row)
+        mkt = np.concatenate(unit_market)
+        keep = mkt >= 0  # cross pools whose every position sits in a paused market wait
+        acct, mkt = acct[keep], mkt[keep]
+        since = np.concatenate(unit_since)[keep]
+        ratio = np.concatenate(unit_ratio)[keep]
         if acct.size == 0:
             return stats, breached
-        mkt = np.concatenate(units_k)
-        ratio = np.concatenate(ratios)
-        # Most under-margined first; ties broken by account id so the order is deterministic.
-        order = np.lexsort((mkt, acct, -ratio))
+        # Most under-margined first (ties by account, then market), up to the block's capacity.
+        order = np.lexsort((mkt, acct, -ratio))[: keepers.capacity_per_block]
         self.liquidator.begin_block()
-        done = 0
-        for u in order:
-            if done >= keepers.capacity_per_block:
-                break
-            i = int(acct[u])
-            k = int(mkt[u])
-            if k < 0:
-                k = self._cross_target(i)
-                if k < 0:
-                    continue
-                since = int(self.cross_since[i])
-            else:
-                if self.paused[k]:
-                    continue
-                since = int(self.iso_since[i, k])
-            keeper = self.liquidation_count % keepers.count
-            if self.liquidator.liquidate(i, k, keeper, t - since, stats):
-                self.liquidation_count += 1
-            done += 1
+        for k in range(self.m):
+            sel = order[mkt[order] == k]
+            if sel.size:
+                self.liquidator.liquidate_market(acct[sel], k, t - since[sel], stats)
         self.liquidator.end_block()
         return stats, breached
 
-    @staticmethod
-    def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
-        return (mm - equity) / np.maximum(mm, 1)
-
-    def _cross_target(self, i: int) -> int:
-        """Return the market of account i's largest position not paused by the breaker, or -1."""
-        value = np.abs(self.ledger.size[i] * self.mark_q)
-        value[self.paused | (self.ledger.size[i] == 0)] = -1.0
-        k = int(np.argmax(value))
-        return k if value[k] >= 0 else -1
+    def _cross_targets(self, rows: np.ndarray) -> np.ndarray:
+        """Return the market of each account's largest position not paused by the breaker (-1
+        when every position is paused)."""
+        if rows.size == 0:
+            return np.empty(0, np.int64)
+        value = np.abs(self.ledger.size[rows] * self.mark_q)
+        value[:, self.paused] = -1.0
+        value[self.ledger.size[rows] == 0] = -1.0
+        k = np.argmax(value, axis=1)
+        return np.where(value[np.arange(rows.size), k] >= 0, k, -1)
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -497,8 +588,7 @@ class Simulation:
         self._settle_funding()
         orders = self._order_flow()
         self._refresh_open_interest()
-        self.snapshot = self.evaluate()
-        stats, breached = self._liquidate_breaches(self.snapshot)
+        stats, breached = self._liquidate_breaches()
         self._record(stats, orders, breached)
 
     def run(self, progress=None) -> None:

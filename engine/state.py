@@ -41,6 +41,11 @@ class Ledger:
     """int64 (k,): keeper (liquidator) balances."""
     net_deposits: int
     """Sum of all deposits minus withdrawals, quote quantums."""
+    open_interest: np.ndarray
+    """int64 (m,): sum of long positions per market, base quantums (kept up to date by trades)."""
+    dirty: np.ndarray
+    """bool (n,): accounts whose balances or positions changed since the engine last evaluated
+    their margin (set by every credit and trade; cleared by the engine)."""
 
     @classmethod
     def empty(cls, n: int, m: int, k: int) -> Ledger:
@@ -56,6 +61,8 @@ class Ledger:
             fee_pool=np.zeros(m, np.int64),
             keepers=np.zeros(k, np.int64),
             net_deposits=0,
+            open_interest=np.zeros(m, np.int64),
+            dirty=np.ones(n, bool),
         )
 
     # ---- deposits and the conservation law -------------------------------------------------
@@ -84,6 +91,7 @@ class Ledger:
 
     def credit_one(self, account: int, market: int, amount: int) -> None:
         """Add ``amount`` to one account's pool for ``market`` (scalar fast path)."""
+        self.dirty[account] = True
         if self.cross[account]:
             self.quote[account] += amount
         else:
@@ -102,6 +110,7 @@ class Ledger:
             entry = -dquote * new / dsize
         self.entry[account, market] = entry
         self.size[account, market] = new
+        self.open_interest[market] += max(new, 0) - max(old, 0)
         self.credit_one(account, market, dquote)
 
     def credit(self, account, market, amount) -> None:
@@ -109,6 +118,7 @@ class Ledger:
         account = np.atleast_1d(np.asarray(account, np.int64))
         amount = np.broadcast_to(np.asarray(amount, np.int64), account.shape)
         market = np.broadcast_to(np.asarray(market, np.int64), account.shape)
+        self.dirty[account] = True
         cross = self.cross[account]
         if cross.all():
             np.add.at(self.quote, account, amount)
@@ -119,6 +129,8 @@ class Ledger:
 
     def trade(self, account, market, dsize, dquote) -> None:
         """Change positions by ``dsize`` (base quantums) and balances by ``dquote``; update entries.
+
+        Each (account, market) may appear at most once per call.
 
         A trade that adds to a position adds its cost to the entry; one that reduces it scales the
         entry down in proportion; one that flips it re-opens the remainder at the trade's price.
@@ -138,6 +150,7 @@ class Ledger:
             reopened = cost * (new / np.where(dsize == 0, 1, dsize))
         self.entry[account, market] = np.where(adds, entry + cost, np.where(flips, reopened, reduced))
         self.size[account, market] = new
+        np.add.at(self.open_interest, market, np.maximum(new, 0) - np.maximum(old, 0))
         self.credit(account, market, dquote)
 
     def pool_balance(self, account: int, market: int) -> int:

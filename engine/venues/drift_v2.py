@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+
 PRICE_PRECISION = 1_000_000
 QUOTE_PRECISION = 1_000_000
 BASE_PRECISION = 1_000_000_000
@@ -234,3 +235,88 @@ def liquidate_perp(
         "liquidator_quote_asset_amount": liquidator_quote_delta,
         "if_fee": if_fee_amount,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Array versions for the step loop. Products such as shortage x 1e9 overflow int64, so these
+# compute in float64 and floor, as Drift's integer division does: within one unit of the
+# exact result.
+# ---------------------------------------------------------------------------------------------
+
+
+def calculate_base_asset_amount_to_cover_margin_shortage_array(
+    margin_shortage: np.ndarray,
+    margin_ratio: np.ndarray,
+    liquidation_fee: np.ndarray | int,
+    if_liquidation_fee: np.ndarray | int,
+    oracle_price: int,
+) -> np.ndarray:
+    """Vector :func:`calculate_base_asset_amount_to_cover_margin_shortage`; float64 (inf when
+    liquidating cannot cover the shortage)."""
+    ratio_fee = np.asarray(margin_ratio, np.int64) * LIQUIDATION_FEE_TO_MARGIN_PRECISION_RATIO
+    denom = (
+        oracle_price * (ratio_fee - liquidation_fee) // LIQUIDATION_FEE_PRECISION
+        - oracle_price * np.asarray(if_liquidation_fee, np.int64) // LIQUIDATION_FEE_PRECISION
+    )
+    ok = (ratio_fee > liquidation_fee) & (denom > 0) & (oracle_price > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = np.floor(
+            np.asarray(margin_shortage, np.float64) * PRICE_TIMES_AMM_TO_QUOTE_PRECISION_RATIO
+            / np.where(ok, denom, 1)
+        )
+    return np.where(ok, base, np.inf)
+
+
+def calculate_perp_if_fee_array(
+    margin_shortage: np.ndarray,
+    user_base_asset_amount: np.ndarray,
+    margin_ratio: np.ndarray,
+    liquidator_fee: np.ndarray | int,
+    oracle_price: int,
+    max_if_liquidation_fee: int,
+) -> np.ndarray:
+    """Vector :func:`calculate_perp_if_fee` (quote oracle price 1.0); int64 LIQUIDATION_FEE."""
+    ratio_fee = np.asarray(margin_ratio, np.int64) * LIQUIDATION_FEE_TO_MARGIN_PRECISION_RATIO
+    base_value = np.floor(
+        np.abs(np.asarray(user_base_asset_amount, np.float64)) * oracle_price / BASE_PRECISION
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shortage_ratio = np.floor(
+            np.asarray(margin_shortage, np.float64) * LIQUIDATION_FEE_PRECISION
+            / np.where(base_value > 0, base_value, 1)
+        )
+    implied = np.maximum(0.0, ratio_fee - liquidator_fee - shortage_ratio)
+    implied = np.floor(implied * 19 / 20).astype(np.int64)
+    ok = (base_value > 0) & (ratio_fee > liquidator_fee) & (oracle_price > 0)
+    return np.where(ok, np.minimum(max_if_liquidation_fee, implied), 0)
+
+
+def get_liquidation_fee_array(
+    base_liquidation_fee: int, max_liquidation_fee: int, slots_elapsed: np.ndarray
+) -> np.ndarray:
+    """Vector :func:`get_liquidation_fee` over slots elapsed since the user's last activity."""
+    slots = np.asarray(slots_elapsed, np.int64)
+    ramp = np.minimum(base_liquidation_fee + slots * LIQUIDATION_FEE_INCREASE_PER_SLOT,
+                      max_liquidation_fee)
+    return np.where(slots < LIQUIDATION_FEE_ADJUST_GRACE_PERIOD_SLOTS, base_liquidation_fee, ramp)
+
+
+def calculate_max_pct_to_liquidate_array(
+    margin_shortage: np.ndarray,
+    slots_elapsed: np.ndarray,
+    initial_pct_to_liquidate: int,
+    liquidation_duration: int,
+) -> np.ndarray:
+    """Vector :func:`calculate_max_pct_to_liquidate` for users with nothing freed yet."""
+    shortage = np.asarray(margin_shortage, np.int64)
+    pct = np.minimum(
+        LIQUIDATION_PCT_PRECISION,
+        np.asarray(slots_elapsed, np.int64) * LIQUIDATION_PCT_PRECISION
+        // max(liquidation_duration, 1) + initial_pct_to_liquidate,
+    )
+    # With nothing freed yet, freeable / shortage reduces to pct (up to Drift's floor).
+    freed = np.floor(shortage.astype(np.float64) * pct / LIQUIDATION_PCT_PRECISION)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.floor(freed * LIQUIDATION_PCT_PRECISION / np.where(shortage > 0, shortage, 1))
+    out = out.astype(np.int64)
+    return np.where(shortage < 50 * QUOTE_PRECISION, LIQUIDATION_PCT_PRECISION, out)

@@ -207,3 +207,52 @@ def max_and_min_position_notional_liquidatable(
     portion = _ceil_frac(Fraction(notional * max_position_portion_liquidated_ppm, PPM))
     max_liq = min(max(min_position_notional_liquidated, portion), notional)
     return max_liq, min_liq
+
+
+# ---------------------------------------------------------------------------------------------
+# Array versions for the step loop (float64 where products overflow int64: within one quantum
+# of the exact result, rounded in the venue's direction)
+# ---------------------------------------------------------------------------------------------
+
+
+def bankruptcy_price_quote_quantums_array(
+    delta_net_notional: np.ndarray,
+    delta_maintenance_margin: np.ndarray,
+    total_net_collateral: np.ndarray,
+    total_maintenance_margin: np.ndarray,
+) -> np.ndarray:
+    """Vector :func:`bankruptcy_price_quote_quantums`; int64 (n,) in and out."""
+    share = np.abs(delta_maintenance_margin) / total_maintenance_margin.astype(np.float64)
+    bp = -delta_net_notional.astype(np.float64) - total_net_collateral * share
+    return np.ceil(bp).astype(np.int64)
+
+
+def fillable_price_array(
+    position_quantums: np.ndarray,
+    position_net_notional: np.ndarray,
+    position_maintenance_margin: np.ndarray,
+    total_net_collateral: np.ndarray,
+    total_maintenance_margin: np.ndarray,
+    bankruptcy_adjustment_ppm: int = BANKRUPTCY_ADJUSTMENT_PPM,
+    spread_to_maintenance_margin_ratio_ppm: int = SPREAD_TO_MAINTENANCE_MARGIN_RATIO_PPM,
+) -> np.ndarray:
+    """Vector :func:`fillable_price`, float64 quote quantums per base quantum."""
+    abr = (bankruptcy_adjustment_ppm / PPM) * (
+        1.0 - total_net_collateral / total_maintenance_margin.astype(np.float64)
+    )
+    abr = np.clip(abr, 0.0, 1.0)
+    smmr = spread_to_maintenance_margin_ratio_ppm / PPM
+    return (position_net_notional - abr * smmr * position_maintenance_margin) / position_quantums
+
+
+def max_and_min_position_notional_liquidatable_array(
+    position_notional: np.ndarray,
+    min_position_notional_liquidated: int = MIN_POSITION_NOTIONAL_LIQUIDATED,
+    max_position_portion_liquidated_ppm: int = MAX_POSITION_PORTION_LIQUIDATED_PPM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vector :func:`max_and_min_position_notional_liquidatable`; int64 (n,) in, two out."""
+    notional = np.abs(np.asarray(position_notional, np.int64))
+    min_liq = np.minimum(min_position_notional_liquidated, notional)
+    portion = mul_ppm(notional, max_position_portion_liquidated_ppm, "up")
+    max_liq = np.minimum(np.maximum(min_position_notional_liquidated, portion), notional)
+    return max_liq, min_liq

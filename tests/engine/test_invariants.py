@@ -8,11 +8,13 @@ increases the liquidated position or flips it; the same seed gives identical out
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.config import resolve
-from engine.liquidation import Liquidator
+from engine.events import NOBODY, EventKind
+from engine.liquidation import BlockStats, Liquidator
 from engine.sim import Simulation
 
 PRESETS = ["generic", "dydx_v4", "drift_v2", "hyperliquid"]
@@ -82,22 +84,34 @@ def venues(draw):
 class CheckedLiquidator(Liquidator):
     """A liquidator that asserts the liquidation laws around every call."""
 
-    def liquidate(self, i, k, keeper, ticks_in_breach, stats):
+    def liquidate_market(self, rows, k, ticks_in_breach, stats):
         sim = self.sim
         led = sim.ledger
-        tnc, tmmr, _, _ = self.pool_margin(i, k, sim.mark_q)
-        before = int(led.size[i, k])
-        before_other = led.size[i].copy()
-        done = super().liquidate(i, k, keeper, ticks_in_breach, stats)
-        after = int(led.size[i, k])
-        if done:
-            assert tmmr > 0 and tnc < tmmr, "liquidated an account that was not liquidatable"
+        before = led.size[rows].copy()
+        margins = [self.pool_margin(int(i), k) for i in rows]
+        first_event = sim.events.count
+        super().liquidate_market(rows, k, ticks_in_breach, stats)
+        after = led.size[rows]
         # Never grows, never flips, never touches the account's other markets.
-        assert abs(after) <= abs(before)
-        assert after == 0 or np.sign(after) == np.sign(before)
+        assert (np.abs(after[:, k]) <= np.abs(before[:, k])).all()
+        assert ((after[:, k] == 0) | (np.sign(after[:, k]) == np.sign(before[:, k]))).all()
         other = np.arange(led.size.shape[1]) != k
-        assert (led.size[i, other] == before_other[other]).all()
-        return done
+        adl_hit = set()
+        ev = sim.events.to_frame().iloc[first_event:]
+        adl = ev[ev["kind"] == int(EventKind.ADL)]
+        adl_hit = set(adl.loc[adl["counterparty"] >= 0, "account"])
+        for j, i in enumerate(rows):
+            if int(i) not in adl_hit:
+                assert (after[j, other] == before[j, other]).all()
+        # Only accounts that were liquidatable were liquidated (an ADL counterparty in this call
+        # may have become so during it).
+        liquidated = set(ev.loc[ev["kind"] == int(EventKind.LIQUIDATION), "account"])
+        liquidated |= set(adl.loc[adl["counterparty"] == NOBODY, "account"])
+        assert liquidated <= set(int(i) for i in rows)
+        for j, i in enumerate(rows):
+            if int(i) in liquidated and int(i) not in adl_hit:
+                tnc, tmmr = margins[j]
+                assert tmmr > 0 and tnc < tmmr, "liquidated an account that was not liquidatable"
 
 
 def _laws_hold(sim: Simulation) -> None:
@@ -129,7 +143,7 @@ def test_liquidatable_iff_equity_below_maintenance(cfg):
     led = sim.ledger
     for i in range(1, led.size.shape[0]):
         for k in np.nonzero(led.size[i])[0]:
-            tnc, tmmr, _, _ = sim.liquidator.pool_margin(i, int(k), sim.mark_q)
+            tnc, tmmr = sim.liquidator.pool_margin(i, int(k))
             if led.cross[i]:
                 breached = snap.cross_mm[i] > 0 and snap.cross_equity[i] < snap.cross_mm[i]
             elif snap.iso_equity is not None:
@@ -153,13 +167,52 @@ def test_same_seed_same_outputs(cfg):
     assert a.account_frame().equals(b.account_frame())
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(venues())
+def test_breach_screen_changes_nothing(cfg):
+    """Evaluating only the accounts the screen lets through gives exactly the same run as
+    evaluating every account every block."""
+    screened, full = Simulation(cfg), Simulation(cfg)
+    full.screen = False
+    screened.run()
+    full.run()
+    assert screened.market_frame().equals(full.market_frame())
+    assert screened.events.to_frame().equals(full.events.to_frame())
+    assert screened.account_frame().equals(full.account_frame())
+
+
 def test_non_liquidatable_account_is_left_alone():
     cfg = resolve({"markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.1}],
                    "accounts": {"count": 20, "leverage_min": 2.0, "leverage_max": 3.0}})
     sim = Simulation(cfg)
     before = sim.ledger.size.copy(), sim.ledger.quote.copy()
-    from engine.liquidation import BlockStats
-
-    for i in range(1, 21):
-        assert not sim.liquidator.liquidate(i, 0, 0, 0, BlockStats.zeros(1))
+    rows = np.arange(1, 21)
+    sim.liquidator.liquidate_market(rows, 0, np.zeros(20, np.int64), BlockStats.zeros(1))
     assert (sim.ledger.size == before[0]).all() and (sim.ledger.quote == before[1]).all()
+    assert sim.events.count == 0
+
+
+@pytest.mark.parametrize("venue", PRESETS)
+def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
+    cfg = resolve({
+        "seed": 5, "steps": 80, "venue": venue,
+        "markets": [
+            {"name": "A", "initial_price": 100.0, "sigma_annual": 1.5, "depth_usd": 2e5,
+             "loss_resolution": "adl",
+             "position_sigma_base": 30.0, "funding_interval_ticks": 30},
+            {"name": "B", "initial_price": 10.0, "sigma_annual": 2.0, "depth_usd": 1e5,
+             "position_sigma_base": 200.0, "loss_resolution": "socialized"},
+        ],
+        "shocks": [{"market": "A", "tick": 40, "log_return": -0.25, "over_ticks": 5}],
+        "accounts": {"count": 3000, "cross_fraction": 0.6, "leverage_max": 30.0,
+                     "order_rate": 0.01},
+        "keepers": {"count": 2, "latency_ticks": 1, "capacity_per_block": 40},
+    })
+    screened, full = Simulation(cfg), Simulation(cfg)
+    full.screen = False
+    screened.run()
+    full.run()
+    assert screened.market_frame().equals(full.market_frame())
+    assert screened.events.to_frame().equals(full.events.to_frame())
+    assert screened.records["liquidations"].sum() > 50
+    assert screened.evaluated_rows_total < 0.75 * full.evaluated_rows_total

@@ -180,3 +180,68 @@ def test_drift_size_premium_array_equals_scalar(size, imf_factor, weight):
         np.array([size], np.int64), imf_factor, weight
     )
     assert int(arr[0]) == drift_v2.calculate_size_premium_liability_weight(size, imf_factor, weight)
+
+
+# ---- the array versions the step loop uses agree with the exact scalar ones (within 1) -------
+
+usd_amount = st.integers(min_value=1, max_value=10**13)
+
+
+@given(st.integers(-10**13, -1), st.integers(1, 10**12), st.integers(-10**12, 10**12),
+       st.integers(1, 10**12))
+def test_dydx_bankruptcy_array_within_one(dnnv, pmmr, tnc, extra):
+    tmmr = pmmr + extra
+    exact = dydx_v4.bankruptcy_price_quote_quantums(dnnv, -pmmr, tnc, tmmr)
+    arr = dydx_v4.bankruptcy_price_quote_quantums_array(
+        np.array([dnnv]), np.array([-pmmr]), np.array([tnc]), np.array([tmmr])
+    )
+    assert abs(int(arr[0]) - exact) <= 1
+
+
+@given(st.integers(1, 10**12), st.integers(1, 10**6), usd_amount, st.integers(-10**9, 10**9))
+def test_dydx_fillable_price_array(size, mmr_frac, notional, tnc_off):
+    pmmr = max(1, notional * mmr_frac // 10**6)
+    tnc = pmmr + tnc_off
+    if tnc >= pmmr:
+        tnc = pmmr - 1
+    exact = dydx_v4.fillable_price(size, notional, pmmr, tnc, pmmr)
+    arr = dydx_v4.fillable_price_array(np.array([size]), np.array([notional]), np.array([pmmr]),
+                                       np.array([tnc]), np.array([pmmr]))
+    assert float(arr[0]) == pytest.approx(float(exact), rel=1e-12)
+
+
+@given(usd_amount, st.integers(0, 10**10), st.integers(1, 10**6))
+def test_dydx_liquidatable_bounds_array(notional, floor, portion):
+    exact = dydx_v4.max_and_min_position_notional_liquidatable(notional, floor, portion)
+    hi, lo = dydx_v4.max_and_min_position_notional_liquidatable_array(
+        np.array([notional]), floor, portion)
+    assert (int(hi[0]), int(lo[0])) == exact
+
+
+@given(usd_amount, st.integers(1, 5_000), st.integers(0, 50_000), st.integers(0, 20_000),
+       st.integers(10**4, 10**11))
+def test_drift_liquidation_arrays_within_one(shortage, ratio, liq_fee, if_fee, price):
+    exact = drift_v2.calculate_base_asset_amount_to_cover_margin_shortage(
+        shortage, ratio, liq_fee, if_fee, price)
+    arr = drift_v2.calculate_base_asset_amount_to_cover_margin_shortage_array(
+        np.array([shortage]), np.array([ratio]), liq_fee, if_fee, price)
+    if exact == drift_v2.U128_MAX:
+        assert np.isinf(arr[0])
+    else:
+        assert abs(float(arr[0]) - exact) <= max(1.0, exact * 1e-15)
+    base = 10**9 * 3
+    exact_fee = drift_v2.calculate_perp_if_fee(shortage, base, ratio, liq_fee, price,
+                                               drift_v2.PRICE_PRECISION, if_fee)
+    arr_fee = drift_v2.calculate_perp_if_fee_array(np.array([shortage]), np.array([base]),
+                                                   np.array([ratio]), liq_fee, price, if_fee)
+    assert abs(int(arr_fee[0]) - exact_fee) <= 1
+
+
+@given(st.integers(0, 10**6), usd_amount, st.integers(0, 10_000), st.integers(1, 1_000))
+def test_drift_fee_ramp_and_pct_arrays(slots, shortage, initial, duration):
+    assert int(drift_v2.get_liquidation_fee_array(10_000, 20_000, np.array([slots]))[0]) == \
+        drift_v2.get_liquidation_fee(10_000, 20_000, 0, slots)
+    exact = drift_v2.calculate_max_pct_to_liquidate(shortage, slots, 0, initial, duration)
+    arr = drift_v2.calculate_max_pct_to_liquidate_array(np.array([shortage]), np.array([slots]),
+                                                        initial, duration)
+    assert abs(int(arr[0]) - exact) <= 1
