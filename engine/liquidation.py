@@ -220,24 +220,28 @@ def make_rules(market: MarketConfig, tick_ms: int) -> VenueRules:
     return RULES[market.venue](market, tick_ms)
 
 
-@dataclass(slots=True)
-class BlockStats:
-    """Per-market tallies of one block, int64 arrays of shape (m,)."""
+STAT_FIELDS = (
+    "liquidations", "liquidated_notional", "bad_debt", "insurance_paid", "adl_notional",
+    "socialized", "unfilled", "keeper_fees", "insurance_fees",
+)
+"""Per-market tallies of a block: counts (liquidations, unfilled) and quote quantums (the rest)."""
 
-    liquidations: np.ndarray
-    liquidated_notional: np.ndarray
-    bad_debt: np.ndarray
-    insurance_paid: np.ndarray
-    adl_notional: np.ndarray
-    socialized: np.ndarray
-    unfilled: np.ndarray
-    keeper_fees: np.ndarray
-    insurance_fees: np.ndarray
+
+class BlockStats:
+    """Per-market tallies of one block: one int64 array (len(STAT_FIELDS), m) with a named view
+    per row (``stats.bad_debt[k] += loss``)."""
+
+    __slots__ = ("data", *STAT_FIELDS)
+
+    def __init__(self, m: int) -> None:
+        self.data = np.zeros((len(STAT_FIELDS), m), np.int64)
+        for i, name in enumerate(STAT_FIELDS):
+            setattr(self, name, self.data[i])
 
     @classmethod
     def zeros(cls, m: int) -> BlockStats:
         """Return empty tallies for m markets."""
-        return cls(*(np.zeros(m, np.int64) for _ in range(9)))
+        return cls(m)
 
 
 @dataclass(slots=True)

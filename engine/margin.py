@@ -53,6 +53,10 @@ class Requirements:
         """
         raise NotImplementedError
 
+    def maintenance(self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext) -> np.ndarray:
+        """Return MM only (the per-block path): int64 (n,), quote quantums."""
+        return self.requirements(notional, size, ctx)[1]
+
     def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         """Return an upper bound on d(MM)/d(notional) for positions of these sizes.
 
@@ -84,6 +88,13 @@ class TieredRequirements(Requirements):
         mm = mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]
         return im, mm
 
+    def maintenance(self, notional, size, ctx):
+        n = np.abs(notional)
+        if len(self.floors) == 1:
+            return mul_ppm(n, int(self.mm_ppm[0]), "up")
+        b = np.searchsorted(self.floors, n, side="right") - 1
+        return mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]
+
     def max_mm_rate(self, size):
         return float(self.mm_ppm.max()) / PPM
 
@@ -106,6 +117,11 @@ class OIScaledRequirements(Requirements):
             notional, self.imf_ppm, self.fraction_ppm
         )
         return im, mm
+
+    def maintenance(self, notional, size, ctx):
+        return dydx_v4.maintenance_margin_quote_quantums_array(
+            notional, self.imf_ppm, self.fraction_ppm
+        )
 
     def max_mm_rate(self, size):
         return self.imf_ppm * self.fraction_ppm / PPM / PPM

@@ -26,7 +26,7 @@ import pandas as pd
 
 from engine.config import SimConfig, VolScaledMargin
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
-from engine.liquidation import BlockStats, Liquidator, make_rules
+from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
 from engine.state import Ledger
 from engine.units import QUOTE_QUANTUMS_PER_UNIT, base_to_quantums, usd_to_quote_quantums
@@ -34,12 +34,19 @@ from engine.units import QUOTE_QUANTUMS_PER_UNIT, base_to_quantums, usd_to_quote
 MS_PER_YEAR = 365.0 * 24 * 3600 * 1000
 DEFAULT_VOL_HALF_LIFE_TICKS = 60.0
 
-MARKET_COLUMNS = (
+STATE_COLUMNS = (
     "index_price", "oracle_price", "oracle_age", "mark_price", "sigma_annual", "vol_mmf",
-    "open_interest", "oi_notional", "insurance_fund", "fee_pool", "breached", "liquidations",
-    "liquidated_notional", "bad_debt", "insurance_paid", "adl_notional", "socialized",
-    "unfilled", "paused", "funding_rate", "orders_accepted", "orders_rejected",
+    "open_interest", "oi_notional", "insurance_fund", "fee_pool", "breached", "paused",
+    "funding_rate", "orders_accepted", "orders_rejected",
 )
+MARKET_COLUMNS = STATE_COLUMNS + STAT_FIELDS
+"""Columns of the per-tick market table (amounts in quote units, sizes in base units)."""
+INT_COLUMNS = ("oracle_age", "breached", "liquidations", "unfilled", "orders_accepted",
+               "orders_rejected")
+_STAT_SCALE = np.array(
+    [1.0 if f in ("liquidations", "unfilled") else 1.0 / QUOTE_QUANTUMS_PER_UNIT
+     for f in STAT_FIELDS]
+)[:, None]
 
 
 @dataclass(slots=True)
@@ -88,6 +95,15 @@ def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
         ramp[start:end] = shock.log_return / shock.over_ticks
         log_paths[:, k] += np.cumsum(ramp)
     return np.exp(log_paths)
+
+
+def _safe_move(equity: np.ndarray, mm: np.ndarray, weight: np.ndarray, slack: float) -> np.ndarray:
+    """Return (equity - MM - slack) / weight: the relative move a pool can take, +inf for a
+    pool without positions (its MM stays 0, so it can never be liquidated)."""
+    head = equity - mm - slack - 1e-9 * weight
+    out = np.full(head.shape, np.inf)
+    np.divide(head, weight, out=out, where=weight > 0)
+    return out
 
 
 def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
@@ -147,6 +163,15 @@ class Simulation:
         self.block_impact = np.zeros(m)
         self.mark = index_path[0].copy()
         self.mark_q = self.mark * self.price_scale
+        self.ewma_decay = np.array([
+            0.5 ** (1.0 / (mk.margin.ewma_half_life_ticks if isinstance(mk.margin, VolScaledMargin)
+                            else DEFAULT_VOL_HALF_LIFE_TICKS))
+            for mk in markets
+        ])
+        self.vol_markets = [
+            k for k, mk in enumerate(markets) if isinstance(mk.margin, VolScaledMargin)
+        ]
+        self.base_unit = np.array([10.0**mk.base_quantum_exponent for mk in markets])
         var0 = np.array([mk.sigma_annual**2 * self.dt_years for mk in markets])
         self.ewma_var = var0
         self.vol_mmf_ppm = np.zeros(m, np.int64)
@@ -182,7 +207,9 @@ class Simulation:
         self.screen = True
         """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self._refresh_open_interest()
-        self.records = {c: np.zeros((cfg.steps + 1, m)) for c in MARKET_COLUMNS}
+        # One array (tick, column, market); ``records[column]`` is a (tick, market) view of it.
+        self.history = np.zeros((cfg.steps + 1, len(MARKET_COLUMNS), m))
+        self.records = {c: self.history[:, i, :] for i, c in enumerate(MARKET_COLUMNS)}
         self._record(BlockStats.zeros(m), np.zeros((2, m), np.int64))
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -232,11 +259,11 @@ class Simulation:
         return MarginContext(oi_notional=int(self.oi_notional[k]), vol_mmf_ppm=int(self.vol_mmf_ppm[k]))
 
     def _update_vol_margin(self) -> None:
-        for k, mk in enumerate(self.cfg.markets):
-            if isinstance(mk.margin, VolScaledMargin):
-                self.vol_mmf_ppm[k] = vol_scaled_mmf_ppm(
-                    math.sqrt(self.ewma_var[k]), int(self.vol_mmf_ppm[k]), mk.margin
-                )
+        for k in self.vol_markets:
+            margin = self.cfg.markets[k].margin
+            self.vol_mmf_ppm[k] = vol_scaled_mmf_ppm(
+                math.sqrt(self.ewma_var[k]), int(self.vol_mmf_ppm[k]), margin
+            )
 
     def _refresh_open_interest(self) -> None:
         self.open_interest = self.ledger.open_interest
@@ -249,16 +276,16 @@ class Simulation:
         cfg = self.cfg
         index = self.index_path[t]
         observed = self.index_path[max(t - cfg.oracle.delay_ticks, 0)]
-        updates = self.rng_oracle.random(self.m) >= cfg.oracle.stale_probability
         previous_oracle = self.oracle
-        self.oracle = np.where(updates, observed, self.oracle)
-        self.oracle_updated = np.where(updates, t, self.oracle_updated)
+        if cfg.oracle.stale_probability > 0:
+            updates = self.rng_oracle.random(self.m) >= cfg.oracle.stale_probability
+            self.oracle = np.where(updates, observed, self.oracle)
+            self.oracle_updated = np.where(updates, t, self.oracle_updated)
+        else:
+            self.oracle = observed.copy()
+            self.oracle_updated[:] = t
         ret = np.log(self.oracle / previous_oracle)
-        lam = np.array([
-            0.5 ** (1.0 / (mk.margin.ewma_half_life_ticks if isinstance(mk.margin, VolScaledMargin)
-                            else DEFAULT_VOL_HALF_LIFE_TICKS))
-            for mk in cfg.markets
-        ])
+        lam = self.ewma_decay
         self.ewma_var = lam * self.ewma_var + (1.0 - lam) * ret**2
         self._update_vol_margin()
         self.impact = (self.impact + self.block_impact) * self.impact_decay
@@ -266,9 +293,10 @@ class Simulation:
         self.mark = index * (1.0 + self.impact)
         self.mark_q = self.mark * self.price_scale
         cb = cfg.circuit_breaker
-        age = t - self.oracle_updated
-        deviation = np.abs(self.mark / self.oracle - 1.0)
-        self.paused = cb.enabled & ((age > cfg.oracle.max_age_ticks) | (deviation > cb.max_deviation))
+        if cb.enabled:
+            age = t - self.oracle_updated
+            deviation = np.abs(self.mark / self.oracle - 1.0)
+            self.paused = (age > cfg.oracle.max_age_ticks) | (deviation > cb.max_deviation)
         self.insurance_paid_block = np.zeros(self.m, np.int64)
 
     def book_fills(self, k: int, dsize: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -421,9 +449,9 @@ class Simulation:
         notional = np.rint(np.abs(value)).astype(np.int64)
         mm = np.empty(sizes.shape, np.int64)
         for k in range(self.m):
-            mm[:, k] = self.requirements[k].requirements(
+            mm[:, k] = self.requirements[k].maintenance(
                 notional[:, k], sizes[:, k], self.margin_context(k)
-            )[1]
+            )
         return value, notional, mm
 
     def evaluate(self, rows: np.ndarray | None = None) -> MarginSnapshot:
@@ -466,7 +494,8 @@ class Simulation:
         n = led.size.shape[0]
         if self.screen and not self.always_evaluate:
             moved = float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
-            rows = np.flatnonzero((self.safe_move <= moved) | led.dirty)
+            self.safe_move[led.take_touched()] = -np.inf
+            rows = np.flatnonzero(self.safe_move <= moved)
             # As the marks drift from the reference, more accounts fall through. Re-basing costs
             # one full evaluation; do it when this block's work exceeds the average work per
             # block since the last re-base, full evaluation included (rebuild when the marginal
@@ -475,6 +504,7 @@ class Simulation:
             self._since_rebase_rows += rows.size
             if rows.size * self._since_rebase_blocks <= self._since_rebase_rows:
                 return rows
+        led.touched = []
         self.reference_mark = self.mark.copy()
         self._since_rebase_blocks = 0
         self._since_rebase_rows = n
@@ -482,34 +512,27 @@ class Simulation:
 
     def _update_safe_moves(self, rows: np.ndarray, snap: MarginSnapshot) -> None:
         led = self.ledger
-        led.dirty[rows] = False
         if self.always_evaluate:
             return
         sizes = np.abs(led.size[rows])
         ref_q = self.reference_mark * self.price_scale
         drift = float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
-        rates = np.empty(sizes.shape)
+        # Quote quantums lost per unit of relative move, per market.
+        weight = sizes * ref_q
         for k, req in enumerate(self.requirements):
-            rates[:, k] = 1.0 + req.max_mm_rate(sizes[:, k])
-        weight = sizes * ref_q * rates  # quote quantums lost per unit relative move, per market
+            weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k])
         # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
         slack = self.m + 2.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if snap.iso_equity is None:
-                w = weight.sum(axis=1)
-                head = snap.cross_equity - snap.cross_mm - slack - 1e-9 * w
-                safe = np.where(w > 0, head / w - drift, np.inf)
-            else:
-                cross = led.cross[rows][:, None]
-                w_cross = np.where(cross, weight, 0.0).sum(axis=1)
-                head = snap.cross_equity - snap.cross_mm - slack - 1e-9 * w_cross
-                safe = np.where(w_cross > 0, head / w_cross - drift, np.inf)
-                w_iso = np.where(cross, 0.0, weight)
-                head_iso = snap.iso_equity - snap.iso_mm - slack - 1e-9 * w_iso
-                safe_iso = np.where(w_iso > 0, head_iso / w_iso - drift, np.inf)
-                safe = np.minimum(safe, safe_iso.min(axis=1))
-        # NaN (0/0) cannot occur with w > 0; keep the screen conservative regardless.
-        self.safe_move[rows] = np.where(np.isnan(safe), -np.inf, safe)
+        if snap.iso_equity is None:
+            safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
+        else:
+            cross = led.cross[rows][:, None]
+            safe = _safe_move(snap.cross_equity, snap.cross_mm,
+                              np.where(cross, weight, 0.0).sum(axis=1), slack)
+            safe_iso = _safe_move(snap.iso_equity, snap.iso_mm, np.where(cross, 0.0, weight),
+                                  slack)
+            safe = np.minimum(safe, safe_iso.min(axis=1))
+        self.safe_move[rows] = safe - drift
 
     def _liquidate_breaches(self) -> tuple[BlockStats, np.ndarray]:
         """Find breaches, let keepers act on those old enough, within capacity and breakers."""
@@ -525,6 +548,9 @@ class Simulation:
         maker = led.is_maker[rows]
         # Accounts outside ``rows`` cannot be in breach, and their breach clocks are already -1.
         breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~maker
+        if snap.iso_equity is None and not breach_c.any():
+            self.cross_since[rows] = -1
+            return stats, np.zeros(self.m, np.int64)
         since = self.cross_since[rows]
         since = np.where(breach_c, np.where(since < 0, t, since), -1)
         self.cross_since[rows] = since
@@ -600,31 +626,23 @@ class Simulation:
 
     def _record(self, stats: BlockStats, orders: np.ndarray, breached: np.ndarray | None = None) -> None:
         t = self.t
-        r = self.records
-        r["index_price"][t] = self.index_path[t]
-        r["oracle_price"][t] = self.oracle
-        r["oracle_age"][t] = t - self.oracle_updated
-        r["mark_price"][t] = self.mark
-        r["sigma_annual"][t] = np.sqrt(self.ewma_var / self.dt_years)
-        r["vol_mmf"][t] = self.vol_mmf_ppm / 1e6
-        r["open_interest"][t] = self.open_interest * 10.0 ** np.array(
-            [mk.base_quantum_exponent for mk in self.cfg.markets]
-        )
-        r["oi_notional"][t] = self.oi_notional / QUOTE_QUANTUMS_PER_UNIT
-        r["insurance_fund"][t] = self.ledger.insurance / QUOTE_QUANTUMS_PER_UNIT
-        r["fee_pool"][t] = self.ledger.fee_pool / QUOTE_QUANTUMS_PER_UNIT
-        r["breached"][t] = 0 if breached is None else breached
-        r["liquidations"][t] = stats.liquidations
-        r["liquidated_notional"][t] = stats.liquidated_notional / QUOTE_QUANTUMS_PER_UNIT
-        r["bad_debt"][t] = stats.bad_debt / QUOTE_QUANTUMS_PER_UNIT
-        r["insurance_paid"][t] = stats.insurance_paid / QUOTE_QUANTUMS_PER_UNIT
-        r["adl_notional"][t] = stats.adl_notional / QUOTE_QUANTUMS_PER_UNIT
-        r["socialized"][t] = stats.socialized / QUOTE_QUANTUMS_PER_UNIT
-        r["unfilled"][t] = stats.unfilled
-        r["paused"][t] = self.paused
-        r["funding_rate"][t] = self.funding_rate
-        r["orders_accepted"][t] = orders[0]
-        r["orders_rejected"][t] = orders[1]
+        row = self.history[t]
+        usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
+        row[0] = self.index_path[t]
+        row[1] = self.oracle
+        row[2] = t - self.oracle_updated
+        row[3] = self.mark
+        row[4] = np.sqrt(self.ewma_var / self.dt_years)
+        row[5] = self.vol_mmf_ppm * 1e-6
+        row[6] = self.open_interest * self.base_unit
+        row[7] = self.oi_notional * usd
+        row[8] = self.ledger.insurance * usd
+        row[9] = self.ledger.fee_pool * usd
+        row[10] = 0 if breached is None else breached
+        row[11] = self.paused
+        row[12] = self.funding_rate
+        row[13:15] = orders
+        row[15:] = stats.data * _STAT_SCALE
 
     # ---- results ---------------------------------------------------------------------------------
 
@@ -641,9 +659,7 @@ class Simulation:
         for c in MARKET_COLUMNS:
             data[c] = self.records[c][:t_end].ravel()
         df = pd.DataFrame(data)
-        int_cols = ("oracle_age", "breached", "liquidations", "unfilled", "orders_accepted",
-                    "orders_rejected")
-        for c in int_cols:
+        for c in INT_COLUMNS:
             df[c] = df[c].astype(np.int64)
         df["paused"] = df["paused"].astype(bool)
         return df

@@ -43,9 +43,9 @@ class Ledger:
     """Sum of all deposits minus withdrawals, quote quantums."""
     open_interest: np.ndarray
     """int64 (m,): sum of long positions per market, base quantums (kept up to date by trades)."""
-    dirty: np.ndarray
-    """bool (n,): accounts whose balances or positions changed since the engine last evaluated
-    their margin (set by every credit and trade; cleared by the engine)."""
+    touched: list
+    """Accounts whose balances or positions changed since the engine last collected them (ids
+    and id arrays appended by every credit and trade; see :meth:`take_touched`)."""
 
     @classmethod
     def empty(cls, n: int, m: int, k: int) -> Ledger:
@@ -62,7 +62,7 @@ class Ledger:
             keepers=np.zeros(k, np.int64),
             net_deposits=0,
             open_interest=np.zeros(m, np.int64),
-            dirty=np.ones(n, bool),
+            touched=[np.arange(n)],
         )
 
     # ---- deposits and the conservation law -------------------------------------------------
@@ -91,7 +91,7 @@ class Ledger:
 
     def credit_one(self, account: int, market: int, amount: int) -> None:
         """Add ``amount`` to one account's pool for ``market`` (scalar fast path)."""
-        self.dirty[account] = True
+        self.touched.append(account)
         if self.cross[account]:
             self.quote[account] += amount
         else:
@@ -118,7 +118,7 @@ class Ledger:
         account = np.atleast_1d(np.asarray(account, np.int64))
         amount = np.broadcast_to(np.asarray(amount, np.int64), account.shape)
         market = np.broadcast_to(np.asarray(market, np.int64), account.shape)
-        self.dirty[account] = True
+        self.touched.append(account)
         cross = self.cross[account]
         if cross.all():
             np.add.at(self.quote, account, amount)
@@ -152,6 +152,14 @@ class Ledger:
         self.size[account, market] = new
         np.add.at(self.open_interest, market, np.maximum(new, 0) - np.maximum(old, 0))
         self.credit(account, market, dquote)
+
+    def take_touched(self) -> np.ndarray:
+        """Return (and forget) the ids of accounts changed since the last call, possibly repeated."""
+        if not self.touched:
+            return np.empty(0, np.int64)
+        out = np.concatenate([np.atleast_1d(np.asarray(a, np.int64)) for a in self.touched])
+        self.touched = []
+        return out
 
     def pool_balance(self, account: int, market: int) -> int:
         """Return the balance of the pool that margins ``account``'s position in ``market``."""
