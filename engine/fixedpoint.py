@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 PPM = 1_000_000
+_INT64_MAX = 2**63 - 1
 
 
 def ceil_div(num: np.ndarray, den: int) -> np.ndarray:
@@ -28,10 +29,15 @@ def mul_ppm(x: np.ndarray, ppm: np.ndarray | int, rounding: str) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.int64)
     ppm = np.asarray(ppm, dtype=np.int64)
-    hi, lo = np.divmod(x, PPM)
+    if rounding not in ("up", "down"):
+        raise ValueError(f"rounding must be 'up' or 'down', was {rounding!r}")
+    if x.size and int(x.max()) <= _INT64_MAX // max(int(ppm.max()), 1):
+        # No overflow possible: one product and one division (the common case).
+        num = x * ppm
+        return ceil_div(num, PPM) if rounding == "up" else num // PPM
+    hi = x // PPM
+    lo = x - hi * PPM  # np.divmod is several times slower than this on int64
     part = lo * ppm
     if rounding == "up":
         return hi * ppm + ceil_div(part, PPM)
-    if rounding == "down":
-        return hi * ppm + np.floor_divide(part, PPM)
-    raise ValueError(f"rounding must be 'up' or 'down', was {rounding!r}")
+    return hi * ppm + part // PPM
