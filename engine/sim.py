@@ -97,6 +97,10 @@ def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
     return np.exp(log_paths)
 
 
+ALL = slice(None)
+"""Row selector for every account (a view, no copy)."""
+
+
 def _safe_move(equity: np.ndarray, mm: np.ndarray, weight: np.ndarray, slack: float) -> np.ndarray:
     """Return (equity - MM - slack) / weight: the relative move a pool can take, +inf for a
     pool without positions (its MM stays 0, so it can never be liquidated)."""
@@ -442,8 +446,13 @@ class Simulation:
 
     # ---- margin, keepers, liquidation ----------------------------------------------------------
 
-    def margin_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (value float64, notional int64, MM int64), each (len(rows), m), at the mark."""
+    def margin_rows(
+        self, rows: np.ndarray | slice
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (value float64, notional int64, MM int64), each (len(rows), m), at the mark.
+
+        ``rows`` is an array of account ids or ``slice(None)`` for every account (no copy).
+        """
         sizes = self.ledger.size[rows]
         value = sizes * self.mark_q
         notional = np.rint(np.abs(value)).astype(np.int64)
@@ -454,11 +463,9 @@ class Simulation:
             )
         return value, notional, mm
 
-    def evaluate(self, rows: np.ndarray | None = None) -> MarginSnapshot:
-        """Compute equity and maintenance margin of the pools of ``rows`` (all when None)."""
+    def evaluate(self, rows: np.ndarray | slice = ALL) -> MarginSnapshot:
+        """Compute equity and maintenance margin of the pools of ``rows`` (default: all)."""
         led = self.ledger
-        if rows is None:
-            rows = np.arange(led.size.shape[0])
         value, _, mm = self.margin_rows(rows)
         quote = led.quote[rows]
         if not self.any_isolated:
@@ -478,7 +485,7 @@ class Simulation:
         return np.where(led.cross[rows], led.quote[rows] + value.sum(axis=1),
                         led.iso_quote[rows, k] + value[:, k])
 
-    def _screen(self) -> np.ndarray:
+    def _screen(self) -> np.ndarray | slice:
         """Return the accounts whose margin must be evaluated exactly this block.
 
         An account evaluated at marks p with headroom H = equity - MM cannot breach at marks p'
@@ -508,7 +515,7 @@ class Simulation:
         self.reference_mark = self.mark.copy()
         self._since_rebase_blocks = 0
         self._since_rebase_rows = n
-        return np.arange(n)
+        return ALL
 
     def _update_safe_moves(self, rows: np.ndarray, snap: MarginSnapshot) -> None:
         led = self.ledger
@@ -541,8 +548,9 @@ class Simulation:
         keepers = self.cfg.keepers
         stats = BlockStats.zeros(self.m)
         rows = self._screen()
-        self.evaluated_rows = rows.size
-        self.evaluated_rows_total += rows.size
+        n_rows = led.size.shape[0] if rows is ALL else rows.size
+        self.evaluated_rows = n_rows
+        self.evaluated_rows_total += n_rows
         snap = self.evaluate(rows)
         self._update_safe_moves(rows, snap)
         maker = led.is_maker[rows]
@@ -556,12 +564,13 @@ class Simulation:
         self.cross_since[rows] = since
         breached = np.zeros(self.m, np.int64)
         ready = breach_c & (t - since >= keepers.latency_ticks)
-        unit_row = [rows[ready]]
-        unit_market = [self._cross_targets(rows[ready])]
+        ids = (lambda mask: np.flatnonzero(mask)) if rows is ALL else (lambda mask: rows[mask])
+        unit_row = [ids(ready)]
+        unit_market = [self._cross_targets(unit_row[0])]
         unit_since = [since[ready]]
         unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
         if breach_c.any():
-            breached += (led.size[rows[breach_c]] != 0).sum(axis=0)
+            breached += (led.size[ids(breach_c)] != 0).sum(axis=0)
         if snap.iso_equity is not None:
             breach_i = (snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm) & ~maker[:, None]
             since_i = self.iso_since[rows]
@@ -570,7 +579,7 @@ class Simulation:
             breached += breach_i.sum(axis=0)
             ri, rk = np.nonzero(breach_i & (t - since_i >= keepers.latency_ticks))
             ri, rk = ri[~self.paused[rk]], rk[~self.paused[rk]]
-            unit_row.append(rows[ri])
+            unit_row.append(np.arange(led.size.shape[0])[ri] if rows is ALL else rows[ri])
             unit_market.append(rk)
             unit_since.append(since_i[ri, rk])
             unit_ratio.append(_shortfall(snap.iso_equity[ri, rk], snap.iso_mm[ri, rk]))
