@@ -54,6 +54,10 @@ class Batch:
     mark_q: float
     """Mark price, quote quantums per base quantum."""
     oracle_usd: float
+    dsize: np.ndarray | None = None
+    """Planned size change (set by :meth:`Liquidator.plan`; depends only on the unit itself)."""
+    bankruptcy: np.ndarray | None = None
+    """Bankruptcy quote of the planned close."""
 
     def __len__(self) -> int:
         return int(self.rows.size)
@@ -318,16 +322,19 @@ class Liquidator:
         """Size, price and settle every unit of ``b`` as if each ran after the ones before it."""
         sim = self.sim
         rules: VenueRules = sim.rules[k]
-        sign = np.sign(b.size)
-        dsize = -sign * rules.close_size(b)
-        new_notional = np.rint(np.abs((b.size + dsize) * b.mark_q)).astype(np.int64)
-        _, mm_after = sim.requirements[k].requirements(
-            new_notional, b.size + dsize, sim.margin_context(k)
-        )
-        dnnv = np.rint(dsize * b.mark_q).astype(np.int64)
-        bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
-            dnnv, mm_after - b.position_mm, b.tnc, b.tmmr
-        )
+        if b.dsize is None:
+            # Sizing depends on each unit alone, so a re-plan of the same units reuses it.
+            dsize = -np.sign(b.size) * rules.close_size(b)
+            new_notional = np.rint(np.abs((b.size + dsize) * b.mark_q)).astype(np.int64)
+            mm_after = sim.requirements[k].maintenance(
+                new_notional, b.size + dsize, sim.margin_context(k)
+            )
+            dnnv = np.rint(dsize * b.mark_q).astype(np.int64)
+            b.dsize = dsize
+            b.bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
+                dnnv, mm_after - b.position_mm, b.tnc, b.tmmr
+            )
+        dsize, bankruptcy = b.dsize, b.bankruptcy
         fill_q, move = sim.book_fills(k, dsize)
         quote = np.floor(-dsize * fill_q).astype(np.int64)  # rounded against the account
         d = quote - bankruptcy
@@ -353,8 +360,10 @@ class Liquidator:
                          stats: BlockStats) -> None:
         """Liquidate the units ``rows`` of market ``k``, in order, each as far as the rules say."""
         pending, ticks = rows, ticks_in_breach
+        b: Batch | None = None
         while pending.size:
-            b = self.batch(pending, k, ticks)
+            if b is None:
+                b = self.batch(pending, k, ticks)
             live = (b.tmmr > 0) & (b.tnc < b.tmmr) & (b.size != 0)
             if not live.all():  # earlier liquidations in the block may have helped them
                 b, pending, ticks = b.take(live), pending[live], ticks[live]
@@ -367,8 +376,11 @@ class Liquidator:
                 self._execute(b.take(slice(0, j)), _head(p, j), k, stats)
             if j == len(b):
                 return
-            self._waterfall(b.take(slice(j, j + 1)), _at(p, j), k, stats)
+            changed = self._waterfall(b.take(slice(j, j + 1)), _at(p, j), k, stats)
             pending, ticks = pending[j + 1 :], ticks[j + 1 :]
+            # The units after it keep their margin state unless ADL reached one of them; their
+            # fills and the fund's coverage are planned again either way.
+            b = None if np.isin(pending, changed).any() else b.take(slice(j + 1, None))
 
     def _execute(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> None:
         """Fill the units on the book and settle penalties and insurance payouts, vectorized."""
@@ -411,8 +423,11 @@ class Liquidator:
         stats.keeper_fees[k] += int(p.keeper_fee.sum())
         stats.insurance_fees[k] += int(p.insurance_fee.sum())
 
-    def _waterfall(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> None:
-        """Handle one unit that the book and the insurance fund alone cannot settle."""
+    def _waterfall(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> np.ndarray:
+        """Handle one unit that the book and the insurance fund alone cannot settle.
+
+        Returns the other accounts whose positions it changed (ADL counterparties).
+        """
         sim = self.sim
         t = sim.t
         i = int(b.rows[0])
@@ -423,19 +438,17 @@ class Liquidator:
                 sim.events.add_one(t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0,
                                    fill_q)
                 stats.unfilled[k] += 1
-                return
+                return _NONE
             # dYdX: an order that cannot fill for an account with negative equity is deleveraged.
             if d < 0:
                 stats.bad_debt[k] += -d
                 sim.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
-            self._deleverage(i, k, dsize, bankruptcy, stats)
-            return
+            return self._deleverage(i, k, dsize, bankruptcy, stats)
         loss = -d
         stats.bad_debt[k] += loss
         sim.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
         if sim.cfg.markets[k].loss_resolution == "adl":
-            self._deleverage(i, k, dsize, bankruptcy, stats)
-            return
+            return self._deleverage(i, k, dsize, bankruptcy, stats)
         available = sim.insurance_available(k)
         no_fees = Plan(p.dsize, p.bankruptcy, p.fill_q, p.move, p.quote, np.zeros(1, np.int64),
                        np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
@@ -448,6 +461,7 @@ class Liquidator:
             sim.events.add_one(t, EventKind.INSURANCE_PAYOUT, i, k, INSURANCE_FUND, 0, available)
             stats.insurance_paid[k] += available
         self._socialize(i, k, loss - available, stats)
+        return _NONE
 
     def _adl_ranking(self, k: int, side: int, count: int) -> np.ndarray:
         """Return at least the ``count`` best ADL candidates holding ``side`` in market k, best
@@ -487,11 +501,11 @@ class Liquidator:
         cached[2] = prefix
         return prefix
 
-    def _deleverage(self, i, k, dsize, bankruptcy, stats: BlockStats) -> None:
+    def _deleverage(self, i, k, dsize, bankruptcy, stats: BlockStats) -> np.ndarray:
         """Offset ``dsize`` of account i against opposite-side accounts at the bankruptcy price.
 
         The best-ranked opposite positions are reduced first; the market maker takes what they
-        cannot.
+        cannot. Returns the counterparties.
         """
         sim = self.sim
         led = sim.ledger
@@ -531,6 +545,7 @@ class Liquidator:
         stats.adl_notional[k] += abs(bankruptcy)
         stats.liquidations[k] += 1
         stats.liquidated_notional[k] += abs(bankruptcy)
+        return chosen
 
     def _socialize(self, i, k, loss, stats: BlockStats) -> None:
         """Make account i whole for ``loss`` now; charge every open position at block end (Drift).
@@ -575,6 +590,9 @@ def _to_drift_base(size: np.ndarray, exponent: int) -> np.ndarray:
     if shift >= 0:
         return size * 10**shift
     return np.sign(size) * (np.abs(size) // 10**-shift)
+
+
+_NONE = np.empty(0, np.int64)
 
 
 def _head(p: Plan, j: int) -> Plan:

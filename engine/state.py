@@ -67,7 +67,7 @@ class Ledger:
 
     # ---- deposits and the conservation law -------------------------------------------------
 
-    def deposit(self, account: np.ndarray, market: np.ndarray | int, amount: np.ndarray) -> None:
+    def deposit(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:
         """Deposit collateral into each account's pool for ``market`` (cross pool if cross)."""
         amount = np.asarray(amount, np.int64)
         self.credit(account, market, amount)
@@ -113,32 +113,30 @@ class Ledger:
         self.open_interest[market] += max(new, 0) - max(old, 0)
         self.credit_one(account, market, dquote)
 
-    def credit(self, account, market, amount) -> None:
-        """Add ``amount`` to each account's pool for ``market``; duplicates accumulate."""
+    def credit(self, account: np.ndarray, market: int, amount: np.ndarray | int) -> None:
+        """Add ``amount`` to each account's pool for ``market``. Accounts must be unique."""
         account = np.atleast_1d(np.asarray(account, np.int64))
-        amount = np.broadcast_to(np.asarray(amount, np.int64), account.shape)
-        market = np.broadcast_to(np.asarray(market, np.int64), account.shape)
+        amount = np.asarray(amount, np.int64)
         self.touched.append(account)
         cross = self.cross[account]
         if cross.all():
-            np.add.at(self.quote, account, amount)
+            self.quote[account] += amount
             return
-        np.add.at(self.quote, account[cross], amount[cross])
+        amount = np.broadcast_to(amount, account.shape)
+        self.quote[account[cross]] += amount[cross]
         iso = ~cross
-        np.add.at(self.iso_quote, (account[iso], market[iso]), amount[iso])
+        self.iso_quote[account[iso], market] += amount[iso]
 
-    def trade(self, account, market, dsize, dquote) -> None:
-        """Change positions by ``dsize`` (base quantums) and balances by ``dquote``; update entries.
+    def trade(self, account: np.ndarray, market: int, dsize, dquote) -> None:
+        """Change positions in ``market`` by ``dsize`` (base quantums) and balances by ``dquote``.
 
-        Each (account, market) may appear at most once per call.
-
-        A trade that adds to a position adds its cost to the entry; one that reduces it scales the
-        entry down in proportion; one that flips it re-opens the remainder at the trade's price.
+        Accounts must be unique. A trade that adds to a position adds its cost to the entry; one
+        that reduces it scales the entry down in proportion; one that flips it re-opens the
+        remainder at the trade's price.
         """
         account = np.atleast_1d(np.asarray(account, np.int64))
-        market = np.broadcast_to(np.asarray(market, np.int64), account.shape)
-        dsize = np.broadcast_to(np.asarray(dsize, np.int64), account.shape)
-        dquote = np.broadcast_to(np.asarray(dquote, np.int64), account.shape)
+        dsize = np.asarray(dsize, np.int64)
+        dquote = np.asarray(dquote, np.int64)
         old = self.size[account, market]
         new = old + dsize
         entry = self.entry[account, market]
@@ -150,7 +148,7 @@ class Ledger:
             reopened = cost * (new / np.where(dsize == 0, 1, dsize))
         self.entry[account, market] = np.where(adds, entry + cost, np.where(flips, reopened, reduced))
         self.size[account, market] = new
-        np.add.at(self.open_interest, market, np.maximum(new, 0) - np.maximum(old, 0))
+        self.open_interest[market] += int((np.maximum(new, 0) - np.maximum(old, 0)).sum())
         self.credit(account, market, dquote)
 
     def take_touched(self) -> np.ndarray:
