@@ -92,3 +92,16 @@ def test_load_config_reports_unreadable_and_bad_toml(tmp_path):
     bad.write_text("steps = = 3\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    from pipelines.demo import builtin_config_path
+
+    root = Path(__file__).resolve().parents[2]
+    paths = sorted((root / "configs").glob("**/*.toml")) + [builtin_config_path()]
+    assert len(paths) >= 2
+    for p in paths:
+        cfg = load_config(p)
+        assert cfg.markets

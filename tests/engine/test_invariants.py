@@ -63,7 +63,7 @@ def venues(draw):
                        "over_ticks": draw(st.integers(1, 4))})
     return resolve({
         "seed": draw(st.integers(0, 2**32)),
-        "steps": 18,
+        "steps": 30,
         "venue": draw(st.sampled_from(PRESETS)),
         "markets": markets,
         "shocks": shocks,
@@ -119,7 +119,7 @@ def _laws_hold(sim: Simulation) -> None:
     assert (sim.ledger.size.sum(axis=0) == 0).all()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(venues())
 def test_conservation_zero_sum_and_liquidation_laws(cfg):
     sim = Simulation(cfg)
@@ -133,7 +133,7 @@ def test_conservation_zero_sum_and_liquidation_laws(cfg):
     assert set(ev["kind"].unique()) <= set(range(12))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(venues())
 def test_liquidatable_iff_equity_below_maintenance(cfg):
     sim = Simulation(cfg)
@@ -156,7 +156,7 @@ def test_liquidatable_iff_equity_below_maintenance(cfg):
                 assert breached == (tmmr > 0 and tnc < tmmr)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(venues())
 def test_same_seed_same_outputs(cfg):
     a, b = Simulation(cfg), Simulation(cfg)
@@ -167,7 +167,7 @@ def test_same_seed_same_outputs(cfg):
     assert a.account_frame().equals(b.account_frame())
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(venues())
 def test_breach_screen_changes_nothing(cfg):
     """Evaluating only the accounts the screen lets through gives exactly the same run as
