@@ -1,4 +1,4 @@
-"""Typed, strict simulation config: TOML -> venue preset defaults -> overrides -> frozen dataclasses.
+"""Typed, strict config: TOML under venue preset defaults, then overrides, as frozen dataclasses.
 
 Every check lives here. An unknown key, a value of the wrong type or an inconsistent value raises
 :class:`ConfigError` whose message names the key and the value, e.g.
@@ -231,9 +231,7 @@ class LiquidationConfig:
             "keeper_share",
             f"must be in [0, 1], was {self.keeper_share}",
         )
-        _require(
-            self.buffer_ratio >= 0, "buffer_ratio", f"must be >= 0, was {self.buffer_ratio}"
-        )
+        _require(self.buffer_ratio >= 0, "buffer_ratio", f"must be >= 0, was {self.buffer_ratio}")
         _require(
             self.min_notional_usd >= 0,
             "min_notional_usd",
@@ -289,7 +287,9 @@ class MarketConfig:
         _require(self.oi_cap_base >= 0, "oi_cap_base", f"must be >= 0, was {self.oi_cap_base}")
         _require(self.depth_usd > 0, "depth_usd", f"must be positive, was {self.depth_usd}")
         _require(
-            0 <= self.half_spread < 0.1, "half_spread", f"must be in [0, 0.1), was {self.half_spread}"
+            0 <= self.half_spread < 0.1,
+            "half_spread",
+            f"must be in [0, 0.1), was {self.half_spread}",
         )
         _require(
             self.impact_half_life_ticks > 0,
@@ -306,7 +306,9 @@ class MarketConfig:
             "insurance_cap_per_block_usd",
             f"must be >= 0 (0 = no cap), was {self.insurance_cap_per_block_usd}",
         )
-        _require(0 <= self.taker_fee < 0.1, "taker_fee", f"must be in [0, 0.1), was {self.taker_fee}")
+        _require(
+            0 <= self.taker_fee < 0.1, "taker_fee", f"must be in [0, 0.1), was {self.taker_fee}"
+        )
         _require(
             self.funding_interval_ticks >= 0,
             "funding_interval_ticks",

@@ -66,9 +66,7 @@ class EventLog:
         price: float = np.nan,
     ) -> None:
         """Append a single event (the fast path for per-liquidation rows)."""
-        self._pending.append(
-            (tick, int(kind), account, market, counterparty, size, amount, price)
-        )
+        self._pending.append((tick, int(kind), account, market, counterparty, size, amount, price))
         self.count += 1
 
     def _flush(self) -> None:
@@ -92,8 +90,12 @@ class EventLog:
     ) -> None:
         """Append one event or a batch (array arguments broadcast against each other)."""
         cols = np.broadcast_arrays(
-            np.asarray(account), np.asarray(market), np.asarray(counterparty),
-            np.asarray(size), np.asarray(amount), np.asarray(price, dtype=np.float64),
+            np.asarray(account),
+            np.asarray(market),
+            np.asarray(counterparty),
+            np.asarray(size),
+            np.asarray(amount),
+            np.asarray(price, dtype=np.float64),
         )
         n = cols[0].size
         if n == 0:

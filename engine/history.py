@@ -62,7 +62,8 @@ def check_partition(root: str | Path, cfg: SimConfig, overwrite: bool) -> bool:
     if not overwrite:
         raise OutputExistsError(
             f"{path} already holds a different run (config hash "
-            f"{(manifest or {}).get('config_hash', 'unknown')[:12]}); pass --overwrite to replace it"
+            f"{(manifest or {}).get('config_hash', 'unknown')[:12]}); "
+            "pass --overwrite to replace it"
         )
     return False
 

@@ -115,8 +115,9 @@ class VenueRules:
         want = np.minimum(np.maximum(self.target_notional(b), min_liq), max_liq)
         # Never leave a remainder too small to liquidate later.
         rest = b.notional - want
-        return np.where((rest > 0) & (rest < self.min_notional) & (max_liq >= b.notional),
-                        b.notional, want)
+        return np.where(
+            (rest > 0) & (rest < self.min_notional) & (max_liq >= b.notional), b.notional, want
+        )
 
     def close_size(self, b: Batch) -> np.ndarray:
         """Return base quantums to close, in [1, |size|]."""
@@ -124,7 +125,9 @@ class VenueRules:
         q = np.ceil(want / b.mark_q) if b.mark_q > 0 else np.abs(b.size).astype(np.float64)
         return np.clip(q, 1, np.abs(b.size)).astype(np.int64)
 
-    def fees(self, b: Batch, quote: np.ndarray, headroom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fees(
+        self, b: Batch, quote: np.ndarray, headroom: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (keeper fee, insurance fee), their sum at most ``headroom = max(Q - BP, 0)``."""
         total = np.minimum(mul_ppm(np.abs(quote), self.penalty_ppm, "down"), headroom)
         keeper = mul_ppm(total, self.keeper_share_ppm, "down")
@@ -216,7 +219,12 @@ class DriftRules(VenueRules):
         return keeper, insurance
 
 
-RULES = {"generic": VenueRules, "dydx_v4": DydxRules, "drift_v2": DriftRules, "hyperliquid": VenueRules}
+RULES = {
+    "generic": VenueRules,
+    "dydx_v4": DydxRules,
+    "drift_v2": DriftRules,
+    "hyperliquid": VenueRules,
+}
 
 
 def make_rules(market: MarketConfig, tick_ms: int) -> VenueRules:
@@ -225,8 +233,15 @@ def make_rules(market: MarketConfig, tick_ms: int) -> VenueRules:
 
 
 STAT_FIELDS = (
-    "liquidations", "liquidated_notional", "bad_debt", "insurance_paid", "adl_notional",
-    "socialized", "unfilled", "keeper_fees", "insurance_fees",
+    "liquidations",
+    "liquidated_notional",
+    "bad_debt",
+    "insurance_paid",
+    "adl_notional",
+    "socialized",
+    "unfilled",
+    "keeper_fees",
+    "insurance_fees",
 )
 """Per-market tallies of a block: counts (liquidations, unfilled) and quote quantums (the rest)."""
 
@@ -295,8 +310,9 @@ class Liquidator:
         led = sim.ledger
         value, notional, mm = sim.margin_rows(rows)
         cross = led.cross[rows]
-        tnc = np.where(cross, led.quote[rows] + value.sum(axis=1),
-                       led.iso_quote[rows, k] + value[:, k])
+        tnc = np.where(
+            cross, led.quote[rows] + value.sum(axis=1), led.iso_quote[rows, k] + value[:, k]
+        )
         return Batch(
             rows=rows,
             size=led.size[rows, k],
@@ -351,13 +367,25 @@ class Liquidator:
             available = np.minimum(available, cap - paid_before)
         accepted = rules.accepts_fill(b, fill_q)
         fast = accepted & ((d >= 0) | (payout <= available))
-        return Plan(dsize, bankruptcy, fill_q, move, quote, d, keeper_fee, insurance_fee,
-                    np.where(d < 0, payout, 0), accepted, fast)
+        return Plan(
+            dsize,
+            bankruptcy,
+            fill_q,
+            move,
+            quote,
+            d,
+            keeper_fee,
+            insurance_fee,
+            np.where(d < 0, payout, 0),
+            accepted,
+            fast,
+        )
 
     # ---- execution ---------------------------------------------------------------------------
 
-    def liquidate_market(self, rows: np.ndarray, k: int, ticks_in_breach: np.ndarray,
-                         stats: BlockStats) -> None:
+    def liquidate_market(
+        self, rows: np.ndarray, k: int, ticks_in_breach: np.ndarray, stats: BlockStats
+    ) -> None:
         """Liquidate the units ``rows`` of market ``k``, in order, each as far as the rules say."""
         pending, ticks = rows, ticks_in_breach
         b: Batch | None = None
@@ -401,21 +429,44 @@ class Liquidator:
             np.add.at(led.keepers, keepers, p.keeper_fee)
             led.insurance[k] += int(p.insurance_fee.sum())
             kf = p.keeper_fee > 0
-            sim.events.add(t, EventKind.KEEPER_FEE, rows[kf], k, KEEPER_BASE - keepers[kf], 0,
-                           -p.keeper_fee[kf])
+            sim.events.add(
+                t,
+                EventKind.KEEPER_FEE,
+                rows[kf],
+                k,
+                KEEPER_BASE - keepers[kf],
+                0,
+                -p.keeper_fee[kf],
+            )
             inf = p.insurance_fee > 0
-            sim.events.add(t, EventKind.INSURANCE_FEE, rows[inf], k, INSURANCE_FUND, 0,
-                           -p.insurance_fee[inf])
+            sim.events.add(
+                t, EventKind.INSURANCE_FEE, rows[inf], k, INSURANCE_FUND, 0, -p.insurance_fee[inf]
+            )
         bankrupt = p.d < 0
         if bankrupt.any():
             paid = int(p.payout.sum())
             led.credit(rows[bankrupt], k, p.payout[bankrupt])
             led.insurance[k] -= paid
             sim.insurance_paid_block[k] += paid
-            sim.events.add(t, EventKind.BAD_DEBT, rows[bankrupt], k, NOBODY, 0, p.d[bankrupt],
-                           p.fill_q[bankrupt])
-            sim.events.add(t, EventKind.INSURANCE_PAYOUT, rows[bankrupt], k, INSURANCE_FUND, 0,
-                           p.payout[bankrupt])
+            sim.events.add(
+                t,
+                EventKind.BAD_DEBT,
+                rows[bankrupt],
+                k,
+                NOBODY,
+                0,
+                p.d[bankrupt],
+                p.fill_q[bankrupt],
+            )
+            sim.events.add(
+                t,
+                EventKind.INSURANCE_PAYOUT,
+                rows[bankrupt],
+                k,
+                INSURANCE_FUND,
+                0,
+                p.payout[bankrupt],
+            )
             stats.bad_debt[k] += paid
             stats.insurance_paid[k] += paid
         stats.liquidations[k] += u
@@ -435,8 +486,9 @@ class Liquidator:
         fill_q = float(p.fill_q[0])
         if not p.accepted[0]:
             if b.tnc[0] >= 0:
-                sim.events.add_one(t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0,
-                                   fill_q)
+                sim.events.add_one(
+                    t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0, fill_q
+                )
                 stats.unfilled[k] += 1
                 return _NONE
             # dYdX: an order that cannot fill for an account with negative equity is deleveraged.
@@ -450,9 +502,19 @@ class Liquidator:
         if sim.cfg.markets[k].loss_resolution == "adl":
             return self._deleverage(i, k, dsize, bankruptcy, stats)
         available = sim.insurance_available(k)
-        no_fees = Plan(p.dsize, p.bankruptcy, p.fill_q, p.move, p.quote, np.zeros(1, np.int64),
-                       np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
-                       p.accepted, p.fast)
+        no_fees = Plan(
+            p.dsize,
+            p.bankruptcy,
+            p.fill_q,
+            p.move,
+            p.quote,
+            np.zeros(1, np.int64),
+            np.zeros(1, np.int64),
+            np.zeros(1, np.int64),
+            np.zeros(1, np.int64),
+            p.accepted,
+            p.fast,
+        )
         self._execute(b, no_fees, k, stats)
         if available > 0:
             sim.ledger.insurance[k] -= available
@@ -573,14 +635,22 @@ class Liquidator:
             drift_base = _to_drift_base(col[holders], exponent)
             longs = int(drift_base[drift_base > 0].sum())
             shorts = int(drift_base[drift_base < 0].sum())
-            delta = drift_v2.calculate_funding_rate_deltas_to_resolve_bankruptcy(-loss, longs, shorts)
+            delta = drift_v2.calculate_funding_rate_deltas_to_resolve_bankruptcy(
+                -loss, longs, shorts
+            )
             # Every holder pays ceil(|base| x delta); the rounding surplus stays in the fee pool.
             # With no open position left, the fee pool keeps the loss (a visible deficit).
             pays = drift_v2.socialized_loss_payments_array(loss, drift_base, delta)
             led.credit(holders, k, -pays)
             led.fee_pool[k] += int(pays.sum())
             sim.events.add_one(
-                sim.t, EventKind.SOCIALIZED_LOSS, NOBODY, int(k), FEE_POOL, 0, -int(pays.sum()),
+                sim.t,
+                EventKind.SOCIALIZED_LOSS,
+                NOBODY,
+                int(k),
+                FEE_POOL,
+                0,
+                -int(pays.sum()),
                 delta / 1e9,
             )
 

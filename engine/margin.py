@@ -1,4 +1,4 @@
-"""Margin models: initial margin (IM) gates new exposure, maintenance margin (MM) triggers liquidation.
+"""Margin: initial margin (IM) gates new exposure; maintenance margin (MM) triggers liquidation.
 
 Each model turns per-account position notionals of one market into IM and MM in quote quantums.
 All requirement kernels are exact integer arithmetic (:mod:`engine.fixedpoint`), round up (against

@@ -29,23 +29,48 @@ from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
 from engine.state import Ledger
-from engine.units import QUOTE_QUANTUMS_PER_UNIT, base_to_quantums, usd_to_quote_quantums
+from engine.units import (
+    QUOTE_QUANTUMS_PER_UNIT,
+    base_to_quantums,
+    quote_per_base_quantum,
+    usd_to_quote_quantums,
+)
 
 MS_PER_YEAR = 365.0 * 24 * 3600 * 1000
 DEFAULT_VOL_HALF_LIFE_TICKS = 60.0
 
 STATE_COLUMNS = (
-    "index_price", "oracle_price", "oracle_age", "mark_price", "sigma_annual", "vol_mmf",
-    "open_interest", "oi_notional", "insurance_fund", "fee_pool", "breached", "paused",
-    "funding_rate", "orders_accepted", "orders_rejected",
+    "index_price",
+    "oracle_price",
+    "oracle_age",
+    "mark_price",
+    "sigma_annual",
+    "vol_mmf",
+    "open_interest",
+    "oi_notional",
+    "insurance_fund",
+    "fee_pool",
+    "breached",
+    "paused",
+    "funding_rate",
+    "orders_accepted",
+    "orders_rejected",
 )
 MARKET_COLUMNS = STATE_COLUMNS + STAT_FIELDS
 """Columns of the per-tick market table (amounts in quote units, sizes in base units)."""
-INT_COLUMNS = ("oracle_age", "breached", "liquidations", "unfilled", "orders_accepted",
-               "orders_rejected")
+INT_COLUMNS = (
+    "oracle_age",
+    "breached",
+    "liquidations",
+    "unfilled",
+    "orders_accepted",
+    "orders_rejected",
+)
 _STAT_SCALE = np.array(
-    [1.0 if f in ("liquidations", "unfilled") else 1.0 / QUOTE_QUANTUMS_PER_UNIT
-     for f in STAT_FIELDS]
+    [
+        1.0 if f in ("liquidations", "unfilled") else 1.0 / QUOTE_QUANTUMS_PER_UNIT
+        for f in STAT_FIELDS
+    ]
 )[:, None]
 
 
@@ -60,7 +85,12 @@ class MarginSnapshot:
 
 
 def gbm_paths(
-    rng: np.random.Generator, s0: np.ndarray, sigma: np.ndarray, mu: np.ndarray, steps: int, dt: float
+    rng: np.random.Generator,
+    s0: np.ndarray,
+    sigma: np.ndarray,
+    mu: np.ndarray,
+    steps: int,
+    dt: float,
 ) -> np.ndarray:
     """Return index paths of shape (steps + 1, m) from independent geometric Brownian motions."""
     z = rng.standard_normal((steps, len(s0)))
@@ -146,10 +176,13 @@ class Simulation:
                 f"index_path must have shape {(cfg.steps + 1, m)}, was {index_path.shape}"
             )
         self.index_path = index_path
+        # Quote quantums per base quantum for a price of 1: value_q = size_q * price * scale.
         self.price_scale = np.array(
-            [QUOTE_QUANTUMS_PER_UNIT * 10.0**mk.base_quantum_exponent for mk in markets]
+            [quote_per_base_quantum(1.0, mk.base_quantum_exponent) for mk in markets]
         )
-        self.requirements = [make_requirements(mk.margin, mk.base_quantum_exponent) for mk in markets]
+        self.requirements = [
+            make_requirements(mk.margin, mk.base_quantum_exponent) for mk in markets
+        ]
         self.rules = [make_rules(mk, cfg.tick_ms) for mk in markets]
         self.depth_usd = np.array([mk.depth_usd for mk in markets])
         self.half_spread = np.array([mk.half_spread for mk in markets])
@@ -167,11 +200,20 @@ class Simulation:
         self.block_impact = np.zeros(m)
         self.mark = index_path[0].copy()
         self.mark_q = self.mark * self.price_scale
-        self.ewma_decay = np.array([
-            0.5 ** (1.0 / (mk.margin.ewma_half_life_ticks if isinstance(mk.margin, VolScaledMargin)
-                            else DEFAULT_VOL_HALF_LIFE_TICKS))
-            for mk in markets
-        ])
+        self.ewma_decay = np.array(
+            [
+                0.5
+                ** (
+                    1.0
+                    / (
+                        mk.margin.ewma_half_life_ticks
+                        if isinstance(mk.margin, VolScaledMargin)
+                        else DEFAULT_VOL_HALF_LIFE_TICKS
+                    )
+                )
+                for mk in markets
+            ]
+        )
         self.vol_markets = [
             k for k, mk in enumerate(markets) if isinstance(mk.margin, VolScaledMargin)
         ]
@@ -202,7 +244,8 @@ class Simulation:
         self.reference_mark = self.mark.copy()
         self.safe_move = np.full(n, -np.inf)
         self.always_evaluate = any(
-            math.isinf(float(np.max(r.max_mm_rate(np.ones(1, np.int64))))) for r in self.requirements
+            math.isinf(float(np.max(r.max_mm_rate(np.ones(1, np.int64)))))
+            for r in self.requirements
         )
         self.evaluated_rows = 0
         self._since_rebase_blocks = 0
@@ -241,13 +284,17 @@ class Simulation:
             sizes[:, k] = base_to_quantums(base, mk.base_quantum_exponent)
         cost = np.floor(sizes * self.mark_q).astype(np.int64)  # quote paid to open, per market
         notional = np.abs(sizes * self.mark_q)
-        collateral = usd_to_quote_quantums(notional / leverage[:, None] / QUOTE_QUANTUMS_PER_UNIT, "up")
+        collateral = usd_to_quote_quantums(
+            notional / leverage[:, None] / QUOTE_QUANTUMS_PER_UNIT, "up"
+        )
         # Collateral: cross accounts post one deposit, isolated ones one per position.
         cross = led.cross[traders]
         for k in range(m):
             led.deposit(traders[~cross], k, collateral[~cross, k])
         led.deposit(traders[cross], 0, collateral[cross].sum(axis=1))
-        led.deposit(np.array([self.maker]), 0, usd_to_quote_quantums(acc.maker_collateral_usd, "down"))
+        led.deposit(
+            np.array([self.maker]), 0, usd_to_quote_quantums(acc.maker_collateral_usd, "down")
+        )
         for k, mk in enumerate(cfg.markets):
             if_seed = usd_to_quote_quantums(mk.insurance_fund_usd, "down")
             led.insurance[k] += if_seed
@@ -260,7 +307,9 @@ class Simulation:
 
     def margin_context(self, k: int) -> MarginContext:
         """Return the per-market inputs of margin requirements at this tick."""
-        return MarginContext(oi_notional=int(self.oi_notional[k]), vol_mmf_ppm=int(self.vol_mmf_ppm[k]))
+        return MarginContext(
+            oi_notional=int(self.oi_notional[k]), vol_mmf_ppm=int(self.vol_mmf_ppm[k])
+        )
 
     def _update_vol_margin(self) -> None:
         for k in self.vol_markets:
@@ -271,9 +320,9 @@ class Simulation:
 
     def _refresh_open_interest(self) -> None:
         self.open_interest = self.ledger.open_interest
-        self.oi_notional = np.rint(
-            self.open_interest * self.oracle * self.price_scale
-        ).astype(np.int64)
+        self.oi_notional = np.rint(self.open_interest * self.oracle * self.price_scale).astype(
+            np.int64
+        )
 
     def _move_prices(self) -> None:
         t = self.t
@@ -430,11 +479,14 @@ class Simulation:
         # (the trade itself swaps quote for position value at the mark).
         value_now = led.size[idx] * self.mark_q
         trade_cost = np.abs(dsize * self.mark_q[k]) * (self.half_spread[k] + mk.taker_fee)
-        equity = np.where(
-            cross,
-            led.quote[idx] + value_now.sum(axis=1),
-            led.iso_quote[idx, k] + value_now[:, k],
-        ) - trade_cost
+        equity = (
+            np.where(
+                cross,
+                led.quote[idx] + value_now.sum(axis=1),
+                led.iso_quote[idx, k] + value_now[:, k],
+            )
+            - trade_cost
+        )
         required = np.where(cross, im.sum(axis=1), im[:, k])
         ok = ~increases | (equity >= required)
         if mk.oi_cap_base > 0:
@@ -446,9 +498,7 @@ class Simulation:
 
     # ---- margin, keepers, liquidation ----------------------------------------------------------
 
-    def margin_rows(
-        self, rows: np.ndarray | slice
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def margin_rows(self, rows: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (value float64, notional int64, MM int64), each (len(rows), m), at the mark.
 
         ``rows`` is an array of account ids or ``slice(None)`` for every account (no copy).
@@ -482,8 +532,11 @@ class Simulation:
         """Return the current equity of the pools that margin accounts ``rows`` in market ``k``."""
         led = self.ledger
         value = led.size[rows] * self.mark_q
-        return np.where(led.cross[rows], led.quote[rows] + value.sum(axis=1),
-                        led.iso_quote[rows, k] + value[:, k])
+        return np.where(
+            led.cross[rows],
+            led.quote[rows] + value.sum(axis=1),
+            led.iso_quote[rows, k] + value[:, k],
+        )
 
     def _screen(self) -> np.ndarray | slice:
         """Return the accounts whose margin must be evaluated exactly this block.
@@ -534,10 +587,10 @@ class Simulation:
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
         else:
             cross = led.cross[rows][:, None]
-            safe = _safe_move(snap.cross_equity, snap.cross_mm,
-                              np.where(cross, weight, 0.0).sum(axis=1), slack)
-            safe_iso = _safe_move(snap.iso_equity, snap.iso_mm, np.where(cross, 0.0, weight),
-                                  slack)
+            safe = _safe_move(
+                snap.cross_equity, snap.cross_mm, np.where(cross, weight, 0.0).sum(axis=1), slack
+            )
+            safe_iso = _safe_move(snap.iso_equity, snap.iso_mm, np.where(cross, 0.0, weight), slack)
             safe = np.minimum(safe, safe_iso.min(axis=1))
         self.safe_move[rows] = safe - drift
 
@@ -564,13 +617,13 @@ class Simulation:
         self.cross_since[rows] = since
         breached = np.zeros(self.m, np.int64)
         ready = breach_c & (t - since >= keepers.latency_ticks)
-        ids = (lambda mask: np.flatnonzero(mask)) if rows is ALL else (lambda mask: rows[mask])
-        unit_row = [ids(ready)]
+        row_ids = np.arange(led.size.shape[0]) if rows is ALL else rows
+        unit_row = [row_ids[ready]]
         unit_market = [self._cross_targets(unit_row[0])]
         unit_since = [since[ready]]
         unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
         if breach_c.any():
-            breached += (led.size[ids(breach_c)] != 0).sum(axis=0)
+            breached += (led.size[row_ids[breach_c]] != 0).sum(axis=0)
         if snap.iso_equity is not None:
             breach_i = (snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm) & ~maker[:, None]
             since_i = self.iso_since[rows]
@@ -579,7 +632,7 @@ class Simulation:
             breached += breach_i.sum(axis=0)
             ri, rk = np.nonzero(breach_i & (t - since_i >= keepers.latency_ticks))
             ri, rk = ri[~self.paused[rk]], rk[~self.paused[rk]]
-            unit_row.append(np.arange(led.size.shape[0])[ri] if rows is ALL else rows[ri])
+            unit_row.append(row_ids[ri])
             unit_market.append(rk)
             unit_since.append(since_i[ri, rk])
             unit_ratio.append(_shortfall(snap.iso_equity[ri, rk], snap.iso_mm[ri, rk]))
@@ -617,7 +670,9 @@ class Simulation:
     def step(self) -> None:
         """Advance one block."""
         if self.t >= self.cfg.steps:
-            raise RuntimeError(f"the run has {self.cfg.steps} steps; step {self.t + 1} does not exist")
+            raise RuntimeError(
+                f"the run has {self.cfg.steps} steps; step {self.t + 1} does not exist"
+            )
         self.t += 1
         self._move_prices()
         self._settle_funding()
@@ -633,7 +688,9 @@ class Simulation:
             if progress is not None:
                 progress(self.t)
 
-    def _record(self, stats: BlockStats, orders: np.ndarray, breached: np.ndarray | None = None) -> None:
+    def _record(
+        self, stats: BlockStats, orders: np.ndarray, breached: np.ndarray | None = None
+    ) -> None:
         t = self.t
         row = self.history[t]
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
@@ -693,7 +750,7 @@ class Simulation:
         t_end = self.t + 1
         usd = QUOTE_QUANTUMS_PER_UNIT
         if_start = sum(mk.insurance_fund_usd for mk in self.cfg.markets)
-        index = self.index_path[: t_end]
+        index = self.index_path[:t_end]
         mark = r["mark_price"][:t_end]
         return {
             "steps": int(self.t),
@@ -710,6 +767,8 @@ class Simulation:
             "unfilled_liquidations": int(r["unfilled"][1:t_end].sum()),
             "orders_rejected": int(r["orders_rejected"][1:t_end].sum()),
             "index_drawdown": float((index.min(axis=0) / index[0] - 1.0).min()),
-            "mark_drawdown": float((mark[1:].min(axis=0) / index[0] - 1.0).min()) if t_end > 1 else 0.0,
+            "mark_drawdown": float((mark[1:].min(axis=0) / index[0] - 1.0).min())
+            if t_end > 1
+            else 0.0,
             "conservation_error": int(self.ledger.conservation_error()),
         }

@@ -146,21 +146,17 @@ class Ledger:
         with np.errstate(divide="ignore", invalid="ignore"):
             reduced = np.where(old != 0, entry * (new / np.where(old == 0, 1, old)), 0.0)
             reopened = cost * (new / np.where(dsize == 0, 1, dsize))
-        self.entry[account, market] = np.where(adds, entry + cost, np.where(flips, reopened, reduced))
+        self.entry[account, market] = np.where(
+            adds, entry + cost, np.where(flips, reopened, reduced)
+        )
         self.size[account, market] = new
         self.open_interest[market] += int((np.maximum(new, 0) - np.maximum(old, 0)).sum())
         self.credit(account, market, dquote)
 
     def take_touched(self) -> np.ndarray:
-        """Return (and forget) the ids of accounts changed since the last call, possibly repeated."""
+        """Return (and forget) the ids of accounts changed since the last call (may repeat)."""
         if not self.touched:
             return np.empty(0, np.int64)
         out = np.concatenate([np.atleast_1d(np.asarray(a, np.int64)) for a in self.touched])
         self.touched = []
         return out
-
-    def pool_balance(self, account: int, market: int) -> int:
-        """Return the balance of the pool that margins ``account``'s position in ``market``."""
-        if self.cross[account]:
-            return int(self.quote[account])
-        return int(self.iso_quote[account, market])

@@ -30,17 +30,31 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="Scenario config (TOML).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set markets.BTC-PERP.sigma_annual=1.2 "
-                   "(repeatable).")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Scenario config (TOML).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set markets.BTC-PERP.sigma_annual=1.2 (repeatable).",
+)
 @click.option("--seed", type=int, default=None, help="Seed (overrides the config's).")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Output root; the run goes to OUT/scenario=NAME/seed=SEED/.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output root; the run goes to OUT/scenario=NAME/seed=SEED/.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a partition that holds another run.")
-def simulate(config_path: str, overrides: tuple[str, ...], seed: int | None, out: str,
-             overwrite: bool) -> None:
+def simulate(
+    config_path: str, overrides: tuple[str, ...], seed: int | None, out: str, overwrite: bool
+) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
     from pipelines.simulate import format_summary, simulate_to
 
@@ -63,10 +77,19 @@ def simulate(config_path: str, overrides: tuple[str, ...], seed: int | None, out
 
 
 @main.command()
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a key of the built-in scenario (repeatable).")
-@click.option("--out", default=None, type=click.Path(file_okay=False),
-              help="Also write the run's histories under this folder.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key of the built-in scenario (repeatable).",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also write the run's histories under this folder.",
+)
 def demo(overrides: tuple[str, ...], out: str | None) -> None:
     """Run the built-in stress scenario and print what liquidations cost the venue."""
     from pipelines.demo import builtin_config_path, demo_config
@@ -79,8 +102,11 @@ def demo(overrides: tuple[str, ...], out: str | None) -> None:
     click.echo(
         f"predliq demo: scenario '{cfg.name}' ({builtin_config_path().name}): "
         f"{cfg.accounts.count:,} accounts on {len(cfg.markets)} markets, {cfg.steps} blocks; "
-        + "; ".join(f"{s.market} index {s.log_return:+.0%} (log) over {s.over_ticks} blocks "
-                    f"from block {s.tick}" for s in cfg.shocks)
+        + "; ".join(
+            f"{s.market} index {s.log_return:+.0%} (log) over {s.over_ticks} blocks "
+            f"from block {s.tick}"
+            for s in cfg.shocks
+        )
     )
     sim = run(cfg)
     click.echo(format_summary(sim))

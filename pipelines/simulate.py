@@ -17,8 +17,9 @@ def run(cfg: SimConfig, show_progress: bool = True) -> Simulation:
     """Run a config to the end, with a progress bar on stderr when it is a terminal."""
     sim = Simulation(cfg)
     if show_progress and sys.stderr.isatty():
-        with click.progressbar(length=cfg.steps, label=f"{cfg.name} seed {cfg.seed}",
-                               file=sys.stderr) as bar:
+        with click.progressbar(
+            length=cfg.steps, label=f"{cfg.name} seed {cfg.seed}", file=sys.stderr
+        ) as bar:
             sim.run(progress=lambda t: bar.update(1))
     else:
         sim.run()
@@ -44,21 +45,34 @@ def format_summary(sim: Simulation) -> str:
     for k, mk in enumerate(cfg.markets):
         index = sim.index_path[:t_end, k]
         mark = r["mark_price"][1:t_end, k]
-        rows.append([
-            mk.name,
-            f"{int(r['liquidations'][1:t_end, k].sum()):,}",
-            f"{r['liquidated_notional'][1:t_end, k].sum():,.0f}",
-            f"{r['bad_debt'][1:t_end, k].sum():,.0f}",
-            f"{mk.insurance_fund_usd:,.0f}",
-            f"{sim.ledger.insurance[k] / 1e6:,.0f}",
-            f"{r['adl_notional'][1:t_end, k].sum():,.0f}",
-            f"{r['socialized'][1:t_end, k].sum():,.0f}",
-            f"{index.min() / index[0] - 1:+.1%}",
-            f"{(mark.min() / index[0] - 1) if mark.size else 0.0:+.1%}",
-            f"{int(r['paused'][1:t_end, k].sum())}",
-        ])
-    header = ["market", "liquidations", "liq. notional", "bad debt", "IF before", "IF after",
-              "ADL notional", "socialized", "index low", "mark low", "paused blocks"]
+        rows.append(
+            [
+                mk.name,
+                f"{int(r['liquidations'][1:t_end, k].sum()):,}",
+                f"{r['liquidated_notional'][1:t_end, k].sum():,.0f}",
+                f"{r['bad_debt'][1:t_end, k].sum():,.0f}",
+                f"{mk.insurance_fund_usd:,.0f}",
+                f"{sim.ledger.insurance[k] / 1e6:,.0f}",
+                f"{r['adl_notional'][1:t_end, k].sum():,.0f}",
+                f"{r['socialized'][1:t_end, k].sum():,.0f}",
+                f"{index.min() / index[0] - 1:+.1%}",
+                f"{(mark.min() / index[0] - 1) if mark.size else 0.0:+.1%}",
+                f"{int(r['paused'][1:t_end, k].sum())}",
+            ]
+        )
+    header = [
+        "market",
+        "liquidations",
+        "liq. notional",
+        "bad debt",
+        "IF before",
+        "IF after",
+        "ADL notional",
+        "socialized",
+        "index low",
+        "mark low",
+        "paused blocks",
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -75,10 +89,14 @@ def format_summary(sim: Simulation) -> str:
     )
     err = sim.ledger.conservation_error()
     lines.append(
-        "value conserved exactly (sum of balances = net deposits)" if err == 0
+        "value conserved exactly (sum of balances = net deposits)"
+        if err == 0
         else f"VALUE NOT CONSERVED: off by {err} quote quantums"
     )
     net = np.abs(sim.ledger.size.sum(axis=0)).max()
-    lines.append("positions net to zero in every market" if net == 0
-                 else f"POSITIONS DO NOT NET TO ZERO: {net}")
+    lines.append(
+        "positions net to zero in every market"
+        if net == 0
+        else f"POSITIONS DO NOT NET TO ZERO: {net}"
+    )
     return "\n".join(lines)

@@ -18,8 +18,15 @@ def small_config(**top: Any) -> SimConfig:
     data: dict[str, Any] = {
         "seed": 3,
         "steps": 50,
-        "markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.8,
-                     "base_quantum_exponent": -6, "tick_size": 0.01}],
+        "markets": [
+            {
+                "name": "BTC",
+                "initial_price": 100.0,
+                "sigma_annual": 0.8,
+                "base_quantum_exponent": -6,
+                "tick_size": 0.01,
+            }
+        ],
         "accounts": {"count": 200, "leverage_min": 2.0, "leverage_max": 20.0},
         "oracle": {"delay_ticks": 0},
     }
@@ -27,9 +34,14 @@ def small_config(**top: Any) -> SimConfig:
     return resolve(data)
 
 
-def hand_ledger(m: int, positions: list[tuple[float, list[float]]], cross: list[bool] | None = None,
-                price: list[float] | None = None, exponent: int = -6,
-                insurance_usd: float = 0.0) -> Ledger:
+def hand_ledger(
+    m: int,
+    positions: list[tuple[float, list[float]]],
+    cross: list[bool] | None = None,
+    price: list[float] | None = None,
+    exponent: int = -6,
+    insurance_usd: float = 0.0,
+) -> Ledger:
     """Return a ledger with the maker in row 0 and one trader per ``(collateral_usd, sizes)``.
 
     Sizes are base units opened at ``price`` against the maker; collateral sits in the cross pool

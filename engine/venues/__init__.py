@@ -11,6 +11,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from engine.fixedpoint import PPM
+from engine.venues import drift_v2, dydx_v4, hyperliquid
+
+# dYdX Mid-Cap tier: IMF 5%, maintenance fraction 60% (MMF 3%).
+_DYDX_IMF_PPM = 50_000
+_DYDX_FRACTION_PPM = 600_000
+
 _COMMON_MARKET: dict[str, Any] = {
     "tick_size": 0.1,
     "base_quantum_exponent": -9,
@@ -50,26 +57,33 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # dYdX v4 mainnet launch genesis, Mid-Cap tier with OI caps (venues.md b1).
     "dydx_v4": {
-        "keepers": {"count": 1, "latency_ticks": 1, "capacity_per_block": 50},
+        "keepers": {
+            "count": 1,
+            "latency_ticks": 1,
+            "capacity_per_block": dydx_v4.MAX_LIQUIDATION_ATTEMPTS_PER_BLOCK,
+        },
         "market": {
             **_COMMON_MARKET,
             "margin": {
                 "model": "oi_scaled",
-                "initial_margin": 0.05,
-                "maintenance_fraction": 0.6,
+                "initial_margin": _DYDX_IMF_PPM / PPM,
+                "maintenance_fraction": _DYDX_FRACTION_PPM / PPM,
                 "oi_lower_cap_usd": 40_000_000.0,
                 "oi_upper_cap_usd": 100_000_000.0,
             },
             "loss_resolution": "adl",
             # 600% x (IMF - MMF), dYdX's funding clamp.
-            "funding_clamp": 0.12,
+            "funding_clamp": dydx_v4.max_abs_funding_clamp_ppm(
+                dydx_v4.FUNDING_RATE_CLAMP_FACTOR_PPM, _DYDX_IMF_PPM, _DYDX_FRACTION_PPM
+            )
+            / PPM,
             "liquidation": {
-                "penalty": 0.015,
+                "penalty": dydx_v4.MAX_LIQUIDATION_FEE_PPM / PPM,
                 "keeper_share": 0.0,
                 "partial": True,
                 "buffer_ratio": 0.0,
-                "min_notional_usd": 1_000.0,
-                "max_portion": 0.1,
+                "min_notional_usd": dydx_v4.MIN_POSITION_NOTIONAL_LIQUIDATED / PPM,
+                "max_portion": dydx_v4.MAX_POSITION_PORTION_LIQUIDATED_PPM / PPM,
             },
         },
     },
@@ -91,7 +105,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "penalty": 0.02,
                 "keeper_share": 0.5,
                 "partial": True,
-                "buffer_ratio": 0.02,
+                "buffer_ratio": drift_v2.DEFAULT_LIQUIDATION_MARGIN_BUFFER_RATIO
+                / drift_v2.MARGIN_PRECISION,
                 "min_notional_usd": 0.0,
                 "max_portion": 1.0,
             },
@@ -106,12 +121,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "margin": {
                 "model": "tiered",
                 "brackets": [
-                    {"floor_usd": 0.0, "initial_margin": 0.025, "maintenance_margin": 0.0125},
                     {
-                        "floor_usd": 150_000_000.0,
-                        "initial_margin": 0.05,
-                        "maintenance_margin": 0.025,
-                    },
+                        "floor_usd": float(floor),
+                        "initial_margin": 1.0 / lev,
+                        "maintenance_margin": hyperliquid.maintenance_rate_ppm(lev) / PPM,
+                    }
+                    for floor, lev in hyperliquid.BTC_MAX_LEVERAGE
                 ],
             },
             "loss_resolution": "adl",

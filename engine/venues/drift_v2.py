@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-
 PRICE_PRECISION = 1_000_000
 QUOTE_PRECISION = 1_000_000
 BASE_PRECISION = 1_000_000_000
@@ -129,7 +128,9 @@ def get_liquidation_fee(
     """Return the liquidator fee: the base fee within the grace period, then +1 ppm per slot."""
     slots_elapsed = current_slot - last_active_user_slot
     if slots_elapsed < 0:
-        raise ValueError(f"current_slot must not precede last_active_user_slot, was {slots_elapsed}")
+        raise ValueError(
+            f"current_slot must not precede last_active_user_slot, was {slots_elapsed}"
+        )
     if slots_elapsed < LIQUIDATION_FEE_ADJUST_GRACE_PERIOD_SLOTS:
         return base_liquidation_fee
     fee = base_liquidation_fee + slots_elapsed * LIQUIDATION_FEE_INCREASE_PER_SLOT
@@ -213,7 +214,12 @@ def liquidate_perp(
     tc_plus_buffer = pnl + min(pnl, 0) * liquidation_margin_buffer_ratio // MARGIN_PRECISION
     shortage = max(0, mr_plus_buffer - tc_plus_buffer)
     if_fee = calculate_perp_if_fee(
-        shortage, base, maintenance_margin_ratio, liquidator_fee, oracle_price, PRICE_PRECISION,
+        shortage,
+        base,
+        maintenance_margin_ratio,
+        liquidator_fee,
+        oracle_price,
+        PRICE_PRECISION,
         max_if_liquidation_fee,
     )
     to_cover = calculate_base_asset_amount_to_cover_margin_shortage(
@@ -261,7 +267,8 @@ def calculate_base_asset_amount_to_cover_margin_shortage_array(
     ok = (ratio_fee > liquidation_fee) & (denom > 0) & (oracle_price > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = np.floor(
-            np.asarray(margin_shortage, np.float64) * PRICE_TIMES_AMM_TO_QUOTE_PRECISION_RATIO
+            np.asarray(margin_shortage, np.float64)
+            * PRICE_TIMES_AMM_TO_QUOTE_PRECISION_RATIO
             / np.where(ok, denom, 1)
         )
     return np.where(ok, base, np.inf)
@@ -282,7 +289,8 @@ def calculate_perp_if_fee_array(
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         shortage_ratio = np.floor(
-            np.asarray(margin_shortage, np.float64) * LIQUIDATION_FEE_PRECISION
+            np.asarray(margin_shortage, np.float64)
+            * LIQUIDATION_FEE_PRECISION
             / np.where(base_value > 0, base_value, 1)
         )
     implied = np.maximum(0.0, ratio_fee - liquidator_fee - shortage_ratio)
@@ -296,8 +304,9 @@ def get_liquidation_fee_array(
 ) -> np.ndarray:
     """Vector :func:`get_liquidation_fee` over slots elapsed since the user's last activity."""
     slots = np.asarray(slots_elapsed, np.int64)
-    ramp = np.minimum(base_liquidation_fee + slots * LIQUIDATION_FEE_INCREASE_PER_SLOT,
-                      max_liquidation_fee)
+    ramp = np.minimum(
+        base_liquidation_fee + slots * LIQUIDATION_FEE_INCREASE_PER_SLOT, max_liquidation_fee
+    )
     return np.where(slots < LIQUIDATION_FEE_ADJUST_GRACE_PERIOD_SLOTS, base_liquidation_fee, ramp)
 
 
@@ -311,8 +320,10 @@ def calculate_max_pct_to_liquidate_array(
     shortage = np.asarray(margin_shortage, np.int64)
     pct = np.minimum(
         LIQUIDATION_PCT_PRECISION,
-        np.asarray(slots_elapsed, np.int64) * LIQUIDATION_PCT_PRECISION
-        // max(liquidation_duration, 1) + initial_pct_to_liquidate,
+        np.asarray(slots_elapsed, np.int64)
+        * LIQUIDATION_PCT_PRECISION
+        // max(liquidation_duration, 1)
+        + initial_pct_to_liquidate,
     )
     # With nothing freed yet, freeable / shortage reduces to pct (up to Drift's floor).
     freed = np.floor(shortage.astype(np.float64) * pct / LIQUIDATION_PCT_PRECISION)

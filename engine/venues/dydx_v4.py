@@ -96,7 +96,7 @@ def maintenance_margin_quote_quantums(
 def initial_margin_quote_quantums_array(
     notional: np.ndarray, initial_margin_ppm: int, adjusted_ppm: int | None = None
 ) -> np.ndarray:
-    """Vector initial margin. ``notional``: int64 (n,), |notional| in quote quantums; returns int64 (n,).
+    """Vector initial margin: int64 (n,) |notional| in quote quantums -> int64 (n,).
 
     ``adjusted_ppm`` is the market's OIMF from :func:`adjusted_initial_margin_ppm` (one value per
     market per step); the base IMF is used when it is None.
@@ -109,7 +109,9 @@ def maintenance_margin_quote_quantums_array(
     notional: np.ndarray, initial_margin_ppm: int, maintenance_fraction_ppm: int
 ) -> np.ndarray:
     """Vector maintenance margin. ``notional``: int64 (n,) quote quantums; returns int64 (n,)."""
-    return mul_ppm(mul_ppm(np.abs(notional), initial_margin_ppm, "up"), maintenance_fraction_ppm, "up")
+    return mul_ppm(
+        mul_ppm(np.abs(notional), initial_margin_ppm, "up"), maintenance_fraction_ppm, "up"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +137,9 @@ def bankruptcy_price_quote_quantums(
     margin. Positive = quote received (closing a long); negative = quote paid (closing a short).
     """
     if total_maintenance_margin <= 0:
-        raise ValueError(f"total_maintenance_margin must be positive, was {total_maintenance_margin}")
+        raise ValueError(
+            f"total_maintenance_margin must be positive, was {total_maintenance_margin}"
+        )
     bp = Fraction(-delta_net_notional) - Fraction(
         total_net_collateral * abs(delta_maintenance_margin), total_maintenance_margin
     )

@@ -10,8 +10,8 @@ from fractions import Fraction
 
 from engine.fixedpoint import PPM
 
-# BTC on mainnet: 40x up to $150M notional, 20x above (maintenance = half the initial rate).
-BTC_TIERS: tuple[tuple[int, int], ...] = ((0, 40), (150_000_000 * PPM, 20))
+BTC_MAX_LEVERAGE: tuple[tuple[int, int], ...] = ((0, 40), (150_000_000, 20))
+"""BTC on mainnet: (notional floor in USD, max leverage): 40x up to $150M, 20x above."""
 
 
 def maintenance_rate_ppm(max_leverage: int) -> int:
@@ -31,7 +31,11 @@ def maintenance_deductions(lower_bounds: list[int], rates_ppm: list[int]) -> lis
 
 
 def liquidation_price(
-    price: float, side: int, margin_available: float, position_size: float, maintenance_leverage: float
+    price: float,
+    side: int,
+    margin_available: float,
+    position_size: float,
+    maintenance_leverage: float,
 ) -> float:
     """Return the price at which an account's margin available reaches zero.
 

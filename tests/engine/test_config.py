@@ -20,15 +20,22 @@ def _market(**kw):
         (_market(taker_fee=-0.001), (), "markets.0.taker_fee must be in [0, 0.1), was -0.001"),
         (_market(liquidation={"penalty": -0.01}), (), "markets.0.liquidation.penalty"),
         (
-            _market(margin={"model": "tiered", "brackets": [
-                {"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.05}]}),
+            _market(
+                margin={
+                    "model": "tiered",
+                    "brackets": [
+                        {"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.05}
+                    ],
+                }
+            ),
             (),
             "markets.0.margin.brackets.0.maintenance_margin must be below initial_margin, "
             "was 0.05 >= 0.05",
         ),
         (
-            _market(margin={"model": "size_premium", "initial_margin": 0.05,
-                            "maintenance_margin": 0.1}),
+            _market(
+                margin={"model": "size_premium", "initial_margin": 0.05, "maintenance_margin": 0.1}
+            ),
             (),
             "markets.0.margin.maintenance_margin",
         ),
@@ -42,8 +49,11 @@ def _market(**kw):
         (BASE, ("markets.0.sigma_annual=fast",), "markets.0.sigma_annual must be a number"),
         ({**BASE, "seed": 1.5}, (), "seed must be an integer, was 1.5"),
         ({"markets": []}, (), "markets must hold at least one market"),
-        ({**BASE, "shocks": [{"market": "ETH", "tick": 3, "log_return": -0.1}]}, (),
-         "shocks.0.market must name a market"),
+        (
+            {**BASE, "shocks": [{"market": "ETH", "tick": 3, "log_return": -0.1}]},
+            (),
+            "shocks.0.market must name a market",
+        ),
     ],
 )
 def test_invalid_config_names_key_and_value(data, overrides, needle):
@@ -55,8 +65,15 @@ def test_invalid_config_names_key_and_value(data, overrides, needle):
 
 
 def test_overrides_by_index_and_name_and_bare_words():
-    cfg = resolve(BASE, ["markets.BTC.sigma_annual=1.2", "markets.0.tick_size=0.5",
-                         "venue=dydx_v4", "accounts.count=10"])
+    cfg = resolve(
+        BASE,
+        [
+            "markets.BTC.sigma_annual=1.2",
+            "markets.0.tick_size=0.5",
+            "venue=dydx_v4",
+            "accounts.count=10",
+        ],
+    )
     assert cfg.markets[0].sigma_annual == 1.2
     assert cfg.markets[0].tick_size == 0.5
     assert cfg.markets[0].venue == "dydx_v4"

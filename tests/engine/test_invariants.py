@@ -20,15 +20,33 @@ from engine.sim import Simulation
 PRESETS = ["generic", "dydx_v4", "drift_v2", "hyperliquid"]
 MARGINS = [
     None,
-    {"model": "tiered", "brackets": [
-        {"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.03},
-        {"floor_usd": 20_000, "initial_margin": 0.1, "maintenance_margin": 0.06}]},
-    {"model": "oi_scaled", "initial_margin": 0.05, "maintenance_fraction": 0.6,
-     "oi_lower_cap_usd": 100_000, "oi_upper_cap_usd": 1_000_000},
-    {"model": "size_premium", "initial_margin": 0.1, "maintenance_margin": 0.05,
-     "imf_factor": 0.001},
-    {"model": "vol_scaled", "z": 3.0, "margin_period_ticks": 30, "floor_maintenance": 0.02,
-     "max_rise_per_step": 0.1},
+    {
+        "model": "tiered",
+        "brackets": [
+            {"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.03},
+            {"floor_usd": 20_000, "initial_margin": 0.1, "maintenance_margin": 0.06},
+        ],
+    },
+    {
+        "model": "oi_scaled",
+        "initial_margin": 0.05,
+        "maintenance_fraction": 0.6,
+        "oi_lower_cap_usd": 100_000,
+        "oi_upper_cap_usd": 1_000_000,
+    },
+    {
+        "model": "size_premium",
+        "initial_margin": 0.1,
+        "maintenance_margin": 0.05,
+        "imf_factor": 0.001,
+    },
+    {
+        "model": "vol_scaled",
+        "z": 3.0,
+        "margin_period_ticks": 30,
+        "floor_maintenance": 0.02,
+        "max_rise_per_step": 0.1,
+    },
 ]
 
 
@@ -58,27 +76,39 @@ def venues(draw):
         markets.append(market)
     shocks = []
     if draw(st.booleans()):
-        shocks.append({"market": "M0", "tick": draw(st.integers(1, 10)),
-                       "log_return": draw(st.sampled_from([-0.4, -0.15, 0.2])),
-                       "over_ticks": draw(st.integers(1, 4))})
-    return resolve({
-        "seed": draw(st.integers(0, 2**32)),
-        "steps": 30,
-        "venue": draw(st.sampled_from(PRESETS)),
-        "markets": markets,
-        "shocks": shocks,
-        "accounts": {
-            "count": draw(st.integers(1, 60)),
-            "cross_fraction": draw(st.sampled_from([0.0, 0.5, 1.0])),
-            "leverage_min": 1.0,
-            "leverage_max": draw(st.sampled_from([5.0, 30.0, 80.0])),
-            "order_rate": draw(st.sampled_from([0.0, 0.3])),
-        },
-        "keepers": {"count": 2, "latency_ticks": draw(st.integers(0, 2)),
-                    "capacity_per_block": draw(st.sampled_from([1, 5, 1000]))},
-        "oracle": {"delay_ticks": draw(st.integers(0, 2)),
-                   "stale_probability": draw(st.sampled_from([0.0, 0.3]))},
-    })
+        shocks.append(
+            {
+                "market": "M0",
+                "tick": draw(st.integers(1, 10)),
+                "log_return": draw(st.sampled_from([-0.4, -0.15, 0.2])),
+                "over_ticks": draw(st.integers(1, 4)),
+            }
+        )
+    return resolve(
+        {
+            "seed": draw(st.integers(0, 2**32)),
+            "steps": 30,
+            "venue": draw(st.sampled_from(PRESETS)),
+            "markets": markets,
+            "shocks": shocks,
+            "accounts": {
+                "count": draw(st.integers(1, 60)),
+                "cross_fraction": draw(st.sampled_from([0.0, 0.5, 1.0])),
+                "leverage_min": 1.0,
+                "leverage_max": draw(st.sampled_from([5.0, 30.0, 80.0])),
+                "order_rate": draw(st.sampled_from([0.0, 0.3])),
+            },
+            "keepers": {
+                "count": 2,
+                "latency_ticks": draw(st.integers(0, 2)),
+                "capacity_per_block": draw(st.sampled_from([1, 5, 1000])),
+            },
+            "oracle": {
+                "delay_ticks": draw(st.integers(0, 2)),
+                "stale_probability": draw(st.sampled_from([0.0, 0.3])),
+            },
+        }
+    )
 
 
 class CheckedLiquidator(Liquidator):
@@ -182,8 +212,12 @@ def test_breach_screen_changes_nothing(cfg):
 
 
 def test_non_liquidatable_account_is_left_alone():
-    cfg = resolve({"markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.1}],
-                   "accounts": {"count": 20, "leverage_min": 2.0, "leverage_max": 3.0}})
+    cfg = resolve(
+        {
+            "markets": [{"name": "BTC", "initial_price": 100.0, "sigma_annual": 0.1}],
+            "accounts": {"count": 20, "leverage_min": 2.0, "leverage_max": 3.0},
+        }
+    )
     sim = Simulation(cfg)
     before = sim.ledger.size.copy(), sim.ledger.quote.copy()
     rows = np.arange(1, 21)
@@ -194,20 +228,40 @@ def test_non_liquidatable_account_is_left_alone():
 
 @pytest.mark.parametrize("venue", PRESETS)
 def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
-    cfg = resolve({
-        "seed": 5, "steps": 80, "venue": venue,
-        "markets": [
-            {"name": "A", "initial_price": 100.0, "sigma_annual": 1.5, "depth_usd": 2e5,
-             "loss_resolution": "adl",
-             "position_sigma_base": 30.0, "funding_interval_ticks": 30},
-            {"name": "B", "initial_price": 10.0, "sigma_annual": 2.0, "depth_usd": 1e5,
-             "position_sigma_base": 200.0, "loss_resolution": "socialized"},
-        ],
-        "shocks": [{"market": "A", "tick": 40, "log_return": -0.25, "over_ticks": 5}],
-        "accounts": {"count": 3000, "cross_fraction": 0.6, "leverage_max": 30.0,
-                     "order_rate": 0.01},
-        "keepers": {"count": 2, "latency_ticks": 1, "capacity_per_block": 40},
-    })
+    cfg = resolve(
+        {
+            "seed": 5,
+            "steps": 80,
+            "venue": venue,
+            "markets": [
+                {
+                    "name": "A",
+                    "initial_price": 100.0,
+                    "sigma_annual": 1.5,
+                    "depth_usd": 2e5,
+                    "loss_resolution": "adl",
+                    "position_sigma_base": 30.0,
+                    "funding_interval_ticks": 30,
+                },
+                {
+                    "name": "B",
+                    "initial_price": 10.0,
+                    "sigma_annual": 2.0,
+                    "depth_usd": 1e5,
+                    "position_sigma_base": 200.0,
+                    "loss_resolution": "socialized",
+                },
+            ],
+            "shocks": [{"market": "A", "tick": 40, "log_return": -0.25, "over_ticks": 5}],
+            "accounts": {
+                "count": 3000,
+                "cross_fraction": 0.6,
+                "leverage_max": 30.0,
+                "order_rate": 0.01,
+            },
+            "keepers": {"count": 2, "latency_ticks": 1, "capacity_per_block": 40},
+        }
+    )
     screened, full = Simulation(cfg), Simulation(cfg)
     full.screen = False
     screened.run()

@@ -12,15 +12,30 @@ from tests.conftest import USD, hand_ledger
 
 
 def venue(steps=5, m=1, market=None, **top):
-    mk = {"name": "M0", "initial_price": 100.0, "sigma_annual": 0.0, "base_quantum_exponent": -6,
-          "tick_size": 0.001, "depth_usd": 1e12, "half_spread": 0.0, "insurance_fund_usd": 0.0,
-          "funding_interval_ticks": 0, "margin": {"model": "tiered", "brackets": [
-              {"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.025}]}}
+    mk = {
+        "name": "M0",
+        "initial_price": 100.0,
+        "sigma_annual": 0.0,
+        "base_quantum_exponent": -6,
+        "tick_size": 0.001,
+        "depth_usd": 1e12,
+        "half_spread": 0.0,
+        "insurance_fund_usd": 0.0,
+        "funding_interval_ticks": 0,
+        "margin": {
+            "model": "tiered",
+            "brackets": [{"floor_usd": 0, "initial_margin": 0.05, "maintenance_margin": 0.025}],
+        },
+    }
     mk.update(market or {})
     markets = [{**mk, "name": f"M{k}"} for k in range(m)]
-    data = {"steps": steps, "markets": markets, "oracle": {"delay_ticks": 0},
-            "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": 100},
-            "circuit_breaker": {"enabled": False}}
+    data = {
+        "steps": steps,
+        "markets": markets,
+        "oracle": {"delay_ticks": 0},
+        "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": 100},
+        "circuit_breaker": {"enabled": False},
+    }
     data.update(top)
     return resolve(data)
 
@@ -127,13 +142,19 @@ def test_keeper_latency_and_capacity():
 
 
 def test_circuit_breaker_pauses_liquidations_on_stale_oracle():
-    cfg = venue(steps=4, oracle={"delay_ticks": 0, "stale_probability": 0.999, "max_age_ticks": 1},
-                circuit_breaker={"enabled": True, "max_deviation": 0.5})
+    cfg = venue(
+        steps=4,
+        oracle={"delay_ticks": 0, "stale_probability": 0.999, "max_age_ticks": 1},
+        circuit_breaker={"enabled": True, "max_deviation": 0.5},
+    )
     led = hand_ledger(1, [(300.0, [100.0])])
     sim = Simulation(cfg, index_path=path(cfg.steps, 98.0), ledger=led)
     sim.run()
     assert sim.records["paused"][2:].all()
-    assert events(sim, EventKind.LIQUIDATION).empty or events(sim, EventKind.LIQUIDATION)["tick"].max() <= 1
+    assert (
+        events(sim, EventKind.LIQUIDATION).empty
+        or events(sim, EventKind.LIQUIDATION)["tick"].max() <= 1
+    )
 
 
 def test_initial_margin_gates_new_exposure_but_not_reductions():
@@ -141,7 +162,7 @@ def test_initial_margin_gates_new_exposure_but_not_reductions():
     led = hand_ledger(1, [(1_000.0, [150.0]), (1_000.0, [50.0])])  # $15k at 15x; $5k at 5x
     sim = Simulation(cfg, index_path=path(cfg.steps, 100.0), ledger=led)
     idx = np.array([1, 1, 2, 2])
-    ok = sim._passes_initial_margin(idx, 0, np.array([10**6, -10**6, 100 * 10**6, 10**6]))
+    ok = sim._passes_initial_margin(idx, 0, np.array([10**6, -(10**6), 100 * 10**6, 10**6]))
     # IM 5% allows 20x, i.e. $20k of notional on $1k: both accounts stay under it; reducing
     # is always allowed.
     assert ok.tolist() == [True, True, True, True]
@@ -160,8 +181,11 @@ def test_oi_cap_rejects_new_exposure_beyond_the_cap():
 
 
 def test_funding_longs_pay_shorts_when_mark_above_oracle():
-    cfg = venue(steps=2, market={"funding_interval_ticks": 1, "funding_clamp": 0.01},
-                oracle={"delay_ticks": 1})
+    cfg = venue(
+        steps=2,
+        market={"funding_interval_ticks": 1, "funding_clamp": 0.01},
+        oracle={"delay_ticks": 1},
+    )
     led = hand_ledger(1, [(5_000.0, [10.0]), (5_000.0, [-10.0])])
     before = led.quote.copy()
     p = np.array([[100.0], [110.0], [110.0]])  # the oracle lags a rising index
@@ -186,9 +210,14 @@ def test_isolated_loss_stays_in_its_pool():
 
 
 def test_dydx_order_worse_than_fillable_price_does_not_fill():
-    cfg = venue(venue="dydx_v4", market={"depth_usd": 1_000.0, "venue": "dydx_v4",
-                                          "margin": {"model": "oi_scaled", "initial_margin": 0.05,
-                                                     "maintenance_fraction": 0.6}})
+    cfg = venue(
+        venue="dydx_v4",
+        market={
+            "depth_usd": 1_000.0,
+            "venue": "dydx_v4",
+            "margin": {"model": "oi_scaled", "initial_margin": 0.05, "maintenance_fraction": 0.6},
+        },
+    )
     led = hand_ledger(1, [(600.0, [100.0])])  # MM 3% = $291 at 97; equity 300 -> 290
     sim = Simulation(cfg, index_path=path(cfg.steps, 96.9), ledger=led)
     sim.step()

@@ -24,25 +24,41 @@ def tiered(draw):
     mms = sorted(draw(st.lists(st.floats(0.001, 0.3), min_size=n, max_size=n)))
     gaps = draw(st.lists(st.floats(0.0001, 0.3), min_size=n, max_size=n))
     ims = np.maximum.accumulate([mm + g for mm, g in zip(mms, gaps, strict=True)])
-    return TieredMargin(brackets=tuple(
-        Bracket(floor_usd=float(f), initial_margin=float(min(im, 1.0)), maintenance_margin=mm)
-        for f, im, mm in zip([0, *floors], ims, mms, strict=True)
-    ))
+    return TieredMargin(
+        brackets=tuple(
+            Bracket(floor_usd=float(f), initial_margin=float(min(im, 1.0)), maintenance_margin=mm)
+            for f, im, mm in zip([0, *floors], ims, mms, strict=True)
+        )
+    )
 
 
 models = st.one_of(
     tiered(),
-    st.builds(OIScaledMargin, initial_margin=rate, maintenance_fraction=st.floats(0.05, 0.95),
-              oi_lower_cap_usd=st.just(1e6), oi_upper_cap_usd=st.just(5e6)),
-    st.builds(SizePremiumMargin, initial_margin=st.floats(0.05, 0.5),
-              maintenance_margin=st.floats(0.01, 0.049), imf_factor=st.floats(0, 0.01)),
+    st.builds(
+        OIScaledMargin,
+        initial_margin=rate,
+        maintenance_fraction=st.floats(0.05, 0.95),
+        oi_lower_cap_usd=st.just(1e6),
+        oi_upper_cap_usd=st.just(5e6),
+    ),
+    st.builds(
+        SizePremiumMargin,
+        initial_margin=st.floats(0.05, 0.5),
+        maintenance_margin=st.floats(0.01, 0.049),
+        imf_factor=st.floats(0, 0.01),
+    ),
     st.just(VolScaledMargin()),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(models, st.lists(st.integers(0, 10**14), min_size=2, max_size=30),
-       st.floats(0.01, 100_000), st.integers(0, 10**14), st.integers(10_000, 500_000))
+@given(
+    models,
+    st.lists(st.integers(0, 10**14), min_size=2, max_size=30),
+    st.floats(0.01, 100_000),
+    st.integers(0, 10**14),
+    st.integers(10_000, 500_000),
+)
 def test_requirements_monotone_in_size_and_im_at_least_mm(model, sizes, price, oi, vol_ppm):
     req = make_requirements(model, -9)
     size = np.sort(np.asarray(sizes, np.int64))
@@ -70,18 +86,27 @@ def test_tiered_deduction_makes_margin_continuous():
 
 
 def test_oi_scaled_uses_dydx_formulas():
-    model = OIScaledMargin(initial_margin=0.2, maintenance_fraction=0.5,
-                           oi_lower_cap_usd=25e6, oi_upper_cap_usd=60e6)
+    model = OIScaledMargin(
+        initial_margin=0.2, maintenance_fraction=0.5, oi_lower_cap_usd=25e6, oi_upper_cap_usd=60e6
+    )
     req = make_requirements(model, -9)
-    im, mm = req.requirements(np.array([500_000], np.int64), np.array([1], np.int64),
-                              MarginContext(oi_notional=28_123_456_789_123, vol_mmf_ppm=0))
+    im, mm = req.requirements(
+        np.array([500_000], np.int64),
+        np.array([1], np.int64),
+        MarginContext(oi_notional=28_123_456_789_123, vol_mmf_ppm=0),
+    )
     assert im[0] == 135_697  # venues.md D8
     assert mm[0] == dydx_v4.maintenance_margin_quote_quantums(500_000, 200_000, 500_000)
 
 
 def test_vol_scaled_rises_slowly_and_falls_at_once():
-    cfg = VolScaledMargin(z=3.0, margin_period_ticks=100, floor_maintenance=0.01,
-                          cap_maintenance=0.5, max_rise_per_step=0.05)
+    cfg = VolScaledMargin(
+        z=3.0,
+        margin_period_ticks=100,
+        floor_maintenance=0.01,
+        cap_maintenance=0.5,
+        max_rise_per_step=0.05,
+    )
     calm = vol_scaled_mmf_ppm(0.0001, 0, cfg)
     assert calm == 10_000  # the floor
     spiked = vol_scaled_mmf_ppm(0.01, calm, cfg)  # target 30%

@@ -40,15 +40,20 @@ def test_d5_to_d9_initial_margin_quote_quantums(imf, notional, oi, lower, upper,
 
 
 def test_d8_oimf_value():
-    assert dydx_v4.adjusted_initial_margin_ppm(
-        200_000, 25 * 10**12, 60 * 10**12, 28_123_456_789_123
-    ) == 271_393
+    assert (
+        dydx_v4.adjusted_initial_margin_ppm(200_000, 25 * 10**12, 60 * 10**12, 28_123_456_789_123)
+        == 271_393
+    )
 
 
 def test_d10_d11_d12_adjusted_initial_margin_ppm():
     assert dydx_v4.adjusted_initial_margin_ppm(200_000, 10**6, 2 * 10**6, 1_234_567) == 387_653
-    for oi, expected in [(10**6, 200_000), (2 * 10**6, 1_000_000), (2_500_000, 1_000_000),
-                         (0, 200_000)]:
+    for oi, expected in [
+        (10**6, 200_000),
+        (2 * 10**6, 1_000_000),
+        (2_500_000, 1_000_000),
+        (0, 200_000),
+    ]:
         assert dydx_v4.adjusted_initial_margin_ppm(200_000, 10**6, 2 * 10**6, oi) == expected
     assert dydx_v4.adjusted_initial_margin_ppm(200_000, 0, 0, 1_500_000) == 200_000
 
@@ -79,16 +84,26 @@ def test_l3_bankruptcy_price_half_close():
 
 def test_l6_fillable_price():
     fp = dydx_v4.fillable_price(
-        POS_QUANTUMS, POS_NOTIONAL, POS_MMR, _tnc(-4_501), POS_MMR,
-        bankruptcy_adjustment_ppm=1_000_000, spread_to_maintenance_margin_ratio_ppm=100_000,
+        POS_QUANTUMS,
+        POS_NOTIONAL,
+        POS_MMR,
+        _tnc(-4_501),
+        POS_MMR,
+        bankruptcy_adjustment_ppm=1_000_000,
+        spread_to_maintenance_margin_ratio_ppm=100_000,
     )
     assert fp == Fraction(49_999, 100)
 
 
 def test_l10_fillable_price_at_zero_tnc():
     fp = dydx_v4.fillable_price(
-        POS_QUANTUMS, POS_NOTIONAL, POS_MMR, _tnc(-5_000), POS_MMR,
-        bankruptcy_adjustment_ppm=1_000_000, spread_to_maintenance_margin_ratio_ppm=100_000,
+        POS_QUANTUMS,
+        POS_NOTIONAL,
+        POS_MMR,
+        _tnc(-5_000),
+        POS_MMR,
+        bankruptcy_adjustment_ppm=1_000_000,
+        spread_to_maintenance_margin_ratio_ppm=100_000,
     )
     assert fp == Fraction(495, 1)
 
@@ -105,7 +120,10 @@ def test_l13_l18_liquidation_insurance_fund_delta(fill_usd, expected):
 
 
 def test_position_notional_liquidatable_bounds():
-    assert dydx_v4.max_and_min_position_notional_liquidatable(50_000 * USD) == (5_000 * USD, 1_000 * USD)
+    assert dydx_v4.max_and_min_position_notional_liquidatable(50_000 * USD) == (
+        5_000 * USD,
+        1_000 * USD,
+    )
     assert dydx_v4.max_and_min_position_notional_liquidatable(500 * USD) == (500 * USD, 500 * USD)
 
 
@@ -132,7 +150,9 @@ def test_f7_funding_rate_deltas_to_resolve_bankruptcy():
         100 * USD, np.array([7 * 10**9, -4 * 10**9]), got
     )
     assert pays.sum() >= 100 * USD
-    assert pays.sum() - 100 * USD < 2 * 1_000  # rounding dust of at most a few thousandths of a cent
+    assert (
+        pays.sum() - 100 * USD < 2 * 1_000
+    )  # rounding dust of at most a few thousandths of a cent
 
 
 def test_f10_liquidate_perp_long():
@@ -169,7 +189,9 @@ ppm_st = st.integers(min_value=1, max_value=1_000_000)
 @given(notional_st, ppm_st, ppm_st)
 def test_dydx_margin_arrays_equal_scalars(notional, imf, fraction):
     im = dydx_v4.initial_margin_quote_quantums_array(np.array([notional], np.int64), imf)
-    mm = dydx_v4.maintenance_margin_quote_quantums_array(np.array([notional], np.int64), imf, fraction)
+    mm = dydx_v4.maintenance_margin_quote_quantums_array(
+        np.array([notional], np.int64), imf, fraction
+    )
     assert int(im[0]) == dydx_v4.initial_margin_quote_quantums(notional, imf)
     assert int(mm[0]) == dydx_v4.maintenance_margin_quote_quantums(notional, imf, fraction)
 
@@ -187,8 +209,12 @@ def test_drift_size_premium_array_equals_scalar(size, imf_factor, weight):
 usd_amount = st.integers(min_value=1, max_value=10**13)
 
 
-@given(st.integers(-10**13, -1), st.integers(1, 10**12), st.integers(-10**12, 10**12),
-       st.integers(1, 10**12))
+@given(
+    st.integers(-(10**13), -1),
+    st.integers(1, 10**12),
+    st.integers(-(10**12), 10**12),
+    st.integers(1, 10**12),
+)
 def test_dydx_bankruptcy_array_within_one(dnnv, pmmr, tnc, extra):
     tmmr = pmmr + extra
     exact = dydx_v4.bankruptcy_price_quote_quantums(dnnv, -pmmr, tnc, tmmr)
@@ -198,15 +224,16 @@ def test_dydx_bankruptcy_array_within_one(dnnv, pmmr, tnc, extra):
     assert abs(int(arr[0]) - exact) <= 1
 
 
-@given(st.integers(1, 10**12), st.integers(1, 10**6), usd_amount, st.integers(-10**9, 10**9))
+@given(st.integers(1, 10**12), st.integers(1, 10**6), usd_amount, st.integers(-(10**9), 10**9))
 def test_dydx_fillable_price_array(size, mmr_frac, notional, tnc_off):
     pmmr = max(1, notional * mmr_frac // 10**6)
     tnc = pmmr + tnc_off
     if tnc >= pmmr:
         tnc = pmmr - 1
     exact = dydx_v4.fillable_price(size, notional, pmmr, tnc, pmmr)
-    arr = dydx_v4.fillable_price_array(np.array([size]), np.array([notional]), np.array([pmmr]),
-                                       np.array([tnc]), np.array([pmmr]))
+    arr = dydx_v4.fillable_price_array(
+        np.array([size]), np.array([notional]), np.array([pmmr]), np.array([tnc]), np.array([pmmr])
+    )
     assert float(arr[0]) == pytest.approx(float(exact), rel=1e-12)
 
 
@@ -214,34 +241,80 @@ def test_dydx_fillable_price_array(size, mmr_frac, notional, tnc_off):
 def test_dydx_liquidatable_bounds_array(notional, floor, portion):
     exact = dydx_v4.max_and_min_position_notional_liquidatable(notional, floor, portion)
     hi, lo = dydx_v4.max_and_min_position_notional_liquidatable_array(
-        np.array([notional]), floor, portion)
+        np.array([notional]), floor, portion
+    )
     assert (int(hi[0]), int(lo[0])) == exact
 
 
-@given(usd_amount, st.integers(1, 5_000), st.integers(0, 50_000), st.integers(0, 20_000),
-       st.integers(10**4, 10**11))
+@given(
+    usd_amount,
+    st.integers(1, 5_000),
+    st.integers(0, 50_000),
+    st.integers(0, 20_000),
+    st.integers(10**4, 10**11),
+)
 def test_drift_liquidation_arrays_within_one(shortage, ratio, liq_fee, if_fee, price):
     exact = drift_v2.calculate_base_asset_amount_to_cover_margin_shortage(
-        shortage, ratio, liq_fee, if_fee, price)
+        shortage, ratio, liq_fee, if_fee, price
+    )
     arr = drift_v2.calculate_base_asset_amount_to_cover_margin_shortage_array(
-        np.array([shortage]), np.array([ratio]), liq_fee, if_fee, price)
+        np.array([shortage]), np.array([ratio]), liq_fee, if_fee, price
+    )
     if exact == drift_v2.U128_MAX:
         assert np.isinf(arr[0])
     else:
         assert abs(float(arr[0]) - exact) <= max(1.0, exact * 1e-15)
     base = 10**9 * 3
-    exact_fee = drift_v2.calculate_perp_if_fee(shortage, base, ratio, liq_fee, price,
-                                               drift_v2.PRICE_PRECISION, if_fee)
-    arr_fee = drift_v2.calculate_perp_if_fee_array(np.array([shortage]), np.array([base]),
-                                                   np.array([ratio]), liq_fee, price, if_fee)
+    exact_fee = drift_v2.calculate_perp_if_fee(
+        shortage, base, ratio, liq_fee, price, drift_v2.PRICE_PRECISION, if_fee
+    )
+    arr_fee = drift_v2.calculate_perp_if_fee_array(
+        np.array([shortage]), np.array([base]), np.array([ratio]), liq_fee, price, if_fee
+    )
     assert abs(int(arr_fee[0]) - exact_fee) <= 1
 
 
 @given(st.integers(0, 10**6), usd_amount, st.integers(0, 10_000), st.integers(1, 1_000))
 def test_drift_fee_ramp_and_pct_arrays(slots, shortage, initial, duration):
-    assert int(drift_v2.get_liquidation_fee_array(10_000, 20_000, np.array([slots]))[0]) == \
-        drift_v2.get_liquidation_fee(10_000, 20_000, 0, slots)
+    assert int(
+        drift_v2.get_liquidation_fee_array(10_000, 20_000, np.array([slots]))[0]
+    ) == drift_v2.get_liquidation_fee(10_000, 20_000, 0, slots)
     exact = drift_v2.calculate_max_pct_to_liquidate(shortage, slots, 0, initial, duration)
-    arr = drift_v2.calculate_max_pct_to_liquidate_array(np.array([shortage]), np.array([slots]),
-                                                        initial, duration)
+    arr = drift_v2.calculate_max_pct_to_liquidate_array(
+        np.array([shortage]), np.array([slots]), initial, duration
+    )
     assert abs(int(arr[0]) - exact) <= 1
+
+
+# ---- smaller venue helpers -------------------------------------------------------------------
+
+
+def test_dydx_is_liquidatable():
+    assert dydx_v4.is_liquidatable(499, 500)
+    assert not dydx_v4.is_liquidatable(500, 500)
+    assert not dydx_v4.is_liquidatable(-5, 0)  # no maintenance requirement, never liquidatable
+
+
+def test_hyperliquid_maintenance_rate_and_deductions():
+    from engine.venues import hyperliquid
+
+    assert hyperliquid.maintenance_rate_ppm(50) == 10_000  # 1% at 50x
+    assert hyperliquid.maintenance_rate_ppm(3) == 166_666  # 16.7% at 3x
+    floors = [0, 150_000_000 * USD]
+    rates = [12_500, 25_000]
+    ded = hyperliquid.maintenance_deductions(floors, rates)
+    assert ded == [0, 150_000_000 * USD * 12_500 // 1_000_000]
+
+
+@given(st.floats(10, 1e5), st.sampled_from([1, -1]), st.floats(0.01, 0.5), st.integers(3, 50))
+def test_hyperliquid_liquidation_price_zeroes_margin_available(price, side, equity_frac, lev):
+    from engine.venues import hyperliquid
+
+    size = 2.0
+    l_rate = 1.0 / lev
+    value = equity_frac * price * size  # account value at ``price``
+    available = value - l_rate * price * size
+    liq = hyperliquid.liquidation_price(price, side, available, size, lev)
+    # At the liquidation price, account value equals maintenance margin (MM = l x notional).
+    value_at_liq = value + side * size * (liq - price)
+    assert value_at_liq == pytest.approx(l_rate * liq * size, rel=1e-9, abs=1e-6)

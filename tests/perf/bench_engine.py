@@ -23,26 +23,50 @@ from engine.sim import Simulation
 
 
 def reference_config(accounts: int, steps: int, seed: int):
-    return resolve({
-        "name": "bench-reference",
-        "seed": seed,
-        "steps": steps,
-        "markets": [{
-            "name": "REF", "initial_price": 100.0, "sigma_annual": 0.8, "tick_size": 1e-6,
-            "base_quantum_exponent": -9, "position_sigma_base": 1.0,
-            "margin": {"model": "tiered", "brackets": [
-                {"floor_usd": 0, "initial_margin": 0.1, "maintenance_margin": 0.05}]},
-            "depth_usd": 1e15, "half_spread": 0.0, "funding_interval_ticks": 0,
-            "insurance_fund_usd": 1e9, "insurance_cap_per_block_usd": 0.0,
-            "liquidation": {"penalty": 0.01, "keeper_share": 0.0, "partial": False,
-                            "min_notional_usd": 0.0, "max_portion": 1.0},
-        }],
-        "accounts": {"count": accounts, "cross_fraction": 1.0, "leverage_min": 2.0,
-                     "leverage_max": 20.0},
-        "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": accounts},
-        "oracle": {"delay_ticks": 0},
-        "circuit_breaker": {"enabled": False},
-    })
+    return resolve(
+        {
+            "name": "bench-reference",
+            "seed": seed,
+            "steps": steps,
+            "markets": [
+                {
+                    "name": "REF",
+                    "initial_price": 100.0,
+                    "sigma_annual": 0.8,
+                    "tick_size": 1e-6,
+                    "base_quantum_exponent": -9,
+                    "position_sigma_base": 1.0,
+                    "margin": {
+                        "model": "tiered",
+                        "brackets": [
+                            {"floor_usd": 0, "initial_margin": 0.1, "maintenance_margin": 0.05}
+                        ],
+                    },
+                    "depth_usd": 1e15,
+                    "half_spread": 0.0,
+                    "funding_interval_ticks": 0,
+                    "insurance_fund_usd": 1e9,
+                    "insurance_cap_per_block_usd": 0.0,
+                    "liquidation": {
+                        "penalty": 0.01,
+                        "keeper_share": 0.0,
+                        "partial": False,
+                        "min_notional_usd": 0.0,
+                        "max_portion": 1.0,
+                    },
+                }
+            ],
+            "accounts": {
+                "count": accounts,
+                "cross_fraction": 1.0,
+                "leverage_min": 2.0,
+                "leverage_max": 20.0,
+            },
+            "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": accounts},
+            "oracle": {"delay_ticks": 0},
+            "circuit_breaker": {"enabled": False},
+        }
+    )
 
 
 def bare_loop(path: np.ndarray, size: np.ndarray, collateral: np.ndarray) -> tuple[float, int]:
@@ -76,21 +100,35 @@ def engine_run(cfg) -> tuple[float, int, Simulation]:
 
 def multi_market_config(accounts: int, steps: int, seed: int):
     markets = []
-    for k, (price, sigma) in enumerate([(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3),
-                                        (0.5, 1.6)]):
-        markets.append({
-            "name": f"M{k}", "initial_price": price, "sigma_annual": sigma,
-            "position_sigma_base": 2_000.0 / price, "depth_usd": 2e6,
-            "insurance_fund_usd": 50_000.0, "insurance_cap_per_block_usd": 5_000.0,
-            "loss_resolution": "adl",
-        })
-    return resolve({
-        "name": "bench-4-markets", "seed": seed, "steps": steps, "markets": markets,
-        "accounts": {"count": accounts, "cross_fraction": 1.0, "leverage_min": 2.0,
-                     "leverage_max": 20.0},
-        "keepers": {"count": 3, "latency_ticks": 1, "capacity_per_block": 50},
-        "shocks": [{"market": "M0", "tick": steps // 2, "log_return": -0.12, "over_ticks": 10}],
-    })
+    for k, (price, sigma) in enumerate([(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3), (0.5, 1.6)]):
+        markets.append(
+            {
+                "name": f"M{k}",
+                "initial_price": price,
+                "sigma_annual": sigma,
+                "position_sigma_base": 2_000.0 / price,
+                "depth_usd": 2e6,
+                "insurance_fund_usd": 50_000.0,
+                "insurance_cap_per_block_usd": 5_000.0,
+                "loss_resolution": "adl",
+            }
+        )
+    return resolve(
+        {
+            "name": "bench-4-markets",
+            "seed": seed,
+            "steps": steps,
+            "markets": markets,
+            "accounts": {
+                "count": accounts,
+                "cross_fraction": 1.0,
+                "leverage_min": 2.0,
+                "leverage_max": 20.0,
+            },
+            "keepers": {"count": 3, "latency_ticks": 1, "capacity_per_block": 50},
+            "shocks": [{"market": "M0", "tick": steps // 2, "log_return": -0.12, "over_ticks": 10}],
+        }
+    )
 
 
 def main() -> None:
@@ -98,10 +136,18 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=1_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="runs of each side; the fastest counts (the machine is noisy)")
-    ap.add_argument("--multi-steps", type=int, default=200,
-                    help="steps of the 4-market run (ms per step is reported)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each side; the fastest counts (the machine is noisy)",
+    )
+    ap.add_argument(
+        "--multi-steps",
+        type=int,
+        default=200,
+        help="steps of the 4-market run (ms per step is reported)",
+    )
     args = ap.parse_args()
 
     cfg = reference_config(args.accounts, args.steps, args.seed)
@@ -117,22 +163,32 @@ def main() -> None:
     bare_s = min(b[0] for b in bare)
     bare_liq = bare[0][1]
     work = args.accounts * args.steps
-    print(f"reference: {args.accounts:,} accounts x {args.steps:,} steps, 1 market "
-          f"(fastest of {args.repeat} runs each)")
-    print(f"  bare numpy loop : {work / bare_s:14,.0f} account-steps/s  ({bare_s:.2f} s, "
-          f"{bare_liq:,} liquidations)")
-    print(f"  engine          : {work / eng_s:14,.0f} account-steps/s  ({eng_s:.2f} s, "
-          f"{eng_liq:,} liquidations)")
+    print(
+        f"reference: {args.accounts:,} accounts x {args.steps:,} steps, 1 market "
+        f"(fastest of {args.repeat} runs each)"
+    )
+    print(
+        f"  bare numpy loop : {work / bare_s:14,.0f} account-steps/s  ({bare_s:.2f} s, "
+        f"{bare_liq:,} liquidations)"
+    )
+    print(
+        f"  engine          : {work / eng_s:14,.0f} account-steps/s  ({eng_s:.2f} s, "
+        f"{eng_liq:,} liquidations)"
+    )
     print(f"  engine / bare   : {bare_s / eng_s:.2f}  (goal >= 0.5)")
     assert led.conservation_error() == 0
 
     mcfg = multi_market_config(args.accounts, args.multi_steps, args.seed)
     m_s, m_liq, msim = engine_run(mcfg)
-    print(f"cross margin: {args.accounts:,} accounts x 4 markets, keepers (latency 1, 50/block), "
-          f"capped insurance funds, ADL")
-    print(f"  {1000 * m_s / args.multi_steps:.1f} ms per step over {args.multi_steps} steps "
-          f"({m_liq:,} liquidations, ADL notional "
-          f"{msim.records['adl_notional'].sum():,.0f})")
+    print(
+        f"cross margin: {args.accounts:,} accounts x 4 markets, keepers (latency 1, 50/block), "
+        f"capped insurance funds, ADL"
+    )
+    print(
+        f"  {1000 * m_s / args.multi_steps:.1f} ms per step over {args.multi_steps} steps "
+        f"({m_liq:,} liquidations, ADL notional "
+        f"{msim.records['adl_notional'].sum():,.0f})"
+    )
 
 
 if __name__ == "__main__":

@@ -61,22 +61,37 @@ def test_simulate_writes_partition_with_manifest(tmp_path, config_file):
     again = _run("simulate", "--config", str(config_file), "--out", str(out))
     assert again.exit_code == 0 and "already complete" in again.output
     # Another config into the same partition is refused...
-    other = _run("simulate", "--config", str(config_file), "--out", str(out),
-                 "--set", "steps=41")
+    other = _run("simulate", "--config", str(config_file), "--out", str(out), "--set", "steps=41")
     assert other.exit_code == 2 and "already holds a different run" in other.output
     # ...unless asked to overwrite.
-    over = _run("simulate", "--config", str(config_file), "--out", str(out), "--set", "steps=41",
-                "--overwrite")
+    over = _run(
+        "simulate",
+        "--config",
+        str(config_file),
+        "--out",
+        str(out),
+        "--set",
+        "steps=41",
+        "--overwrite",
+    )
     assert over.exit_code == 0
     assert len(pd.read_parquet(part / "markets.parquet")) == 42
 
 
 def test_same_seed_same_bytes_and_seed_option(tmp_path, config_file):
     for name in ("a", "b"):
-        assert _run("simulate", "--config", str(config_file), "--out", str(tmp_path / name)).exit_code == 0
+        assert (
+            _run("simulate", "--config", str(config_file), "--out", str(tmp_path / name)).exit_code
+            == 0
+        )
     pa, pb = (tmp_path / n / "scenario=tiny" / "seed=11" for n in ("a", "b"))
-    for f in ("markets.parquet", "events.parquet", "accounts.parquet", "manifest.json",
-              "summary.json"):
+    for f in (
+        "markets.parquet",
+        "events.parquet",
+        "accounts.parquet",
+        "manifest.json",
+        "summary.json",
+    ):
         assert (pa / f).read_bytes() == (pb / f).read_bytes(), f
     r = _run("simulate", "--config", str(config_file), "--out", str(tmp_path / "c"), "--seed", "5")
     assert r.exit_code == 0
@@ -92,8 +107,10 @@ def test_same_seed_same_bytes_and_seed_option(tmp_path, config_file):
         (["--set", "markets.0.taker_fee=-1"], "markets.0.taker_fee"),
         (["--set", "accounts.colour=1"], "accounts.colour is not a known key"),
         (["--set", "steps=[1,"], "--set steps value does not parse"),
-        (["--set", "markets.0.margin.brackets.0.maintenance_margin=0.2"],
-         "maintenance_margin must be below initial_margin"),
+        (
+            ["--set", "markets.0.margin.brackets.0.maintenance_margin=0.2"],
+            "maintenance_margin must be below initial_margin",
+        ),
     ],
 )
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, config_file, extra, needle):
@@ -130,8 +147,12 @@ def test_interrupted_write_leaves_no_partition(tmp_path, config_file, monkeypatc
 
 
 def test_help_and_console_script():
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True,
-                       text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for command in ("simulate", "demo"):
         assert command in r.stdout
 
