@@ -467,13 +467,7 @@ class Simulation:
         increases = np.abs(new) > np.abs(old)
         sizes = led.size[idx].copy()
         sizes[:, k] = new
-        value = sizes * self.mark_q
-        notional = np.rint(np.abs(value)).astype(np.int64)
-        im = np.zeros(sizes.shape, np.int64)
-        for j in range(self.m):
-            im[:, j] = self.requirements[j].requirements(
-                notional[:, j], sizes[:, j], self.margin_context(j)
-            )[0]
+        _, _, im = self.margin_of(sizes, initial=True)
         cross = led.cross[idx]
         # Equity after the trade: today's equity less what crossing the spread and the fee cost
         # (the trade itself swaps quote for position value at the mark).
@@ -503,15 +497,22 @@ class Simulation:
 
         ``rows`` is an array of account ids or ``slice(None)`` for every account (no copy).
         """
-        sizes = self.ledger.size[rows]
+        return self.margin_of(self.ledger.size[rows], initial=False)
+
+    def margin_of(
+        self, sizes: np.ndarray, initial: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (value, notional, IM or MM) of positions ``sizes`` (r, m) at the mark."""
         value = sizes * self.mark_q
         notional = np.rint(np.abs(value)).astype(np.int64)
-        mm = np.empty(sizes.shape, np.int64)
-        for k in range(self.m):
-            mm[:, k] = self.requirements[k].maintenance(
-                notional[:, k], sizes[:, k], self.margin_context(k)
-            )
-        return value, notional, mm
+        req = np.empty(sizes.shape, np.int64)
+        for k, r in enumerate(self.requirements):
+            ctx = self.margin_context(k)
+            if initial:
+                req[:, k] = r.requirements(notional[:, k], sizes[:, k], ctx)[0]
+            else:
+                req[:, k] = r.maintenance(notional[:, k], sizes[:, k], ctx)
+        return value, notional, req
 
     def evaluate(self, rows: np.ndarray | slice = ALL) -> MarginSnapshot:
         """Compute equity and maintenance margin of the pools of ``rows`` (default: all)."""

@@ -192,9 +192,23 @@ def test_same_seed_same_outputs(cfg):
     a, b = Simulation(cfg), Simulation(cfg)
     a.run()
     b.run()
+    _assert_same_run(a, b)
+
+
+def _assert_same_run(a: Simulation, b: Simulation) -> None:
     assert a.market_frame().equals(b.market_frame())
     assert a.events.to_frame().equals(b.events.to_frame())
     assert a.account_frame().equals(b.account_frame())
+
+
+def _screened_and_full(cfg) -> tuple[Simulation, Simulation]:
+    """Run a config with the breach screen and with every account evaluated every block."""
+    screened, full = Simulation(cfg), Simulation(cfg)
+    full.screen = False
+    screened.run()
+    full.run()
+    _assert_same_run(screened, full)
+    return screened, full
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -202,13 +216,7 @@ def test_same_seed_same_outputs(cfg):
 def test_breach_screen_changes_nothing(cfg):
     """Evaluating only the accounts the screen lets through gives exactly the same run as
     evaluating every account every block."""
-    screened, full = Simulation(cfg), Simulation(cfg)
-    full.screen = False
-    screened.run()
-    full.run()
-    assert screened.market_frame().equals(full.market_frame())
-    assert screened.events.to_frame().equals(full.events.to_frame())
-    assert screened.account_frame().equals(full.account_frame())
+    _screened_and_full(cfg)
 
 
 def test_non_liquidatable_account_is_left_alone():
@@ -262,11 +270,6 @@ def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
             "keepers": {"count": 2, "latency_ticks": 1, "capacity_per_block": 40},
         }
     )
-    screened, full = Simulation(cfg), Simulation(cfg)
-    full.screen = False
-    screened.run()
-    full.run()
-    assert screened.market_frame().equals(full.market_frame())
-    assert screened.events.to_frame().equals(full.events.to_frame())
+    screened, full = _screened_and_full(cfg)
     assert screened.records["liquidations"].sum() > 50
     assert screened.evaluated_rows_total < 0.75 * full.evaluated_rows_total
