@@ -219,11 +219,32 @@ class DriftRules(VenueRules):
         return keeper, insurance
 
 
+class HyperliquidRules(VenueRules):
+    """Hyperliquid: market orders into the book (20% at a time above $100k); an account whose
+    equity has fallen below 2/3 of its maintenance margin is taken over by the backstop
+    (liquidator vault, the insurance fund here): its whole position closes and the margin it
+    has left above bankruptcy goes to the vault."""
+
+    BACKSTOP_NUMERATOR, BACKSTOP_DENOMINATOR = 2, 3
+
+    def backstop(self, b: Batch) -> np.ndarray:
+        """Return where equity < 2/3 x MM (exact integers)."""
+        return b.tnc * self.BACKSTOP_DENOMINATOR < b.tmmr * self.BACKSTOP_NUMERATOR
+
+    def close_notional(self, b):
+        return np.where(self.backstop(b), b.notional, super().close_notional(b))
+
+    def fees(self, b, quote, headroom):
+        keeper, insurance = super().fees(b, quote, headroom)
+        insurance = np.where(self.backstop(b), headroom - keeper, insurance)
+        return keeper, insurance
+
+
 RULES = {
     "generic": VenueRules,
     "dydx_v4": DydxRules,
     "drift_v2": DriftRules,
-    "hyperliquid": VenueRules,
+    "hyperliquid": HyperliquidRules,
 }
 
 
