@@ -43,6 +43,10 @@ def to_ppm(fraction: float) -> int:
 class Requirements:
     """Base class: ``requirements(notional, size) -> (im, mm)`` for one market."""
 
+    moves_without_price = False
+    """True when MM can change while prices stand still (then every account is evaluated every
+    block instead of screened by how far prices moved)."""
+
     def requirements(
         self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +171,8 @@ class SizePremiumRequirements(Requirements):
 
 class VolScaledRequirements(Requirements):
     """MMF from the market's EWMA volatility (updated by :func:`vol_scaled_mmf_ppm` each step)."""
+
+    moves_without_price = True
 
     def __init__(self, cfg: VolScaledMargin) -> None:
         self.cfg = cfg

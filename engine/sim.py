@@ -8,8 +8,9 @@ One tick is one block. Per tick, in order:
 4. the circuit breaker pauses liquidations in markets whose oracle is stale or far from the mark;
 5. funding settles every ``funding_interval_ticks``;
 6. new orders arrive; initial margin and open-interest caps gate new exposure;
-7. maintenance margin is evaluated for every account (vectorized); keepers see breaches and act
-   ``latency_ticks`` later, at most ``capacity_per_block`` liquidations per block;
+7. maintenance margin is evaluated (vectorized) for every account that could be in breach (see
+   ``Simulation._screen``); keepers see breaches and act ``latency_ticks`` later, at most
+   ``capacity_per_block`` liquidations per block;
 8. the market state of the tick is recorded.
 
 Randomness: one ``SeedSequence(seed)`` spawns a generator per component, so the same seed and
@@ -140,6 +141,13 @@ def _safe_move(equity: np.ndarray, mm: np.ndarray, weight: np.ndarray, slack: fl
     return out
 
 
+def _vol_half_life(mk) -> float:
+    """Return the EWMA half-life (ticks) of a market's volatility estimate."""
+    if isinstance(mk.margin, VolScaledMargin):
+        return mk.margin.ewma_half_life_ticks
+    return DEFAULT_VOL_HALF_LIFE_TICKS
+
+
 def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
     return (mm - equity) / np.maximum(mm, 1)
 
@@ -161,6 +169,8 @@ class Simulation:
         m = len(markets)
         self.m = m
         streams = np.random.SeedSequence(cfg.seed).spawn(5)
+        # The fifth stream is reserved for the trader population of the market simulator, so
+        # adding it will not change the draws of the others.
         rng_index, self.rng_oracle, rng_accounts, self.rng_orders, _reserved = (
             np.random.default_rng(s) for s in streams
         )
@@ -200,20 +210,7 @@ class Simulation:
         self.block_impact = np.zeros(m)
         self.mark = index_path[0].copy()
         self.mark_q = self.mark * self.price_scale
-        self.ewma_decay = np.array(
-            [
-                0.5
-                ** (
-                    1.0
-                    / (
-                        mk.margin.ewma_half_life_ticks
-                        if isinstance(mk.margin, VolScaledMargin)
-                        else DEFAULT_VOL_HALF_LIFE_TICKS
-                    )
-                )
-                for mk in markets
-            ]
-        )
+        self.ewma_decay = np.array([0.5 ** (1.0 / _vol_half_life(mk)) for mk in markets])
         self.vol_markets = [
             k for k, mk in enumerate(markets) if isinstance(mk.margin, VolScaledMargin)
         ]
@@ -243,10 +240,7 @@ class Simulation:
         # from the reference marks before it could breach.
         self.reference_mark = self.mark.copy()
         self.safe_move = np.full(n, -np.inf)
-        self.always_evaluate = any(
-            math.isinf(float(np.max(r.max_mm_rate(np.ones(1, np.int64)))))
-            for r in self.requirements
-        )
+        self.always_evaluate = any(r.moves_without_price for r in self.requirements)
         self.evaluated_rows = 0
         self._since_rebase_blocks = 0
         self._since_rebase_rows = 0
