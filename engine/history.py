@@ -35,6 +35,23 @@ class OutputExistsError(FileExistsError):
     """The partition exists and holds a different run."""
 
 
+class OutputPathError(ValueError):
+    """The output root cannot be created or written."""
+
+
+def check_writable_root(root: str | Path) -> None:
+    """Raise :class:`OutputPathError` unless ``root`` exists as a writable folder or could be
+    created as one (checked before a run, so a bad path fails before any work is done)."""
+    path = Path(root).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputPathError(f"output folder {str(root)!r} cannot be created: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output folder {str(root)!r} is not writable ({probe})")
+
+
 def partition_dir(root: str | Path, cfg: SimConfig) -> Path:
     """Return the folder of a run's partition under ``root``."""
     return Path(root) / f"scenario={cfg.name}" / f"seed={cfg.seed}"
@@ -53,6 +70,7 @@ def check_partition(root: str | Path, cfg: SimConfig, overwrite: bool) -> bool:
 
     Raises :class:`OutputExistsError` when it exists for another config and ``overwrite`` is off.
     """
+    check_writable_root(root)
     path = partition_dir(root, cfg)
     if not path.exists():
         return False

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from engine.config import ConfigError, load_config
-from engine.history import OutputExistsError
+from engine.history import OutputExistsError, OutputPathError, check_writable_root
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -65,7 +65,7 @@ def simulate(
         sim, path = simulate_to(cfg, Path(out), overwrite)
     except ConfigError as e:
         _fail(str(e))
-    except OutputExistsError as e:
+    except (OutputExistsError, OutputPathError) as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {out}: {e.strerror or e}", 1)
@@ -97,7 +97,9 @@ def demo(overrides: tuple[str, ...], out: str | None) -> None:
 
     try:
         cfg = demo_config(overrides)
-    except ConfigError as e:
+        if out is not None:
+            check_writable_root(out)
+    except (ConfigError, OutputPathError) as e:
         _fail(str(e))
     click.echo(
         f"predliq demo: scenario '{cfg.name}' ({builtin_config_path().name}): "

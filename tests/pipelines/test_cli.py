@@ -163,3 +163,13 @@ def test_demo_runs_and_prints_the_summary_table():
     for column in ("liquidations", "bad debt", "IF before", "IF after", "ADL notional"):
         assert column in r.output
     assert "value conserved exactly" in r.output
+
+
+def test_unwritable_output_fails_before_running(tmp_path, config_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = _run("simulate", "--config", str(config_file), "--out", str(blocker / "runs"))
+    assert r.exit_code == 2
+    assert "cannot be created" in r.output and "liquidations" not in r.output
+    r = _run("demo", "--out", str(blocker / "runs"))
+    assert r.exit_code == 2 and "cannot be created" in r.output
