@@ -545,7 +545,7 @@ def _build(tp: Any, value: Any, key: str) -> Any:
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{sub} is required, was missing")
         try:
-            return tp(**kwargs)
+            return typing.cast(Any, tp)(**kwargs)
         except ConfigError as e:
             raise ConfigError(f"{key}.{e}" if key else str(e)) from None
     raise TypeError(f"unsupported config type {_type_name(tp)} at {key}")  # a bug, not user input

@@ -272,6 +272,16 @@ class BlockStats:
     per row (``stats.bad_debt[k] += loss``)."""
 
     __slots__ = ("data", *STAT_FIELDS)
+    data: np.ndarray
+    liquidations: np.ndarray
+    liquidated_notional: np.ndarray
+    bad_debt: np.ndarray
+    insurance_paid: np.ndarray
+    adl_notional: np.ndarray
+    socialized: np.ndarray
+    unfilled: np.ndarray
+    keeper_fees: np.ndarray
+    insurance_fees: np.ndarray
 
     def __init__(self, m: int) -> None:
         self.data = np.zeros((len(STAT_FIELDS), m), np.int64)
@@ -314,7 +324,7 @@ class Liquidator:
 
     def __init__(self, sim) -> None:
         self.sim = sim
-        self._adl_rank: dict[tuple[int, int], np.ndarray] = {}
+        self._adl_rank: dict[tuple[int, int], _Ranking] = {}
         self._pending_social = np.zeros(sim.m, np.int64)
         self.count = 0
         """Liquidations so far; keeper rewards rotate with it."""
@@ -359,7 +369,7 @@ class Liquidator:
         """Size, price and settle every unit of ``b`` as if each ran after the ones before it."""
         sim = self.sim
         rules: VenueRules = sim.rules[k]
-        if b.dsize is None:
+        if b.dsize is None or b.bankruptcy is None:
             # Sizing depends on each unit alone, so a re-plan of the same units reuses it.
             dsize = -np.sign(b.size) * rules.close_size(b)
             new_notional = np.rint(np.abs((b.size + dsize) * b.mark_q)).astype(np.int64)
@@ -367,11 +377,12 @@ class Liquidator:
                 new_notional, b.size + dsize, sim.margin_context(k)
             )
             dnnv = np.rint(dsize * b.mark_q).astype(np.int64)
-            b.dsize = dsize
-            b.bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
+            bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
                 dnnv, mm_after - b.position_mm, b.tnc, b.tmmr
             )
-        dsize, bankruptcy = b.dsize, b.bankruptcy
+            b.dsize, b.bankruptcy = dsize, bankruptcy
+        else:
+            dsize, bankruptcy = b.dsize, b.bankruptcy
         fill_q, move = sim.book_fills(k, dsize)
         quote = np.floor(-dsize * fill_q).astype(np.int64)  # rounded against the account
         d = quote - bankruptcy
@@ -568,9 +579,9 @@ class Liquidator:
             equity = np.maximum(sim.pool_equity(cand, k), 1.0)
             leverage = np.maximum(np.abs(value) / equity, 1e-12)
             score = np.where(pnl_ratio > 0, pnl_ratio * leverage, pnl_ratio / leverage)
-            cached = [cand, -score, np.empty(0, np.int64)]
+            cached = _Ranking(cand, -score, np.empty(0, np.int64))
             self._adl_rank[key] = cached
-        cand, neg_score, prefix = cached
+        cand, neg_score, prefix = cached.accounts, cached.neg_score, cached.prefix
         if prefix.size >= min(count, cand.size):
             return prefix
         if count >= cand.size:
@@ -581,7 +592,7 @@ class Liquidator:
             kth = np.partition(neg_score, count - 1)[count - 1]
             sel = np.flatnonzero(neg_score <= kth)
         prefix = cand[sel][np.lexsort((cand[sel], neg_score[sel]))]
-        cached[2] = prefix
+        cached.prefix = prefix
         return prefix
 
     def _deleverage(self, i, k, dsize, bankruptcy, stats: BlockStats) -> np.ndarray:
@@ -684,6 +695,16 @@ def _to_drift_base(size: np.ndarray, exponent: int) -> np.ndarray:
 
 
 _NONE = np.empty(0, np.int64)
+
+
+@dataclass(slots=True)
+class _Ranking:
+    """ADL candidates of one (market, side) in a block: their negated scores and the sorted
+    head of the ranking computed so far."""
+
+    accounts: np.ndarray
+    neg_score: np.ndarray
+    prefix: np.ndarray
 
 
 def _head(p: Plan, j: int) -> Plan:

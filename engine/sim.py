@@ -308,6 +308,7 @@ class Simulation:
     def _update_vol_margin(self) -> None:
         for k in self.vol_markets:
             margin = self.cfg.markets[k].margin
+            assert isinstance(margin, VolScaledMargin)
             self.vol_mmf_ppm[k] = vol_scaled_mmf_ppm(
                 math.sqrt(self.ewma_var[k]), int(self.vol_mmf_ppm[k]), margin
             )
@@ -416,7 +417,7 @@ class Simulation:
         led = self.ledger
         rng = self.rng_orders
         n = led.size.shape[0]
-        active = np.nonzero(rng.random(n) < acc.order_rate)[0]
+        active = np.flatnonzero(np.less(rng.random(n), acc.order_rate))
         active = active[~led.is_maker[active]]
         market_of = rng.integers(0, self.m, active.size)
         draws = rng.standard_normal(active.size)
@@ -565,7 +566,7 @@ class Simulation:
         self._since_rebase_rows = n
         return ALL
 
-    def _update_safe_moves(self, rows: np.ndarray, snap: MarginSnapshot) -> None:
+    def _update_safe_moves(self, rows: np.ndarray | slice, snap: MarginSnapshot) -> None:
         led = self.ledger
         if self.always_evaluate:
             return
@@ -578,14 +579,15 @@ class Simulation:
             weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k])
         # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
         slack = self.m + 2.0
-        if snap.iso_equity is None:
+        iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
+        if iso_equity is None or iso_mm is None:
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
         else:
             cross = led.cross[rows][:, None]
             safe = _safe_move(
                 snap.cross_equity, snap.cross_mm, np.where(cross, weight, 0.0).sum(axis=1), slack
             )
-            safe_iso = _safe_move(snap.iso_equity, snap.iso_mm, np.where(cross, 0.0, weight), slack)
+            safe_iso = _safe_move(iso_equity, iso_mm, np.where(cross, 0.0, weight), slack)
             safe = np.minimum(safe, safe_iso.min(axis=1))
         self.safe_move[rows] = safe - drift
 
@@ -596,7 +598,7 @@ class Simulation:
         keepers = self.cfg.keepers
         stats = BlockStats.zeros(self.m)
         rows = self._screen()
-        n_rows = led.size.shape[0] if rows is ALL else rows.size
+        n_rows = led.size.shape[0] if isinstance(rows, slice) else rows.size
         self.evaluated_rows = n_rows
         self.evaluated_rows_total += n_rows
         snap = self.evaluate(rows)
@@ -612,15 +614,16 @@ class Simulation:
         self.cross_since[rows] = since
         breached = np.zeros(self.m, np.int64)
         ready = breach_c & (t - since >= keepers.latency_ticks)
-        row_ids = np.arange(led.size.shape[0]) if rows is ALL else rows
+        row_ids = np.arange(led.size.shape[0]) if isinstance(rows, slice) else rows
         unit_row = [row_ids[ready]]
         unit_market = [self._cross_targets(unit_row[0])]
         unit_since = [since[ready]]
         unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
         if breach_c.any():
             breached += (led.size[row_ids[breach_c]] != 0).sum(axis=0)
-        if snap.iso_equity is not None:
-            breach_i = (snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm) & ~maker[:, None]
+        iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
+        if iso_equity is not None and iso_mm is not None:
+            breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[:, None]
             since_i = self.iso_since[rows]
             since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
             self.iso_since[rows] = since_i
@@ -630,7 +633,7 @@ class Simulation:
             unit_row.append(row_ids[ri])
             unit_market.append(rk)
             unit_since.append(since_i[ri, rk])
-            unit_ratio.append(_shortfall(snap.iso_equity[ri, rk], snap.iso_mm[ri, rk]))
+            unit_ratio.append(_shortfall(iso_equity[ri, rk], iso_mm[ri, rk]))
         acct = np.concatenate(unit_row)
         mkt = np.concatenate(unit_market)
         keep = mkt >= 0  # cross pools whose every position sits in a paused market wait

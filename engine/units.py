@@ -17,7 +17,7 @@ QUOTE_QUANTUMS_PER_UNIT = 1_000_000
 Rounding = Literal["up", "down", "nearest"]
 
 
-def to_quote_quantums(x: float | np.ndarray, rounding: Rounding) -> np.int64 | np.ndarray:
+def to_quote_quantums(x: float | np.ndarray, rounding: Rounding) -> np.ndarray:
     """Convert an amount already expressed in quote quantums (float) to int64, rounding as named.
 
     ``rounding="up"`` rounds toward +inf, ``"down"`` toward -inf, ``"nearest"`` half to even.
@@ -32,22 +32,21 @@ def to_quote_quantums(x: float | np.ndarray, rounding: Rounding) -> np.int64 | n
         r = np.rint(a)
     else:
         raise ValueError(f"rounding must be 'up', 'down' or 'nearest', was {rounding!r}")
-    out = r.astype(np.int64)
-    return out if out.ndim else np.int64(out)
+    return r.astype(np.int64)  # 0-d for a scalar
 
 
-def usd_to_quote_quantums(usd: float | np.ndarray, rounding: Rounding) -> np.int64 | np.ndarray:
+def usd_to_quote_quantums(usd: float | np.ndarray, rounding: Rounding) -> np.ndarray:
     """Convert an amount in quote currency units (e.g. USD) to int64 quote quantums."""
     return to_quote_quantums(np.asarray(usd, dtype=np.float64) * QUOTE_QUANTUMS_PER_UNIT, rounding)
 
 
-def base_to_quantums(base: float | np.ndarray, exponent: int) -> np.int64 | np.ndarray:
-    """Convert a size in base units to int64 base quantums, rounding to nearest."""
-    a = np.rint(np.asarray(base, dtype=np.float64) * 10.0 ** (-exponent)).astype(np.int64)
-    return a if a.ndim else np.int64(a)
+def base_to_quantums(base: float | np.ndarray, exponent: int) -> np.ndarray:
+    """Convert a size in base units to int64 base quantums, rounding to nearest (0-d for a
+    scalar)."""
+    return np.rint(np.asarray(base, dtype=np.float64) * 10.0 ** (-exponent)).astype(np.int64)
 
 
-def quote_per_base_quantum(price: float | np.ndarray, exponent: int) -> float | np.ndarray:
+def quote_per_base_quantum(price: float | np.ndarray, exponent: int) -> np.ndarray:
     """Return the price in quote quantums per base quantum for a price in quote units per base unit.
 
     ``value_q = size_q * quote_per_base_quantum(price, exponent)`` is a position's value in quote

@@ -29,3 +29,19 @@ def test_engine_stands_alone():
 def test_predictor_does_not_import_pipelines():
     for path in (ROOT / "predictor").rglob("*.py"):
         assert "pipelines" not in _imports(path), path
+
+
+def test_engine_is_mypy_clean():
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("mypy")
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary", "engine"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
