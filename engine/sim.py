@@ -251,7 +251,9 @@ class Simulation:
         # One array (tick, column, market); ``records[column]`` is a (tick, market) view of it.
         self.history = np.zeros((cfg.steps + 1, len(MARKET_COLUMNS), m))
         self.records = {c: self.history[:, i, :] for i, c in enumerate(MARKET_COLUMNS)}
-        self._record(BlockStats.zeros(m), np.zeros((2, m), np.int64))
+        self._quiet_block = BlockStats.zeros(m)
+        """Tallies of a block without liquidations (all zero, never written to)."""
+        self._record(self._quiet_block, np.zeros((2, m), np.int64))
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -549,7 +551,7 @@ class Simulation:
         led = self.ledger
         n = led.size.shape[0]
         if self.screen and not self.always_evaluate:
-            moved = float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
+            moved = self._drift_from_reference()
             self.safe_move[led.take_touched()] = -np.inf
             rows = np.flatnonzero(self.safe_move <= moved)
             # As the marks drift from the reference, more accounts fall through. Re-basing costs
@@ -566,13 +568,19 @@ class Simulation:
         self._since_rebase_rows = n
         return ALL
 
+    def _drift_from_reference(self) -> float:
+        """Return the largest relative move of any mark from the reference marks."""
+        if self.m == 1:
+            return abs(float(self.mark[0]) / float(self.reference_mark[0]) - 1.0)
+        return float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
+
     def _update_safe_moves(self, rows: np.ndarray | slice, snap: MarginSnapshot) -> None:
         led = self.ledger
         if self.always_evaluate:
             return
         sizes = np.abs(led.size[rows])
         ref_q = self.reference_mark * self.price_scale
-        drift = float(np.max(np.abs(self.mark / self.reference_mark - 1.0)))
+        drift = self._drift_from_reference()
         # Quote quantums lost per unit of relative move, per market.
         weight = sizes * ref_q
         for k, req in enumerate(self.requirements):
@@ -596,7 +604,7 @@ class Simulation:
         t = self.t
         led = self.ledger
         keepers = self.cfg.keepers
-        stats = BlockStats.zeros(self.m)
+        stats = self._quiet_block  # replaced by fresh tallies once a liquidation can happen
         rows = self._screen()
         n_rows = led.size.shape[0] if isinstance(rows, slice) else rows.size
         self.evaluated_rows = n_rows
@@ -614,6 +622,7 @@ class Simulation:
         self.cross_since[rows] = since
         breached = np.zeros(self.m, np.int64)
         ready = breach_c & (t - since >= keepers.latency_ticks)
+        stats = BlockStats.zeros(self.m)
         row_ids = np.arange(led.size.shape[0]) if isinstance(rows, slice) else rows
         unit_row = [row_ids[ready]]
         unit_market = [self._cross_targets(unit_row[0])]
