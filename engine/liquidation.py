@@ -19,7 +19,7 @@ the rest to every open position pro rata (Drift).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -534,19 +534,9 @@ class Liquidator:
         if sim.cfg.markets[k].loss_resolution == "adl":
             return self._deleverage(i, k, dsize, bankruptcy, stats)
         available = sim.insurance_available(k)
-        no_fees = Plan(
-            p.dsize,
-            p.bankruptcy,
-            p.fill_q,
-            p.move,
-            p.quote,
-            np.zeros(1, np.int64),
-            np.zeros(1, np.int64),
-            np.zeros(1, np.int64),
-            np.zeros(1, np.int64),
-            p.accepted,
-            p.fast,
-        )
+        # Filled on the book with no penalty (there is nothing left to take) and no payout yet.
+        none = np.zeros(1, np.int64)
+        no_fees = replace(p, d=none, keeper_fee=none, insurance_fee=none, payout=none)
         self._execute(b, no_fees, k, stats)
         if available > 0:
             sim.ledger.insurance[k] -= available
