@@ -416,6 +416,72 @@ class CircuitBreakerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexConfig:
+    """How the external index moves: the process, its parameters, and cross-market correlation.
+
+    Volatility targets come from each market's ``sigma_annual``. ``correlation`` is the
+    correlation between every pair of markets' shocks (calm regime); ``stress_correlation`` the
+    same in the stress regime of ``regime``.
+    """
+
+    model: Literal["gbm", "garch", "jump", "regime", "replay"] = "gbm"
+    correlation: float = 0.0
+    stress_correlation: float = 0.0
+    garch_alpha: float = 0.08
+    garch_beta: float = 0.90
+    jump_intensity_per_day: float = 2.0
+    jump_mean: float = -0.01
+    jump_std: float = 0.02
+    regime_enter_per_day: float = 0.5
+    regime_exit_per_day: float = 12.0
+    stress_vol_multiplier: float = 4.0
+    stress_drift_annual: float = -20.0
+    stress_jump_multiplier: float = 5.0
+    replay_file: str = ""
+    replay_market: str = ""
+    replay_gaps: Literal["split", "refuse"] = "refuse"
+    replay_segment: int = -1
+    """Which gap-free segment to replay when gaps are split (-1: the longest)."""
+
+    def __post_init__(self) -> None:
+        for name in ("correlation", "stress_correlation"):
+            v = getattr(self, name)
+            _require(-1 < v < 1, name, f"must be in (-1, 1), was {v}")
+        _require(self.garch_alpha >= 0, "garch_alpha", f"must be >= 0, was {self.garch_alpha}")
+        _require(self.garch_beta >= 0, "garch_beta", f"must be >= 0, was {self.garch_beta}")
+        _require(
+            self.garch_alpha + self.garch_beta < 1,
+            "garch_beta",
+            f"plus garch_alpha must be below 1 (stationary), was "
+            f"{self.garch_alpha + self.garch_beta}",
+        )
+        for name in (
+            "jump_intensity_per_day",
+            "jump_std",
+            "regime_enter_per_day",
+            "regime_exit_per_day",
+            "stress_jump_multiplier",
+        ):
+            v = getattr(self, name)
+            _require(v >= 0, name, f"must be >= 0, was {v}")
+        _require(
+            self.stress_vol_multiplier > 0,
+            "stress_vol_multiplier",
+            f"must be positive, was {self.stress_vol_multiplier}",
+        )
+        _require(
+            self.model != "replay" or bool(self.replay_file),
+            "replay_file",
+            "must name a 1-minute bar file when model is 'replay', was ''",
+        )
+        _require(
+            self.replay_segment >= -1,
+            "replay_segment",
+            f"must be >= 0 (or -1 for the longest), was {self.replay_segment}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ShockConfig:
     """A deterministic move of one market's index, added to its random path (a crash or a gap)."""
 
@@ -448,6 +514,7 @@ class SimConfig:
     keepers: KeepersConfig = field(default_factory=KeepersConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     shocks: tuple[ShockConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -459,6 +526,27 @@ class SimConfig:
             "name",
             f"must be letters, digits, '_', '-' or '.', was {self.name!r}",
         )
+        if self.index.model == "replay":
+            _require(
+                self.index.replay_market in names,
+                "index.replay_market",
+                f"must name a market ({', '.join(names)}), was {self.index.replay_market!r}",
+            )
+            _require(
+                60_000 % self.tick_ms == 0,
+                "tick_ms",
+                f"must divide a 1-minute bar (60000) for a replay, was {self.tick_ms}",
+            )
+        if len(self.markets) > 1:
+            lower = -1.0 / (len(self.markets) - 1)
+            for name in ("correlation", "stress_correlation"):
+                v = getattr(self.index, name)
+                _require(
+                    v > lower,
+                    f"index.{name}",
+                    f"must be above {lower:.3g} for {len(self.markets)} markets (a valid "
+                    f"correlation matrix), was {v}",
+                )
         for i, shock in enumerate(self.shocks):
             _require(
                 shock.market in names,
@@ -466,7 +554,11 @@ class SimConfig:
                 f"must name a market ({', '.join(names)}), was {shock.market!r}",
             )
         _require(self.seed >= 0, "seed", f"must be >= 0, was {self.seed}")
-        _require(self.steps >= 1, "steps", f"must be >= 1, was {self.steps}")
+        _require(
+            self.steps >= 1 or (self.steps == 0 and self.index.model == "replay"),
+            "steps",
+            f"must be >= 1 (or 0 for a whole replay), was {self.steps}",
+        )
         _require(self.tick_ms >= 1, "tick_ms", f"must be >= 1, was {self.tick_ms}")
 
     def to_dict(self) -> dict[str, Any]:

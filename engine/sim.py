@@ -29,6 +29,7 @@ from engine.config import SimConfig, VolScaledMargin
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
+from engine.prices import IndexPath, simulate_index
 from engine.state import Ledger
 from engine.units import (
     QUOTE_QUANTUMS_PER_UNIT,
@@ -56,10 +57,13 @@ STATE_COLUMNS = (
     "funding_rate",
     "orders_accepted",
     "orders_rejected",
+    "regime",
+    "taker_flow",
 )
 MARKET_COLUMNS = STATE_COLUMNS + STAT_FIELDS
 """Columns of the per-tick market table (amounts in quote units, sizes in base units)."""
 INT_COLUMNS = (
+    "regime",
     "oracle_age",
     "breached",
     "liquidations",
@@ -67,6 +71,8 @@ INT_COLUMNS = (
     "orders_accepted",
     "orders_rejected",
 )
+_COLUMN = {c: i for i, c in enumerate(MARKET_COLUMNS)}
+_FIRST_STAT = len(STATE_COLUMNS)
 _STAT_SCALE = np.array(
     [
         1.0 if f in ("liquidations", "unfilled") else 1.0 / QUOTE_QUANTUMS_PER_UNIT
@@ -83,23 +89,6 @@ class MarginSnapshot:
     cross_mm: np.ndarray  # int64 (n,)
     iso_equity: np.ndarray | None  # float64 (n, m), None when no account is isolated
     iso_mm: np.ndarray | None  # int64 (n, m)
-
-
-def gbm_paths(
-    rng: np.random.Generator,
-    s0: np.ndarray,
-    sigma: np.ndarray,
-    mu: np.ndarray,
-    steps: int,
-    dt: float,
-) -> np.ndarray:
-    """Return index paths of shape (steps + 1, m) from independent geometric Brownian motions."""
-    z = rng.standard_normal((steps, len(s0)))
-    log_ret = (mu - 0.5 * sigma**2) * dt + sigma * math.sqrt(dt) * z
-    paths = np.empty((steps + 1, len(s0)))
-    paths[0] = s0
-    paths[1:] = s0 * np.exp(np.cumsum(log_ret, axis=0))
-    return paths
 
 
 def round_to_tick(price: np.ndarray, tick: float, up: np.ndarray) -> np.ndarray:
@@ -175,17 +164,20 @@ class Simulation:
             np.random.default_rng(s) for s in streams
         )
         self.dt_years = cfg.tick_ms / MS_PER_YEAR
-        s0 = np.array([mk.initial_price for mk in markets])
         if index_path is None:
-            sigma = np.array([mk.sigma_annual for mk in markets])
-            mu = np.array([mk.drift_annual for mk in markets])
-            index_path = gbm_paths(rng_index, s0, sigma, mu, cfg.steps, self.dt_years)
-            index_path = apply_shocks(index_path, cfg)
-        elif index_path.shape != (cfg.steps + 1, m):
-            raise ValueError(
-                f"index_path must have shape {(cfg.steps + 1, m)}, was {index_path.shape}"
-            )
+            drawn = simulate_index(cfg, rng_index)
+            index_path = apply_shocks(drawn.prices, cfg)
+        else:
+            if index_path.shape != (cfg.steps + 1, m):
+                raise ValueError(
+                    f"index_path must have shape {(cfg.steps + 1, m)}, was {index_path.shape}"
+                )
+            n_ticks = index_path.shape[0]
+            drawn = IndexPath(index_path, np.zeros(n_ticks, np.int8), np.zeros((n_ticks, m)))
+        self.index = drawn
         self.index_path = index_path
+        self.steps = index_path.shape[0] - 1
+        """Blocks in the run (the config's steps, or a whole replay when that is 0)."""
         # Quote quantums per base quantum for a price of 1: value_q = size_q * price * scale.
         self.price_scale = np.array(
             [quote_per_base_quantum(1.0, mk.base_quantum_exponent) for mk in markets]
@@ -249,7 +241,7 @@ class Simulation:
         """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self._refresh_open_interest()
         # One array (tick, column, market); ``records[column]`` is a (tick, market) view of it.
-        self.history = np.zeros((cfg.steps + 1, len(MARKET_COLUMNS), m))
+        self.history = np.zeros((self.steps + 1, len(MARKET_COLUMNS), m))
         self.records = {c: self.history[:, i, :] for i, c in enumerate(MARKET_COLUMNS)}
         self._quiet_block = BlockStats.zeros(m)
         """Tallies of a block without liquidations (all zero, never written to)."""
@@ -676,10 +668,8 @@ class Simulation:
 
     def step(self) -> None:
         """Advance one block."""
-        if self.t >= self.cfg.steps:
-            raise RuntimeError(
-                f"the run has {self.cfg.steps} steps; step {self.t + 1} does not exist"
-            )
+        if self.t >= self.steps:
+            raise RuntimeError(f"the run has {self.steps} steps; step {self.t + 1} does not exist")
         self.t += 1
         self._move_prices()
         self._settle_funding()
@@ -690,7 +680,7 @@ class Simulation:
 
     def run(self, progress=None) -> None:
         """Run every remaining step; ``progress(t)`` is called after each one if given."""
-        while self.t < self.cfg.steps:
+        while self.t < self.steps:
             self.step()
             if progress is not None:
                 progress(self.t)
@@ -701,21 +691,25 @@ class Simulation:
         t = self.t
         row = self.history[t]
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
-        row[0] = self.index_path[t]
-        row[1] = self.oracle
-        row[2] = t - self.oracle_updated
-        row[3] = self.mark
-        row[4] = np.sqrt(self.ewma_var / self.dt_years)
-        row[5] = self.vol_mmf_ppm * 1e-6
-        row[6] = self.open_interest * self.base_unit
-        row[7] = self.oi_notional * usd
-        row[8] = self.ledger.insurance * usd
-        row[9] = self.ledger.fee_pool * usd
-        row[10] = 0 if breached is None else breached
-        row[11] = self.paused
-        row[12] = self.funding_rate
-        row[13:15] = orders
-        row[15:] = stats.data * _STAT_SCALE
+        c = _COLUMN
+        row[c["index_price"]] = self.index_path[t]
+        row[c["oracle_price"]] = self.oracle
+        row[c["oracle_age"]] = t - self.oracle_updated
+        row[c["mark_price"]] = self.mark
+        row[c["sigma_annual"]] = np.sqrt(self.ewma_var / self.dt_years)
+        row[c["vol_mmf"]] = self.vol_mmf_ppm * 1e-6
+        row[c["open_interest"]] = self.open_interest * self.base_unit
+        row[c["oi_notional"]] = self.oi_notional * usd
+        row[c["insurance_fund"]] = self.ledger.insurance * usd
+        row[c["fee_pool"]] = self.ledger.fee_pool * usd
+        row[c["breached"]] = 0 if breached is None else breached
+        row[c["paused"]] = self.paused
+        row[c["funding_rate"]] = self.funding_rate
+        row[c["orders_accepted"]] = orders[0]
+        row[c["orders_rejected"]] = orders[1]
+        row[c["regime"]] = self.index.regime[t]
+        row[c["taker_flow"]] = self.index.taker_flow[t]
+        row[_FIRST_STAT:] = stats.data * _STAT_SCALE
 
     # ---- results ---------------------------------------------------------------------------------
 
@@ -724,9 +718,12 @@ class Simulation:
         t_end = self.t + 1
         m = self.m
         ticks = np.repeat(np.arange(t_end), m)
+        time_ms = ticks * self.cfg.tick_ms
+        if self.index.time_ms is not None:  # a replay keeps the bars' wall-clock time
+            time_ms = np.repeat(self.index.time_ms[:t_end], m)
         data = {
             "tick": ticks,
-            "time_ms": ticks * self.cfg.tick_ms,
+            "time_ms": time_ms,
             "market": np.tile(np.array([mk.name for mk in self.cfg.markets]), t_end),
         }
         for c in MARKET_COLUMNS:

@@ -13,6 +13,7 @@ import click
 
 from engine.config import ConfigError, load_config
 from engine.history import OutputExistsError, OutputPathError, check_writable_root
+from engine.prices import ReplayError
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -65,7 +66,7 @@ def simulate(
         sim, path = simulate_to(cfg, Path(out), overwrite)
     except ConfigError as e:
         _fail(str(e))
-    except (OutputExistsError, OutputPathError) as e:
+    except (OutputExistsError, OutputPathError, ReplayError) as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {out}: {e.strerror or e}", 1)

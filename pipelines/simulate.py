@@ -18,7 +18,7 @@ def run(cfg: SimConfig, show_progress: bool = True) -> Simulation:
     sim = Simulation(cfg)
     if show_progress and sys.stderr.isatty():
         with click.progressbar(
-            length=cfg.steps, label=f"{cfg.name} seed {cfg.seed}", file=sys.stderr
+            length=sim.steps, label=f"{cfg.name} seed {cfg.seed}", file=sys.stderr
         ) as bar:
             sim.run(progress=lambda t: bar.update(1))
     else:
