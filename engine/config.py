@@ -259,6 +259,12 @@ class MarketConfig:
     depth_usd: float = 5_000_000.0
     half_spread: float = 0.0001
     impact_half_life_ticks: float = 10.0
+    depth_refill_half_life_ticks: float = 5.0
+    permanent_impact_fraction: float = 0.3
+    basis_half_life_ticks: float = 30.0
+    depth_vol_elasticity: float = 1.0
+    min_depth_fraction: float = 0.1
+    spread_vol_elasticity: float = 1.0
     loss_resolution: Literal["adl", "socialized"] = "adl"
     insurance_fund_usd: float = 1_000_000.0
     insurance_cap_per_block_usd: float = 0.0
@@ -295,6 +301,22 @@ class MarketConfig:
             self.impact_half_life_ticks > 0,
             "impact_half_life_ticks",
             f"must be positive, was {self.impact_half_life_ticks}",
+        )
+        for name in ("depth_refill_half_life_ticks", "basis_half_life_ticks"):
+            v = getattr(self, name)
+            _require(v > 0, name, f"must be positive, was {v}")
+        _require(
+            0 <= self.permanent_impact_fraction <= 1,
+            "permanent_impact_fraction",
+            f"must be in [0, 1], was {self.permanent_impact_fraction}",
+        )
+        for name in ("depth_vol_elasticity", "spread_vol_elasticity"):
+            v = getattr(self, name)
+            _require(v >= 0, name, f"must be >= 0, was {v}")
+        _require(
+            0 < self.min_depth_fraction <= 1,
+            "min_depth_fraction",
+            f"must be in (0, 1], was {self.min_depth_fraction}",
         )
         _require(
             self.insurance_fund_usd >= 0,

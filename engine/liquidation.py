@@ -301,8 +301,8 @@ class Plan:
     dsize: np.ndarray
     bankruptcy: np.ndarray
     fill_q: np.ndarray
-    move: np.ndarray
-    """Signed relative move of the mid caused by the fill."""
+    taker_usd: np.ndarray
+    """Signed quote notional each fill takes from the book."""
     quote: np.ndarray
     d: np.ndarray
     keeper_fee: np.ndarray
@@ -383,7 +383,7 @@ class Liquidator:
             b.dsize, b.bankruptcy = dsize, bankruptcy
         else:
             dsize, bankruptcy = b.dsize, b.bankruptcy
-        fill_q, move = sim.book_fills(k, dsize)
+        fill_q, taker_usd = sim.book_fills(k, dsize)
         quote = np.floor(-dsize * fill_q).astype(np.int64)  # rounded against the account
         d = quote - bankruptcy
         keeper_fee, insurance_fee = rules.fees(b, quote, np.maximum(d, 0))
@@ -403,7 +403,7 @@ class Liquidator:
             dsize,
             bankruptcy,
             fill_q,
-            move,
+            taker_usd,
             quote,
             d,
             keeper_fee,
@@ -451,7 +451,7 @@ class Liquidator:
         u = len(b)
         led.trade(rows, k, p.dsize, p.quote)
         led.trade_one(sim.maker, k, -int(p.dsize.sum()), -int(p.quote.sum()))
-        sim.apply_impact(k, float(p.move.sum()))
+        sim.book.consume(k, p.taker_usd)
         sim.events.add(t, EventKind.LIQUIDATION, rows, k, sim.maker, p.dsize, p.quote, p.fill_q)
         keepers = (self.count + np.arange(u)) % led.keepers.size
         self.count += u

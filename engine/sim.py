@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engine.book import Book
 from engine.config import SimConfig, VolScaledMargin
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
@@ -186,10 +187,8 @@ class Simulation:
             make_requirements(mk.margin, mk.base_quantum_exponent) for mk in markets
         ]
         self.rules = [make_rules(mk, cfg.tick_ms) for mk in markets]
-        self.depth_usd = np.array([mk.depth_usd for mk in markets])
-        self.half_spread = np.array([mk.half_spread for mk in markets])
         self.tick_size = np.array([mk.tick_size for mk in markets])
-        self.impact_decay = np.array([0.5 ** (1.0 / mk.impact_half_life_ticks) for mk in markets])
+        self.book = Book(markets, cfg.tick_ms)
         self.if_cap = usd_to_quote_quantums(
             np.array([mk.insurance_cap_per_block_usd for mk in markets]), "down"
         )
@@ -198,8 +197,6 @@ class Simulation:
         self.t = 0
         self.oracle = index_path[0].copy()
         self.oracle_updated = np.zeros(m, np.int64)
-        self.impact = np.zeros(m)
-        self.block_impact = np.zeros(m)
         self.mark = index_path[0].copy()
         self.mark_q = self.mark * self.price_scale
         self.ewma_decay = np.array([0.5 ** (1.0 / _vol_half_life(mk)) for mk in markets])
@@ -330,9 +327,8 @@ class Simulation:
         lam = self.ewma_decay
         self.ewma_var = lam * self.ewma_var + (1.0 - lam) * ret**2
         self._update_vol_margin()
-        self.impact = (self.impact + self.block_impact) * self.impact_decay
-        self.block_impact = np.zeros(self.m)
-        self.mark = index * (1.0 + self.impact)
+        self.book.begin_block(np.log(index / self.index_path[t - 1]))
+        self.mark = index * (1.0 + self.book.deviation())
         self.mark_q = self.mark * self.price_scale
         cb = cfg.circuit_breaker
         if cb.enabled:
@@ -342,27 +338,18 @@ class Simulation:
         self.insurance_paid_block = np.zeros(self.m, np.int64)
 
     def book_fills(self, k: int, dsize: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (average fills in quote quantums per base quantum, signed mid moves) of market
-        orders sent one after another into market k's book.
+        """Return (average fills in quote quantums per base quantum, signed taker notional in
+        quote units) of market orders of ``dsize`` base quantums sent in order into market k.
 
-        The book has ``depth_usd`` of quote on each side within 1% of the mid, spread evenly, so
-        an order of notional q moves the mid by q / depth_usd percent and fills on average half
-        that far, plus the half spread. Each order meets the mid that the orders before it (this
-        block) left. Fills are rounded to the tick against the taker.
+        Fills walk the book (:class:`engine.book.Book`) and are rounded to the tick against the
+        taker. Nothing is committed: pass the notional of the orders that do trade to
+        ``self.book.consume``.
         """
-        side = np.sign(dsize)
-        notional_usd = np.abs(dsize) * (self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT)
-        move = side * 0.01 * notional_usd / self.depth_usd[k]
-        before = self.block_impact[k] + np.cumsum(move) - move
-        mid = self.mark[k] * (1.0 + before)
-        fill = mid * (1.0 + side * self.half_spread[k] + 0.5 * move)
+        taker_usd = dsize * (self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT)
+        fill, _ = self.book.fills(k, taker_usd, float(self.index_path[self.t, k]))
         tick = self.tick_size[k]
-        fill = np.maximum(round_to_tick(fill, tick, up=side > 0), tick)
-        return fill * self.price_scale[k], move
-
-    def apply_impact(self, k: int, impact: float) -> None:
-        """Move market k's mid by ``impact`` (relative) for the rest of the block and after."""
-        self.block_impact[k] += impact
+        fill = np.maximum(round_to_tick(fill, tick, up=dsize > 0), tick)
+        return fill * self.price_scale[k], taker_usd
 
     def insurance_available(self, k: int) -> int:
         """Return what market k's insurance fund may still pay out in this block."""
@@ -431,8 +418,7 @@ class Simulation:
             idx, dsize = idx[ok], dsize[ok]
             if idx.size == 0:
                 continue
-            side = np.sign(dsize)
-            price_q = self.mark_q[k] * (1.0 + side * self.half_spread[k])
+            price_q, taker_usd = self.book_fills(k, dsize)
             quote = np.floor(-dsize * price_q).astype(np.int64)
             fee = np.ceil(np.abs(quote) * mk.taker_fee).astype(np.int64)
             led.trade(idx, k, dsize, quote)
@@ -442,8 +428,7 @@ class Simulation:
                 led.credit(idx, k, -fee)
                 led.fee_pool[k] += int(fee.sum())
                 self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
-            net_usd = float((dsize * self.mark_q[k]).sum()) / QUOTE_QUANTUMS_PER_UNIT
-            self.apply_impact(k, 0.01 * net_usd / self.depth_usd[k])
+            self.book.consume(k, taker_usd)
         return counts
 
     def _passes_initial_margin(self, idx: np.ndarray, k: int, dsize: np.ndarray) -> np.ndarray:
@@ -461,7 +446,7 @@ class Simulation:
         # Equity after the trade: today's equity less what crossing the spread and the fee cost
         # (the trade itself swaps quote for position value at the mark).
         value_now = led.size[idx] * self.mark_q
-        trade_cost = np.abs(dsize * self.mark_q[k]) * (self.half_spread[k] + mk.taker_fee)
+        trade_cost = np.abs(dsize * self.mark_q[k]) * (self.book.half_spread[k] + mk.taker_fee)
         equity = (
             np.where(
                 cross,
@@ -677,6 +662,7 @@ class Simulation:
         self._refresh_open_interest()
         stats, breached = self._liquidate_breaches()
         self._record(stats, orders, breached)
+        self.book.end_block()
 
     def run(self, progress=None) -> None:
         """Run every remaining step; ``progress(t)`` is called after each one if given."""

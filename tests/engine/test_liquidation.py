@@ -17,8 +17,8 @@ def venue(steps=5, m=1, market=None, **top):
         "initial_price": 100.0,
         "sigma_annual": 0.0,
         "base_quantum_exponent": -6,
-        "tick_size": 0.001,
-        "depth_usd": 1e12,
+        "tick_size": 1e-9,
+        "depth_usd": 1e20,  # deep enough that fills are at the mark to the quantum
         "half_spread": 0.0,
         "insurance_fund_usd": 0.0,
         "funding_interval_ticks": 0,
