@@ -425,6 +425,37 @@ class OracleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CongestionConfig:
+    """Network congestion when volatility spikes: fewer liquidations fit in a block, keepers
+    land later and the oracle lags more.
+
+    Congestion = clip((stress - vol_threshold) / vol_span, 0, 1), where stress is the largest
+    ratio of a market's fast EWMA volatility to its ``sigma_annual``.
+    """
+
+    enabled: bool = False
+    vol_threshold: float = 3.0
+    vol_span: float = 10.0
+    capacity_loss: float = 0.8
+    extra_latency_ticks: int = 3
+    extra_oracle_delay_ticks: int = 2
+
+    def __post_init__(self) -> None:
+        _require(
+            self.vol_threshold >= 0, "vol_threshold", f"must be >= 0, was {self.vol_threshold}"
+        )
+        _require(self.vol_span > 0, "vol_span", f"must be positive, was {self.vol_span}")
+        _require(
+            0 <= self.capacity_loss < 1,
+            "capacity_loss",
+            f"must be in [0, 1), was {self.capacity_loss}",
+        )
+        for name in ("extra_latency_ticks", "extra_oracle_delay_ticks"):
+            v = getattr(self, name)
+            _require(v >= 0, name, f"must be >= 0, was {v}")
+
+
+@dataclass(frozen=True, slots=True)
 class CircuitBreakerConfig:
     """Pause liquidations in a market whose oracle is stale or far from the mark."""
 
@@ -536,6 +567,7 @@ class SimConfig:
     keepers: KeepersConfig = field(default_factory=KeepersConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    congestion: CongestionConfig = field(default_factory=CongestionConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     shocks: tuple[ShockConfig, ...] = ()
 

@@ -60,11 +60,21 @@ STATE_COLUMNS = (
     "orders_rejected",
     "regime",
     "taker_flow",
+    "congestion",
+    "keeper_capacity",
+    "keeper_latency",
+    "half_spread",
+    "bid_depth",
+    "ask_depth",
+    "taker_buy_usd",
+    "taker_sell_usd",
 )
 MARKET_COLUMNS = STATE_COLUMNS + STAT_FIELDS
 """Columns of the per-tick market table (amounts in quote units, sizes in base units)."""
 INT_COLUMNS = (
     "regime",
+    "keeper_capacity",
+    "keeper_latency",
     "oracle_age",
     "breached",
     "liquidations",
@@ -197,6 +207,11 @@ class Simulation:
         self.t = 0
         self.oracle = index_path[0].copy()
         self.oracle_updated = np.zeros(m, np.int64)
+        self.oracle_seen = 0
+        """Tick of the index the oracle last reported."""
+        self.congestion = 0.0
+        self.keeper_latency = cfg.keepers.latency_ticks
+        self.keeper_capacity = cfg.keepers.capacity_per_block
         self.mark = index_path[0].copy()
         self.mark_q = self.mark * self.price_scale
         self.ewma_decay = np.array([0.5 ** (1.0 / _vol_half_life(mk)) for mk in markets])
@@ -314,7 +329,14 @@ class Simulation:
         t = self.t
         cfg = self.cfg
         index = self.index_path[t]
-        observed = self.index_path[max(t - cfg.oracle.delay_ticks, 0)]
+        self.book.begin_block(np.log(index / self.index_path[t - 1]))
+        self._update_congestion()
+        # The oracle never goes back in time, even when congestion lengthens its delay.
+        delay = cfg.oracle.delay_ticks + round(
+            self.congestion * cfg.congestion.extra_oracle_delay_ticks
+        )
+        self.oracle_seen = max(self.oracle_seen, t - delay, 0)
+        observed = self.index_path[self.oracle_seen]
         previous_oracle = self.oracle
         if cfg.oracle.stale_probability > 0:
             updates = self.rng_oracle.random(self.m) >= cfg.oracle.stale_probability
@@ -327,7 +349,6 @@ class Simulation:
         lam = self.ewma_decay
         self.ewma_var = lam * self.ewma_var + (1.0 - lam) * ret**2
         self._update_vol_margin()
-        self.book.begin_block(np.log(index / self.index_path[t - 1]))
         self.mark = index * (1.0 + self.book.deviation())
         self.mark_q = self.mark * self.price_scale
         cb = cfg.circuit_breaker
@@ -336,6 +357,20 @@ class Simulation:
             deviation = np.abs(self.mark / self.oracle - 1.0)
             self.paused = (age > cfg.oracle.max_age_ticks) | (deviation > cb.max_deviation)
         self.insurance_paid_block = np.zeros(self.m, np.int64)
+
+    def _update_congestion(self) -> None:
+        cg = self.cfg.congestion
+        keepers = self.cfg.keepers
+        if not cg.enabled:
+            return
+        stress = float(np.max(np.sqrt(self.book.fast_var) / self.book.sigma_ref))
+        self.congestion = min(max((stress - cg.vol_threshold) / cg.vol_span, 0.0), 1.0)
+        self.keeper_latency = keepers.latency_ticks + round(
+            self.congestion * cg.extra_latency_ticks
+        )
+        self.keeper_capacity = max(
+            1, int(keepers.capacity_per_block * (1.0 - cg.capacity_loss * self.congestion))
+        )
 
     def book_fills(self, k: int, dsize: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (average fills in quote quantums per base quantum, signed taker notional in
@@ -580,7 +615,6 @@ class Simulation:
         """Find breaches, let keepers act on those old enough, within capacity and breakers."""
         t = self.t
         led = self.ledger
-        keepers = self.cfg.keepers
         stats = self._quiet_block  # replaced by fresh tallies once a liquidation can happen
         rows = self._screen()
         n_rows = led.size.shape[0] if isinstance(rows, slice) else rows.size
@@ -598,7 +632,7 @@ class Simulation:
         since = np.where(breach_c, np.where(since < 0, t, since), -1)
         self.cross_since[rows] = since
         breached = np.zeros(self.m, np.int64)
-        ready = breach_c & (t - since >= keepers.latency_ticks)
+        ready = breach_c & (t - since >= self.keeper_latency)
         stats = BlockStats.zeros(self.m)
         row_ids = np.arange(led.size.shape[0]) if isinstance(rows, slice) else rows
         unit_row = [row_ids[ready]]
@@ -614,7 +648,7 @@ class Simulation:
             since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
             self.iso_since[rows] = since_i
             breached += breach_i.sum(axis=0)
-            ri, rk = np.nonzero(breach_i & (t - since_i >= keepers.latency_ticks))
+            ri, rk = np.nonzero(breach_i & (t - since_i >= self.keeper_latency))
             ri, rk = ri[~self.paused[rk]], rk[~self.paused[rk]]
             unit_row.append(row_ids[ri])
             unit_market.append(rk)
@@ -629,7 +663,7 @@ class Simulation:
         if acct.size == 0:
             return stats, breached
         # Most under-margined first (ties by account, then market), up to the block's capacity.
-        order = np.lexsort((mkt, acct, -ratio))[: keepers.capacity_per_block]
+        order = np.lexsort((mkt, acct, -ratio))[: self.keeper_capacity]
         self.liquidator.begin_block()
         for k in range(self.m):
             sel = order[mkt[order] == k]
@@ -695,6 +729,15 @@ class Simulation:
         row[c["orders_rejected"]] = orders[1]
         row[c["regime"]] = self.index.regime[t]
         row[c["taker_flow"]] = self.index.taker_flow[t]
+        row[c["congestion"]] = self.congestion
+        row[c["keeper_capacity"]] = self.keeper_capacity
+        row[c["keeper_latency"]] = self.keeper_latency
+        book = self.book
+        row[c["half_spread"]] = book.half_spread
+        row[c["bid_depth"]] = book.bid_depth
+        row[c["ask_depth"]] = book.ask_depth
+        row[c["taker_buy_usd"]] = book.bought
+        row[c["taker_sell_usd"]] = book.sold
         row[_FIRST_STAT:] = stats.data * _STAT_SCALE
 
     # ---- results ---------------------------------------------------------------------------------

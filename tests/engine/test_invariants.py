@@ -103,6 +103,13 @@ def venues(draw):
                 "latency_ticks": draw(st.integers(0, 2)),
                 "capacity_per_block": draw(st.sampled_from([1, 5, 1000])),
             },
+            "congestion": {"enabled": draw(st.booleans()), "vol_threshold": 1.0},
+            "index": {
+                "model": draw(st.sampled_from(["gbm", "garch", "jump", "regime"])),
+                "correlation": 0.3,
+                "stress_correlation": 0.8,
+                "regime_enter_per_day": 50.0,
+            },
             "oracle": {
                 "delay_ticks": draw(st.integers(0, 2)),
                 "stale_probability": draw(st.sampled_from([0.0, 0.3])),
