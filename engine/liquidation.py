@@ -451,7 +451,8 @@ class Liquidator:
         u = len(b)
         led.trade(rows, k, p.dsize, p.quote)
         led.trade_one(sim.maker, k, -int(p.dsize.sum()), -int(p.quote.sum()))
-        sim.book.consume(k, p.taker_usd)
+        if sim.liquidation_impact:
+            sim.book.consume(k, p.taker_usd)
         sim.events.add(t, EventKind.LIQUIDATION, rows, k, sim.maker, p.dsize, p.quote, p.fill_q)
         keepers = (self.count + np.arange(u)) % led.keepers.size
         self.count += u

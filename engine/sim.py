@@ -249,6 +249,9 @@ class Simulation:
         self._since_rebase_blocks = 0
         self._since_rebase_rows = 0
         self.evaluated_rows_total = 0
+        self.liquidation_impact = True
+        """Liquidation orders move the book (off: they fill at book prices but leave the book as
+        it was, the counterfactual that measures how much liquidations amplify a crash)."""
         self.screen = True
         """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self._refresh_open_interest()

@@ -48,21 +48,38 @@ def main() -> None:
 @click.option("--seed", type=int, default=None, help="Seed (overrides the config's).")
 @click.option(
     "--out",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Output root; the run goes to OUT/scenario=NAME/seed=SEED/.",
+    help="Output root; the run goes to OUT/scenario=NAME/seed=SEED/ (required unless --describe).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a partition that holds another run.")
+@click.option(
+    "--describe",
+    is_flag=True,
+    help="Print the run's stylized facts (volatility, fat tails, clustering, taker-flow "
+    "correlation, drawdowns) and its cascade amplification instead of writing it.",
+)
 def simulate(
-    config_path: str, overrides: tuple[str, ...], seed: int | None, out: str, overwrite: bool
+    config_path: str,
+    overrides: tuple[str, ...],
+    seed: int | None,
+    out: str | None,
+    overwrite: bool,
+    describe: bool,
 ) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
     from pipelines.simulate import format_summary, simulate_to
 
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
+    if out is None and not describe:
+        _fail("--out is required (or --describe to print statistics instead)")
     try:
         cfg = load_config(config_path, overrides)
+        if describe:
+            _describe(cfg)
+            return
+        assert out is not None
         sim, path = simulate_to(cfg, Path(out), overwrite)
     except ConfigError as e:
         _fail(str(e))
@@ -75,6 +92,32 @@ def simulate(
         return
     click.echo(format_summary(sim))
     click.echo(f"wrote {path}")
+
+
+def _describe(cfg) -> None:
+    from pipelines.describe import describe, format_table
+
+    sim, rows = describe(cfg)
+    click.echo(
+        f"{cfg.name} seed {cfg.seed}: {sim.t} blocks of {cfg.tick_ms / 1000:g}s, "
+        f"{cfg.accounts.count:,} accounts, index model {cfg.index.model}"
+    )
+    click.echo(format_table([mk.name for mk in cfg.markets], rows))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def facts(paths: tuple[str, ...]) -> None:
+    """Print the stylized facts of real 1-minute bar files (files or folders of them)."""
+    from pipelines.describe import facts_table, real_files
+
+    files = real_files(list(paths))
+    if not files:
+        _fail(f"no 1-minute bar files (*_1m_*.csv[.gz]) in {', '.join(paths)}")
+    try:
+        click.echo(facts_table(files))
+    except ReplayError as e:
+        _fail(str(e))
 
 
 @main.command()
