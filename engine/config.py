@@ -354,6 +354,10 @@ class AccountsConfig:
     maker_collateral_usd: float = 1e9
     order_rate: float = 0.0
     order_size_fraction: float = 0.2
+    whales: int = 0
+    """Accounts (the first ones) whose positions are ``whale_size_multiple`` times larger:
+    concentrated open interest."""
+    whale_size_multiple: float = 50.0
 
     def __post_init__(self) -> None:
         _require(self.count >= 1, "count", f"must be >= 1, was {self.count}")
@@ -376,6 +380,16 @@ class AccountsConfig:
         )
         _require(
             0 <= self.order_rate <= 1, "order_rate", f"must be in [0, 1], was {self.order_rate}"
+        )
+        _require(
+            0 <= self.whales <= self.count,
+            "whales",
+            f"must be between 0 and count ({self.count}), was {self.whales}",
+        )
+        _require(
+            self.whale_size_multiple > 0,
+            "whale_size_multiple",
+            f"must be positive, was {self.whale_size_multiple}",
         )
         _require(
             self.order_size_fraction > 0,
@@ -824,4 +838,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    # A replay file named in a config file is relative to that file (a --set one to the
+    # current folder), so scenario files work from wherever they are run.
+    index = data.get("index")
+    if isinstance(index, dict) and isinstance(index.get("replay_file"), str):
+        replay = Path(index["replay_file"])
+        if index["replay_file"] and not replay.is_absolute():
+            index["replay_file"] = str((p.parent / replay).resolve())
     return resolve(data, overrides)

@@ -282,8 +282,10 @@ class Simulation:
         led.cross[traders] = rng.random(n_traders) < acc.cross_fraction
         leverage = rng.uniform(acc.leverage_min, acc.leverage_max, n_traders)
         sizes = np.empty((n_traders, m), np.int64)
+        scale = np.ones(n_traders)
+        scale[: acc.whales] = acc.whale_size_multiple
         for k, mk in enumerate(cfg.markets):
-            base = rng.normal(0.0, mk.position_sigma_base, n_traders)
+            base = rng.normal(0.0, mk.position_sigma_base, n_traders) * scale
             sizes[:, k] = base_to_quantums(base, mk.base_quantum_exponent)
         cost = np.floor(sizes * self.mark_q).astype(np.int64)  # quote paid to open, per market
         notional = np.abs(sizes * self.mark_q)
