@@ -470,6 +470,26 @@ class CongestionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """What a run records for training: sampled account rows and their breach labels."""
+
+    sample_every_ticks: int = 20
+    horizons_minutes: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.sample_every_ticks >= 1,
+            "sample_every_ticks",
+            f"must be >= 1, was {self.sample_every_ticks}",
+        )
+        _require(
+            len(self.horizons_minutes) >= 1 and all(h > 0 for h in self.horizons_minutes),
+            "horizons_minutes",
+            f"must be positive and at least one, was {list(self.horizons_minutes)}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CircuitBreakerConfig:
     """Pause liquidations in a market whose oracle is stale or far from the mark."""
 
@@ -582,6 +602,7 @@ class SimConfig:
     oracle: OracleConfig = field(default_factory=OracleConfig)
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     congestion: CongestionConfig = field(default_factory=CongestionConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     shocks: tuple[ShockConfig, ...] = ()
 

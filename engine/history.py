@@ -4,7 +4,9 @@ Layout under an output root::
 
     scenario=<name>/seed=<seed>/markets.parquet   per-tick market state, one row per (tick, market)
                                /events.parquet    every transfer, trade, liquidation, ADL, ...
-                               /accounts.parquet  final balances and positions
+                               /accounts.parquet  sampled account rows with breach labels
+                               /breaches.parquet  every breach onset (tick, account)
+                               /final_accounts.parquet  final balances and positions
                                /summary.json      headline totals
                                /manifest.json     resolved config, its hash, seed, row counts
 
@@ -16,6 +18,7 @@ error unless ``overwrite`` is set.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -23,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -50,6 +54,13 @@ def check_writable_root(root: str | Path) -> None:
         raise OutputPathError(f"output folder {str(root)!r} cannot be created: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputPathError(f"output folder {str(root)!r} is not writable ({probe})")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("predliq")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def partition_dir(root: str | Path, cfg: SimConfig) -> Path:
@@ -100,10 +111,15 @@ def write_run(sim, root: str | Path) -> Path:
     try:
         markets = sim.market_frame()
         events = sim.events.to_frame()
-        accounts = sim.account_frame()
+        accounts = sim.labelled_accounts()
+        onset_tick, onset_account = sim.onsets()
+        breaches = pd.DataFrame({"tick": onset_tick, "account": onset_account})
+        final_accounts = sim.account_frame()
         _write_table(markets, tmp / "markets.parquet")
         _write_table(events, tmp / "events.parquet")
         _write_table(accounts, tmp / "accounts.parquet")
+        _write_table(breaches, tmp / "breaches.parquet")
+        _write_table(final_accounts, tmp / "final_accounts.parquet")
         summary = sim.summary()
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         manifest = {
@@ -112,8 +128,20 @@ def write_run(sim, root: str | Path) -> Path:
             "seed": cfg.seed,
             "config_hash": cfg.hash(),
             "config": cfg.to_dict(),
-            "rows": {"markets": len(markets), "events": len(events), "accounts": len(accounts)},
+            "rows": {
+                "markets": len(markets),
+                "events": len(events),
+                "accounts": len(accounts),
+                "breaches": len(breaches),
+                "final_accounts": len(final_accounts),
+            },
             "steps": int(sim.t),
+            "predliq_version": _version(),
+            "label_horizons_minutes": list(cfg.history.horizons_minutes),
+            "positive_labels": {
+                c: int((accounts[c] == 1).sum()) for c in accounts.columns if c.startswith("label_")
+            },
+            "replay_segments": [list(x) for x in sim.index.segments],
         }
         # The manifest is written last: its presence marks the partition complete.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -28,6 +28,7 @@ import pandas as pd
 from engine.book import Book
 from engine.config import SimConfig, VolScaledMargin
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
+from engine.labels import breach_labels, next_onset
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
 from engine.prices import IndexPath, simulate_index
@@ -261,6 +262,12 @@ class Simulation:
         self._quiet_block = BlockStats.zeros(m)
         """Tallies of a block without liquidations (all zero, never written to)."""
         self._record(self._quiet_block, np.zeros((2, m), np.int64))
+        # Labelled-history state: breach onsets (block, accounts) and sampled account rows.
+        self.in_breach = np.zeros(n, bool)
+        self._onsets: list[tuple[int, np.ndarray]] = []
+        self._samples: list[dict[str, np.ndarray]] = []
+        self.last_order_tick = np.zeros(n, np.int64)
+        self._sample()
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -456,6 +463,7 @@ class Simulation:
             if (~ok).any():
                 self.events.add(self.t, EventKind.ORDER_REJECTED, idx[~ok], k, NOBODY, dsize[~ok])
             idx, dsize = idx[ok], dsize[ok]
+            self.last_order_tick[idx] = self.t
             if idx.size == 0:
                 continue
             price_q, taker_usd = self.book_fills(k, dsize)
@@ -632,6 +640,7 @@ class Simulation:
         breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~maker
         if snap.iso_equity is None and not breach_c.any():
             self.cross_since[rows] = -1
+            self._track_onsets(rows, breach_c)
             return stats, np.zeros(self.m, np.int64)
         since = self.cross_since[rows]
         since = np.where(breach_c, np.where(since < 0, t, since), -1)
@@ -647,8 +656,11 @@ class Simulation:
         if breach_c.any():
             breached += (led.size[row_ids[breach_c]] != 0).sum(axis=0)
         iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
-        if iso_equity is not None and iso_mm is not None:
+        if iso_equity is None or iso_mm is None:
+            self._track_onsets(rows, breach_c)
+        else:
             breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[:, None]
+            self._track_onsets(rows, breach_c | breach_i.any(axis=1))
             since_i = self.iso_since[rows]
             since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
             self.iso_since[rows] = since_i
@@ -677,6 +689,14 @@ class Simulation:
         self.liquidator.end_block()
         return stats, breached
 
+    def _track_onsets(self, rows: np.ndarray | slice, in_breach: np.ndarray) -> None:
+        """Record the accounts of ``rows`` that entered breach at this block (for labels)."""
+        onset = in_breach & ~self.in_breach[rows]
+        if onset.any():
+            ids = np.flatnonzero(onset) if isinstance(rows, slice) else rows[onset]
+            self._onsets.append((self.t, ids))
+        self.in_breach[rows] = in_breach
+
     def _cross_targets(self, rows: np.ndarray) -> np.ndarray:
         """Return the market of each account's largest position not paused by the breaker (-1
         when every position is paused)."""
@@ -702,6 +722,8 @@ class Simulation:
         stats, breached = self._liquidate_breaches()
         self._record(stats, orders, breached)
         self.book.end_block()
+        if self.t % self.cfg.history.sample_every_ticks == 0:
+            self._sample()
 
     def run(self, progress=None) -> None:
         """Run every remaining step; ``progress(t)`` is called after each one if given."""
@@ -767,6 +789,80 @@ class Simulation:
             df[c] = df[c].astype(np.int64)
         df["paused"] = df["paused"].astype(bool)
         return df
+
+    def _sample(self) -> None:
+        """Record one row per trader with its margin state at the end of this block."""
+        led = self.ledger
+        sizes = led.size[1:]
+        value, notional, mm = self.margin_of(sizes, initial=False)
+        _, _, im = self.margin_of(sizes, initial=True)
+        usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
+        equity = (led.quote[1:] + led.iso_quote[1:].sum(axis=1) + value.sum(axis=1)) * usd
+        mm_acct = mm.sum(axis=1) * usd
+        gross = notional.sum(axis=1) * usd
+        rates = np.empty(sizes.shape)
+        for k, req in enumerate(self.requirements):
+            rates[:, k] = 1.0 + np.minimum(req.max_mm_rate(np.abs(sizes[:, k])), 1.0)
+        exposure = (notional * rates).sum(axis=1) * usd
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row = {
+                "tick": np.full(sizes.shape[0], self.t, np.int64),
+                "account": np.arange(1, sizes.shape[0] + 1, dtype=np.int64),
+                "equity": equity,
+                "maintenance_margin": mm_acct,
+                "initial_margin": im.sum(axis=1) * usd,
+                "margin_ratio": np.where(mm_acct > 0, equity / mm_acct, np.nan),
+                "leverage": np.where(equity > 0, gross / equity, np.nan),
+                "notional": gross,
+                "unrealized_pnl": (value - led.entry[1:]).sum(axis=1) * usd,
+                "cross": led.cross[1:].copy(),
+                "breached_now": self.in_breach[1:].copy(),
+                # The uniform adverse move of every mark that would bring equity to MM.
+                "distance_to_liquidation": np.where(
+                    exposure > 0, (equity - mm_acct) / exposure, np.nan
+                ),
+                "ticks_since_order": self.t - self.last_order_tick[1:],
+            }
+        for k, mk in enumerate(self.cfg.markets):
+            row[f"notional_{mk.name}"] = value[:, k] * usd
+        self._samples.append(row)
+
+    def onsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (ticks, accounts) of every breach onset so far, int64 arrays."""
+        if not self._onsets:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        ticks = np.concatenate([np.full(a.size, t, np.int64) for t, a in self._onsets])
+        accounts = np.concatenate([a for _, a in self._onsets]).astype(np.int64)
+        return ticks, accounts
+
+    def labelled_accounts(self) -> pd.DataFrame:
+        """Return the sampled account rows with their breach labels per horizon.
+
+        ``label_<H>m`` is 1 when the account enters breach within (t, t + H minutes], 0 when it
+        does not, -1 when the run ends before t + H (unknown); ``ticks_to_breach`` counts blocks
+        to the next onset (-1: none in the run).
+        """
+        frame = pd.DataFrame(
+            {k: np.concatenate([s[k] for s in self._samples]) for k in self._samples[0]}
+        )
+        onset_tick, onset_account = self.onsets()
+        row_tick = frame["tick"].to_numpy()
+        nxt = next_onset(
+            row_tick, frame["account"].to_numpy(), onset_tick, onset_account, self.steps + 2
+        )
+        horizons = self.cfg.history.horizons_minutes
+        ticks = [max(1, round(h * 60_000 / self.cfg.tick_ms)) for h in horizons]
+        labels = breach_labels(row_tick, nxt, ticks, self.t)
+        frame.insert(1, "time_ms", self._time_ms(row_tick))
+        for j, h in enumerate(horizons):
+            frame[f"label_{h:g}m"] = labels[:, j]
+        frame["ticks_to_breach"] = np.where(nxt >= 0, nxt - row_tick, -1)
+        return frame
+
+    def _time_ms(self, ticks: np.ndarray) -> np.ndarray:
+        if self.index.time_ms is not None:
+            return self.index.time_ms[ticks]
+        return ticks * self.cfg.tick_ms
 
     def account_frame(self) -> pd.DataFrame:
         """Return every account's final balances and positions (quote/base quantums)."""

@@ -206,6 +206,7 @@ def _assert_same_run(a: Simulation, b: Simulation) -> None:
     assert a.market_frame().equals(b.market_frame())
     assert a.events.to_frame().equals(b.events.to_frame())
     assert a.account_frame().equals(b.account_frame())
+    assert a.labelled_accounts().equals(b.labelled_accounts())
 
 
 def _screened_and_full(cfg) -> tuple[Simulation, Simulation]:
