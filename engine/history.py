@@ -107,6 +107,9 @@ def write_run(sim, root: str | Path) -> Path:
     cfg: SimConfig = sim.cfg
     final = partition_dir(root, cfg)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # A run of this seed killed mid-write (even by SIGKILL) left its temporary folder behind.
+    for stale in final.parent.glob(f".tmp-seed={cfg.seed}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-seed={cfg.seed}-", dir=final.parent))
     try:
         markets = sim.market_frame()

@@ -47,6 +47,24 @@ def main() -> None:
 )
 @click.option("--seed", type=int, default=None, help="Seed (overrides the config's).")
 @click.option(
+    "--seeds",
+    default=None,
+    metavar="RANGE",
+    help="Many seeds, one partition each: 0-99, 1,5,7 or a mix.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Processes for --seeds (a local Dask cluster).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run --seeds on an existing Dask scheduler instead of a local cluster.",
+)
+@click.option(
     "--out",
     default=None,
     type=click.Path(file_okay=False),
@@ -63,13 +81,18 @@ def simulate(
     config_path: str,
     overrides: tuple[str, ...],
     seed: int | None,
+    seeds: str | None,
+    workers: int,
+    scheduler: str | None,
     out: str | None,
     overwrite: bool,
     describe: bool,
 ) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
-    from pipelines.simulate import format_summary, simulate_to
+    from pipelines.simulate import format_summary, parse_seeds, simulate_to
 
+    if seed is not None and seeds is not None:
+        _fail("--seed and --seeds exclude each other")
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
     if out is None and not describe:
@@ -80,8 +103,12 @@ def simulate(
             _describe(cfg)
             return
         assert out is not None
+        if seeds is not None:
+            seed_list = parse_seeds(seeds)
+            _sweep(config_path, overrides, seed_list, out, overwrite, workers, scheduler)
+            return
         sim, path = simulate_to(cfg, Path(out), overwrite)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:
         _fail(str(e))
     except (OutputExistsError, OutputPathError, ReplayError) as e:
         _fail(str(e))
@@ -92,6 +119,39 @@ def simulate(
         return
     click.echo(format_summary(sim))
     click.echo(f"wrote {path}")
+
+
+def _sweep(
+    config_path: str,
+    overrides: tuple[str, ...],
+    seeds: list[int],
+    out: str,
+    overwrite: bool,
+    workers: int,
+    scheduler: str | None,
+) -> None:
+    """Validate every seed's config and output first, then run them (in parallel)."""
+    from engine.history import check_partition
+    from pipelines.simulate import run_sweep
+
+    cfgs = [load_config(config_path, (*overrides, f"seed={s}")) for s in seeds]
+    for cfg in cfgs:
+        check_partition(out, cfg, overwrite)  # refuse before running anything
+    click.echo(
+        f"{cfgs[0].name}: {len(cfgs)} seeds ({seeds[0]}..{seeds[-1]}) into {out} with "
+        + (f"the scheduler at {scheduler}" if scheduler else f"{workers} worker(s)")
+    )
+    done = 0
+    for result in run_sweep(cfgs, out, overwrite, workers, scheduler):
+        done += 1
+        if result["status"] == "written":
+            click.echo(
+                f"[{done}/{len(cfgs)}] seed {result['seed']}: {result['liquidations']:,} "
+                f"liquidations, bad debt {result['bad_debt']:,.0f}, "
+                f"{result['breach_onsets']:,} breach onsets"
+            )
+        else:
+            click.echo(f"[{done}/{len(cfgs)}] seed {result['seed']}: already complete")
 
 
 def _describe(cfg) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -100,3 +101,70 @@ def format_summary(sim: Simulation) -> str:
         else f"POSITIONS DO NOT NET TO ZERO: {net}"
     )
     return "\n".join(lines)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``0-99``, ``1,5,7`` or a mix (``0-9,20``) into a sorted list of distinct seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi or lo < 0:
+                    raise ValueError
+                seeds.update(range(lo, hi + 1))
+            else:
+                value = int(part)
+                if value < 0:
+                    raise ValueError
+                seeds.add(value)
+        except ValueError:
+            raise ValueError(
+                f"--seeds must look like 0-99 or 1,5,7 with seeds >= 0, was {text!r}"
+            ) from None
+    return sorted(seeds)
+
+
+def run_seed(cfg: SimConfig, out: str, overwrite: bool) -> dict:
+    """Run and write one seed's partition (a task on a worker); return its headline figures."""
+    sim, path = simulate_to(cfg, Path(out), overwrite)
+    if sim is None:
+        return {"seed": cfg.seed, "status": "already complete", "path": str(path)}
+    s = sim.summary()
+    return {
+        "seed": cfg.seed,
+        "status": "written",
+        "path": str(path),
+        "liquidations": s["liquidations"],
+        "bad_debt": s["bad_debt"],
+        "breach_onsets": int(sim.onsets()[0].size),
+    }
+
+
+def run_sweep(
+    cfgs: list[SimConfig], out: str, overwrite: bool, workers: int, scheduler: str | None
+) -> Iterator[dict]:
+    """Run many seeds; yield each seed's result as it finishes (any order)."""
+    if workers <= 1 and scheduler is None:
+        for cfg in cfgs:
+            yield run_seed(cfg, out, overwrite)
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    if scheduler is not None:
+        client = Client(scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        futures = [client.submit(run_seed, cfg, out, overwrite, pure=False) for cfg in cfgs]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
