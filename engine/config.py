@@ -399,6 +399,85 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TradersConfig:
+    """Who trades and when.
+
+    ``uniform``: each account sends an order with probability ``accounts.order_rate`` per block,
+    random side. ``hawkes``: orders arrive as a self-exciting (Hawkes) process — a base rate
+    plus excitation from recent orders, large price moves and liquidations, with branching ratio
+    ``branching_ratio`` — from a heterogeneous population: momentum traders (high leverage, trade
+    with the recent move), hedgers (low leverage, against it) and noise traders. In both models
+    an account that enters breach tops up collateral with ``topup_probability``, after
+    ``topup_delay_ticks``, back to ``topup_target_ratio`` x MM.
+    """
+
+    model: Literal["uniform", "hawkes"] = "uniform"
+    momentum_fraction: float = 0.25
+    hedger_fraction: float = 0.15
+    momentum_leverage: tuple[float, ...] = (10.0, 40.0)
+    noise_leverage: tuple[float, ...] = (2.0, 20.0)
+    hedger_leverage: tuple[float, ...] = (1.0, 3.0)
+    base_rate_per_minute: float = 0.01
+    branching_ratio: float = 0.7
+    excitation_half_life_ticks: float = 8.0
+    move_threshold_sigma: float = 3.0
+    move_weight: float = 20.0
+    liquidation_weight: float = 1.0
+    close_probability: float = 0.3
+    topup_probability: float = 0.0
+    topup_delay_ticks: int = 4
+    topup_target_ratio: float = 1.5
+
+    def __post_init__(self) -> None:
+        _require(
+            self.momentum_fraction >= 0
+            and self.hedger_fraction >= 0
+            and self.momentum_fraction + self.hedger_fraction <= 1,
+            "momentum_fraction",
+            f"and hedger_fraction must be >= 0 and sum to at most 1, was "
+            f"{self.momentum_fraction} + {self.hedger_fraction}",
+        )
+        for name in ("momentum_leverage", "noise_leverage", "hedger_leverage"):
+            v = getattr(self, name)
+            _require(
+                len(v) == 2 and 0 < v[0] <= v[1],
+                name,
+                f"must be [low, high] with 0 < low <= high, was {list(v)}",
+            )
+        _require(
+            0 <= self.branching_ratio < 1,
+            "branching_ratio",
+            f"must be in [0, 1) for a stable process, was {self.branching_ratio}",
+        )
+        for name in (
+            "base_rate_per_minute",
+            "move_threshold_sigma",
+            "move_weight",
+            "liquidation_weight",
+        ):
+            v = getattr(self, name)
+            _require(v >= 0, name, f"must be >= 0, was {v}")
+        _require(
+            self.excitation_half_life_ticks > 0,
+            "excitation_half_life_ticks",
+            f"must be positive, was {self.excitation_half_life_ticks}",
+        )
+        for name in ("close_probability", "topup_probability"):
+            v = getattr(self, name)
+            _require(0 <= v <= 1, name, f"must be in [0, 1], was {v}")
+        _require(
+            self.topup_delay_ticks >= 0,
+            "topup_delay_ticks",
+            f"must be >= 0, was {self.topup_delay_ticks}",
+        )
+        _require(
+            self.topup_target_ratio >= 1,
+            "topup_target_ratio",
+            f"must be >= 1, was {self.topup_target_ratio}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class KeepersConfig:
     """Liquidators: how late they see a breach and how many liquidations fit in a block."""
 
@@ -599,6 +678,7 @@ class SimConfig:
     venue: str = "generic"
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     keepers: KeepersConfig = field(default_factory=KeepersConfig)
+    traders: TradersConfig = field(default_factory=TradersConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     congestion: CongestionConfig = field(default_factory=CongestionConfig)

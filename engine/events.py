@@ -24,6 +24,7 @@ class EventKind(IntEnum):
     FUNDING = 9
     LIQUIDATION_UNFILLED = 10
     FEE = 11
+    DEPOSIT = 12
 
 
 # Ledger accounts that are not rows of the account table, as ``counterparty`` codes.

@@ -33,6 +33,7 @@ from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
 from engine.prices import IndexPath, simulate_index
 from engine.state import Ledger
+from engine.traders import Traders
 from engine.units import (
     QUOTE_QUANTUMS_PER_UNIT,
     base_to_quantums,
@@ -170,9 +171,7 @@ class Simulation:
         m = len(markets)
         self.m = m
         streams = np.random.SeedSequence(cfg.seed).spawn(5)
-        # The fifth stream is reserved for the trader population of the market simulator, so
-        # adding it will not change the draws of the others.
-        rng_index, self.rng_oracle, rng_accounts, self.rng_orders, _reserved = (
+        rng_index, self.rng_oracle, rng_accounts, self.rng_orders, self.rng_traders = (
             np.random.default_rng(s) for s in streams
         )
         self.dt_years = cfg.tick_ms / MS_PER_YEAR
@@ -231,6 +230,8 @@ class Simulation:
 
         self.events = EventLog()
         self.liquidator = Liquidator(self)
+        self.traders = Traders(cfg, cfg.accounts.count, self.book.sigma_ref)
+        self.trader_type = np.zeros(cfg.accounts.count + 1, np.int8)
         self.maker = 0
         if ledger is None:
             ledger = self._populate(rng_accounts)
@@ -267,6 +268,8 @@ class Simulation:
         self._onsets: list[tuple[int, np.ndarray]] = []
         self._samples: list[dict[str, np.ndarray]] = []
         self.last_order_tick = np.zeros(n, np.int64)
+        self.last_topup_tick = np.full(n, -1, np.int64)
+        self._topups: list[tuple[int, np.ndarray]] = []
         self._sample()
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -287,7 +290,8 @@ class Simulation:
         led.is_maker[self.maker] = True
         traders = np.arange(1, n)
         led.cross[traders] = rng.random(n_traders) < acc.cross_fraction
-        leverage = rng.uniform(acc.leverage_min, acc.leverage_max, n_traders)
+        types, leverage = self.traders.assign(rng)
+        self.trader_type[1:] = types
         sizes = np.empty((n_traders, m), np.int64)
         scale = np.ones(n_traders)
         scale[: acc.whales] = acc.whale_size_multiple
@@ -434,27 +438,29 @@ class Simulation:
     # ---- order flow (initial margin gates new exposure) ----------------------------------------
 
     def _order_flow(self) -> np.ndarray:
-        """Random orders from traders; risk-increasing ones must pass IM and the OI cap.
+        """Orders from the trader population; risk-increasing ones must pass IM and the OI cap.
 
         Returns int64 (2, m): accepted and rejected counts per market.
         """
         counts = np.zeros((2, self.m), np.int64)
         acc = self.cfg.accounts
-        if acc.order_rate == 0.0:
-            return counts
         led = self.ledger
-        rng = self.rng_orders
-        n = led.size.shape[0]
-        active = np.flatnonzero(np.less(rng.random(n), acc.order_rate))
-        active = active[~led.is_maker[active]]
-        market_of = rng.integers(0, self.m, active.size)
-        draws = rng.standard_normal(active.size)
+        active, market_of, units, close_fraction = self.traders.orders(
+            self.rng_orders, self.trader_type, led.size, self.m
+        )
+        if active.size == 0:
+            return counts
         for k, mk in enumerate(self.cfg.markets):
-            idx = active[market_of == k]
+            sel = market_of == k
+            idx = active[sel]
             if idx.size == 0:
                 continue
-            base = draws[market_of == k] * acc.order_size_fraction * mk.position_sigma_base
+            base = units[sel] * acc.order_size_fraction * mk.position_sigma_base
             dsize = base_to_quantums(base, mk.base_quantum_exponent)
+            fraction = close_fraction[sel]
+            position = led.size[idx, k]
+            closing = np.rint(-position * fraction).astype(np.int64)
+            dsize = np.where(fraction > 0, closing, dsize)
             keep = dsize != 0
             idx, dsize = idx[keep], dsize[keep]
             ok = self._passes_initial_margin(idx, k, dsize)
@@ -478,6 +484,38 @@ class Simulation:
                 self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
             self.book.consume(k, taker_usd)
         return counts
+
+    def _apply_topups(self) -> None:
+        """Deposit collateral for the accounts whose top-up is due, back to the target margin
+        ratio (per pool: the cross pool, or each isolated position)."""
+        due = [acc for tick, acc in self._topups if tick <= self.t]
+        if not due:
+            return
+        self._topups = [(tick, acc) for tick, acc in self._topups if tick > self.t]
+        accounts = np.unique(np.concatenate(due))
+        led = self.ledger
+        value, _, mm = self.margin_of(led.size[accounts], initial=False)
+        target = self.cfg.traders.topup_target_ratio
+        cross = led.cross[accounts]
+        equity = led.quote[accounts] + value.sum(axis=1)
+        need = np.ceil(target * mm.sum(axis=1) - equity)
+        amount = np.where(cross & (mm.sum(axis=1) > 0), np.maximum(need, 0), 0).astype(np.int64)
+        paid = amount > 0
+        if paid.any():
+            led.deposit(accounts[paid], 0, amount[paid])
+            self.events.add(self.t, EventKind.DEPOSIT, accounts[paid], 0, NOBODY, 0, amount[paid])
+        for k in range(self.m):
+            pool = led.iso_quote[accounts, k] + value[:, k]
+            need_k = np.ceil(target * mm[:, k] - pool)
+            amount_k = np.where(~cross & (mm[:, k] > 0), np.maximum(need_k, 0), 0).astype(np.int64)
+            iso_paid = amount_k > 0
+            if iso_paid.any():
+                led.deposit(accounts[iso_paid], k, amount_k[iso_paid])
+                self.events.add(
+                    self.t, EventKind.DEPOSIT, accounts[iso_paid], k, NOBODY, 0, amount_k[iso_paid]
+                )
+                paid |= iso_paid
+        self.last_topup_tick[accounts[paid]] = self.t
 
     def _passes_initial_margin(self, idx: np.ndarray, k: int, dsize: np.ndarray) -> np.ndarray:
         """Return bool (len(idx),): reducing orders pass; risk-increasing ones need equity >= IM
@@ -695,6 +733,11 @@ class Simulation:
         if onset.any():
             ids = np.flatnonzero(onset) if isinstance(rows, slice) else rows[onset]
             self._onsets.append((self.t, ids))
+            p = self.cfg.traders.topup_probability
+            if p > 0:
+                answer = ids[self.rng_traders.random(ids.size) < p]
+                if answer.size:
+                    self._topups.append((self.t + self.cfg.traders.topup_delay_ticks, answer))
         self.in_breach[rows] = in_breach
 
     def _cross_targets(self, rows: np.ndarray) -> np.ndarray:
@@ -715,11 +758,18 @@ class Simulation:
         if self.t >= self.steps:
             raise RuntimeError(f"the run has {self.steps} steps; step {self.t + 1} does not exist")
         self.t += 1
+        previous_mark = self.mark
         self._move_prices()
         self._settle_funding()
+        self._apply_topups()
         orders = self._order_flow()
         self._refresh_open_interest()
         stats, breached = self._liquidate_breaches()
+        self.traders.observe(
+            np.log(self.mark / previous_mark),
+            int(stats.liquidations.sum()),
+            int(orders.sum()),  # every arriving order, accepted or not
+        )
         self._record(stats, orders, breached)
         self.book.end_block()
         if self.t % self.cfg.history.sample_every_ticks == 0:
@@ -822,6 +872,10 @@ class Simulation:
                     exposure > 0, (equity - mm_acct) / exposure, np.nan
                 ),
                 "ticks_since_order": self.t - self.last_order_tick[1:],
+                "ticks_since_topup": np.where(
+                    self.last_topup_tick[1:] >= 0, self.t - self.last_topup_tick[1:], -1
+                ),
+                "trader_type": self.trader_type[1:].copy(),
             }
         for k, mk in enumerate(self.cfg.markets):
             row[f"notional_{mk.name}"] = value[:, k] * usd

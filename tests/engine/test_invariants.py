@@ -104,6 +104,12 @@ def venues(draw):
                 "capacity_per_block": draw(st.sampled_from([1, 5, 1000])),
             },
             "congestion": {"enabled": draw(st.booleans()), "vol_threshold": 1.0},
+            "traders": {
+                "model": draw(st.sampled_from(["uniform", "hawkes"])),
+                "base_rate_per_minute": 0.2,
+                "topup_probability": draw(st.sampled_from([0.0, 0.5])),
+                "topup_delay_ticks": draw(st.integers(0, 3)),
+            },
             "index": {
                 "model": draw(st.sampled_from(["gbm", "garch", "jump", "regime"])),
                 "correlation": 0.3,
@@ -167,7 +173,7 @@ def test_conservation_zero_sum_and_liquidation_laws(cfg):
         _laws_hold(sim)
     # The events agree with the ledger: every account's balance is deposits plus its events.
     ev = sim.events.to_frame()
-    assert set(ev["kind"].unique()) <= set(range(12))
+    assert set(ev["kind"].unique()) <= set(range(13))
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,131 @@
+"""The trader population: who sends orders, when, which way, and who tops up collateral.
+
+Two models (``[traders] model``):
+
+* ``uniform`` — every account sends an order with probability ``accounts.order_rate`` per block,
+  on a random market and side;
+* ``hawkes`` — the number of orders per block is Poisson with intensity
+  ``lambda_t = mu + E_t``: a base rate ``mu`` plus an excitation that every order, every large
+  price move and every liquidation feeds and that decays geometrically
+  (``E_t+1 = d E_t + eta (1 - d) X_t``, so one event begets ``eta`` = ``branching_ratio`` more
+  in expectation). Arriving orders come from a heterogeneous population: momentum traders
+  (high leverage, trade with the recent move), hedgers (low leverage, lean against it) and noise
+  traders (random side); any of them may instead close part of its position.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from engine.config import SimConfig
+
+MOMENTUM_AGREEMENT = 0.8
+"""Probability that a momentum trader trades with the recent move (a hedger: against it, 0.6)."""
+HEDGER_AGREEMENT = 0.4
+SIZE_MULTIPLE = np.array([1.0, 1.5, 0.5])
+"""Order size multiple by trader type (noise, momentum, hedger)."""
+TREND_HALF_LIFE_TICKS = 5.0
+
+
+class TraderType(IntEnum):
+    """Trader kinds, stored per account (the market maker is NOISE and never trades by itself)."""
+
+    NOISE = 0
+    MOMENTUM = 1
+    HEDGER = 2
+
+
+class Traders:
+    """Order arrivals and trader behaviour for one run."""
+
+    def __init__(self, cfg: SimConfig, n_traders: int, sigma_ref: np.ndarray) -> None:
+        self.cfg = cfg
+        self.tc = cfg.traders
+        self.n_traders = n_traders
+        tick_minutes = cfg.tick_ms / 60_000
+        self.mu = self.tc.base_rate_per_minute * tick_minutes * n_traders
+        self.decay = 0.5 ** (1.0 / self.tc.excitation_half_life_ticks)
+        self.excitation = 0.0
+        self.sigma_ref = sigma_ref
+        self.trend = np.zeros(len(cfg.markets))
+        self.trend_lambda = 0.5 ** (1.0 / TREND_HALF_LIFE_TICKS)
+        self.intensity = self.mu
+
+    def assign(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Return (types int8 (n,), leverage float (n,)) of the traders at the start."""
+        n = self.n_traders
+        acc = self.cfg.accounts
+        if self.tc.model == "uniform":
+            lev = rng.uniform(acc.leverage_min, acc.leverage_max, n)
+            return np.zeros(n, np.int8), lev
+        u = rng.random(n)
+        types = np.where(
+            u < self.tc.momentum_fraction,
+            TraderType.MOMENTUM,
+            np.where(
+                u < self.tc.momentum_fraction + self.tc.hedger_fraction,
+                TraderType.HEDGER,
+                TraderType.NOISE,
+            ),
+        ).astype(np.int8)
+        lo = np.select(
+            [types == TraderType.MOMENTUM, types == TraderType.HEDGER],
+            [self.tc.momentum_leverage[0], self.tc.hedger_leverage[0]],
+            self.tc.noise_leverage[0],
+        )
+        hi = np.select(
+            [types == TraderType.MOMENTUM, types == TraderType.HEDGER],
+            [self.tc.momentum_leverage[1], self.tc.hedger_leverage[1]],
+            self.tc.noise_leverage[1],
+        )
+        return types, lo + (hi - lo) * rng.random(n)
+
+    def orders(
+        self, rng: np.random.Generator, types: np.ndarray, sizes: np.ndarray, m: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return this block's orders as (account ids, markets, signed sizes, close fractions).
+
+        Sizes are in units of the market's ``order_size_fraction x position_sigma_base``; an
+        order with a close fraction f > 0 instead closes that fraction of the account's position.
+        Ids are unique; ``types`` and ``sizes`` (positions, (n, m)) include the maker in row 0.
+        """
+        acc = self.cfg.accounts
+        if self.tc.model == "uniform":
+            if acc.order_rate == 0.0:
+                empty = np.empty(0, np.int64)
+                return empty, empty, np.empty(0), np.empty(0)
+            active = np.flatnonzero(np.less(rng.random(self.n_traders + 1), acc.order_rate))
+            active = active[active != 0]
+            market_of = rng.integers(0, m, active.size)
+            return active, market_of, rng.standard_normal(active.size), np.zeros(active.size)
+        self.intensity = self.mu + self.excitation
+        count = min(int(rng.poisson(self.intensity)), self.n_traders)
+        idx = np.sort(rng.choice(self.n_traders, count, replace=False)) + 1
+        market_of = rng.integers(0, m, count)
+        kind = types[idx]
+        trend = np.sign(self.trend[market_of])
+        trend = np.where(trend == 0, 1.0, trend)
+        agree = np.select(
+            [kind == TraderType.MOMENTUM, kind == TraderType.HEDGER],
+            [MOMENTUM_AGREEMENT, HEDGER_AGREEMENT],
+            0.5,
+        )
+        side = np.where(rng.random(count) < agree, trend, -trend)
+        size = np.abs(rng.standard_normal(count)) * SIZE_MULTIPLE[kind]
+        closing = (rng.random(count) < self.tc.close_probability) & (sizes[idx, market_of] != 0)
+        fraction = np.where(closing, rng.uniform(0.3, 1.0, count), 0.0)
+        return idx, market_of, side * size, fraction
+
+    def observe(self, returns: np.ndarray, liquidations: int, orders: int) -> None:
+        """Feed the block's orders, large moves and liquidations into the excitation."""
+        big_moves = int((np.abs(returns) > self.tc.move_threshold_sigma * self.sigma_ref).sum())
+        events = (
+            orders + self.tc.liquidation_weight * liquidations + self.tc.move_weight * big_moves
+        )
+        self.excitation = (
+            self.decay * self.excitation + self.tc.branching_ratio * (1.0 - self.decay) * events
+        )
+        lam = self.trend_lambda
+        self.trend = lam * self.trend + (1.0 - lam) * returns
