@@ -330,8 +330,14 @@ class Liquidator:
         """Liquidations so far; keeper rewards rotate with it."""
 
     def begin_block(self) -> None:
-        """Forget last block's ADL rankings."""
-        self._adl_rank.clear()
+        """Refresh the ADL rankings every ``ADL_REFRESH_TICKS`` blocks.
+
+        Venues publish the ADL queue periodically rather than per trade; between refreshes the
+        ranking's accounts are re-read live (a position closed or flipped since is skipped, and
+        the maker backs up whatever the ranked accounts cannot take).
+        """
+        if self.sim.t % ADL_REFRESH_TICKS == 0:
+            self._adl_rank.clear()
 
     # ---- state of the units ------------------------------------------------------------------
 
@@ -686,6 +692,7 @@ def _to_drift_base(size: np.ndarray, exponent: int) -> np.ndarray:
 
 
 _NONE = np.empty(0, np.int64)
+ADL_REFRESH_TICKS = 4
 
 
 @dataclass(slots=True)
