@@ -85,20 +85,28 @@ class Book:
     # ---- orders ------------------------------------------------------------------------------
 
     def fills(
-        self, k: int, taker_usd: np.ndarray, index_price: float
+        self,
+        k: int,
+        taker_usd: np.ndarray,
+        index_price: float,
+        sent: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return (average fill prices, mid moves) of market orders sent in order into market k.
 
         ``taker_usd``: signed quote notional per order (> 0 buys from the asks, < 0 sells into
-        the bids), in the order they arrive. Pure: the book changes only through
-        :meth:`consume`, so a caller can price orders it may not all send.
+        the bids), in the order they arrive. ``sent`` (default: all) marks the orders that will
+        reach the book; the others are priced as if sent, on the book the sent ones before them
+        left, but do not move it for the orders after them. Pure: the book changes only
+        through :meth:`consume`, so a caller can price orders it may not all send.
         """
         buys = np.where(taker_usd > 0, taker_usd, 0.0)
         sells = np.where(taker_usd < 0, -taker_usd, 0.0)
-        bought_after = self.bought[k] + np.cumsum(buys)
-        sold_after = self.sold[k] + np.cumsum(sells)
-        bought_before = bought_after - buys
-        sold_before = sold_after - sells
+        sent_buys = buys if sent is None else np.where(sent, buys, 0.0)
+        sent_sells = sells if sent is None else np.where(sent, sells, 0.0)
+        bought_before = _running(self.bought[k], sent_buys)[:-1]
+        sold_before = _running(self.sold[k], sent_sells)[:-1]
+        bought_after = bought_before + buys
+        sold_after = sold_before + sells
         ask_x = _walk(bought_before, self.ask_depth[k])
         bid_x = _walk(sold_before, self.bid_depth[k])
         base_move = self.transient[k] + self.permanent[k]
@@ -117,10 +125,8 @@ class Book:
 
     def consume(self, k: int, taker_usd: np.ndarray) -> None:
         """Commit orders that :meth:`fills` priced: they use up depth and move the mid."""
-        buys = float(taker_usd[taker_usd > 0].sum())
-        sells = float(-taker_usd[taker_usd < 0].sum())
-        self.bought[k] += buys
-        self.sold[k] += sells
+        self.bought[k] = _running(self.bought[k], np.where(taker_usd > 0, taker_usd, 0.0))[-1]
+        self.sold[k] = _running(self.sold[k], np.where(taker_usd < 0, -taker_usd, 0.0))[-1]
         self.block_move[k] = _walk(self.bought[k], self.ask_depth[k]) - _walk(
             self.sold[k], self.bid_depth[k]
         )
@@ -134,6 +140,12 @@ class Book:
         self.sold[:] = 0.0
         self.bought[:] = 0.0
         self.block_move[:] = 0.0
+
+
+def _running(start: float, amounts: np.ndarray) -> np.ndarray:
+    """Return start, start + a0, start + a0 + a1, ... added in order, so that pricing orders in
+    one batch or one at a time gives the same floating-point totals."""
+    return np.cumsum(np.concatenate([[start], amounts]))
 
 
 def _walk(consumed, depth):

@@ -371,8 +371,12 @@ class Liquidator:
 
     # ---- planning ----------------------------------------------------------------------------
 
-    def plan(self, b: Batch, k: int) -> Plan:
-        """Size, price and settle every unit of ``b`` as if each ran after the ones before it."""
+    def plan(self, b: Batch, k: int, off_book: np.ndarray | None = None) -> Plan:
+        """Size, price and settle every unit of ``b`` as if each ran after the ones before it.
+
+        ``off_book`` marks units expected to settle without the book or the insurance fund
+        (deleveraged, or unfilled): they are priced, but move neither for the units after them.
+        """
         sim = self.sim
         rules: VenueRules = sim.rules[k]
         if b.dsize is None or b.bankruptcy is None:
@@ -389,7 +393,8 @@ class Liquidator:
             b.dsize, b.bankruptcy = dsize, bankruptcy
         else:
             dsize, bankruptcy = b.dsize, b.bankruptcy
-        fill_q, taker_usd = sim.book_fills(k, dsize)
+        sent = None if off_book is None else ~off_book
+        fill_q, taker_usd = sim.book_fills(k, dsize, sent)
         quote = np.floor(-dsize * fill_q).astype(np.int64)  # rounded against the account
         d = quote - bankruptcy
         keeper_fee, insurance_fee = rules.fees(b, quote, np.maximum(d, 0))
@@ -397,11 +402,15 @@ class Liquidator:
         # The fund before each unit: its balance plus the fees and less the payouts of the units
         # before it; the per-block cap counts payouts only.
         flow = insurance_fee - payout
+        paid = payout
+        if off_book is not None:
+            flow = np.where(off_book, 0, flow)
+            paid = np.where(off_book, 0, payout)
         fund_before = int(sim.ledger.insurance[k]) + np.cumsum(flow) - flow
         available = fund_before
         cap = int(sim.if_cap[k])
         if cap > 0:
-            paid_before = int(sim.insurance_paid_block[k]) + np.cumsum(payout) - payout
+            paid_before = int(sim.insurance_paid_block[k]) + np.cumsum(paid) - paid
             available = np.minimum(available, cap - paid_before)
         accepted = rules.accepts_fill(b, fill_q)
         fast = accepted & ((d >= 0) | (payout <= available))
@@ -424,7 +433,16 @@ class Liquidator:
     def liquidate_market(
         self, rows: np.ndarray, k: int, ticks_in_breach: np.ndarray, stats: BlockStats
     ) -> None:
-        """Liquidate the units ``rows`` of market ``k``, in order, each as far as the rules say."""
+        """Liquidate the units ``rows`` of market ``k``, in order, each as far as the rules say.
+
+        The result is the same as liquidating the units one at a time. Units are planned as a
+        batch; units that will be deleveraged or stay unfilled are found by re-planning with
+        them kept off the book until the expectation holds (``_plan_settled``); the batch is then
+        executed in order, fills in vectorized runs, the others one by one. A unit whose
+        expectation did not settle, or that socializes a loss (which uses the book and the fund
+        beyond the plan), ends the batch after itself; so does an ADL that reaches a later unit.
+        """
+        adl_market = self.sim.cfg.markets[k].loss_resolution == "adl"
         pending, ticks = rows, ticks_in_breach
         b: Batch | None = None
         while pending.size:
@@ -435,18 +453,45 @@ class Liquidator:
                 b, pending, ticks = b.take(live), pending[live], ticks[live]
                 if not len(b):
                     return
-            p = self.plan(b, k)
-            slow = np.nonzero(~p.fast)[0]
-            j = int(slow[0]) if slow.size else len(b)
-            if j:
-                self._execute(b.take(slice(0, j)), _head(p, j), k, stats)
-            if j == len(b):
-                return
-            changed = self._waterfall(b.take(slice(j, j + 1)), _at(p, j), k, stats)
-            pending, ticks = pending[j + 1 :], ticks[j + 1 :]
-            # The units after it keep their margin state unless ADL reached one of them; their
-            # fills and the fund's coverage are planned again either way.
-            b = None if np.isin(pending, changed).any() else b.take(slice(j + 1, None))
+            p, off, settled = self._plan_settled(b, k, adl_market)
+            # Units up to ``last`` are planned exactly (each on the state the ones before it
+            # leave); the plan of the units after a surprise or a socialized loss is not.
+            surprise = np.flatnonzero(~settled | (~p.fast & ~off))
+            last = int(surprise[0]) if surprise.size else len(b) - 1
+            i = 0
+            rebatch = False
+            while i <= last:
+                if p.fast[i]:
+                    j = i
+                    while j + 1 <= last and p.fast[j + 1]:
+                        j += 1
+                    self._execute(b.take(slice(i, j + 1)), _slice(p, i, j + 1), k, stats)
+                    i = j + 1
+                    continue
+                changed = self._waterfall(b.take(slice(i, i + 1)), _at(p, i), k, stats)
+                i += 1
+                if np.isin(pending[i:], changed).any():
+                    rebatch = True  # ADL reached a later unit: its margin state is stale
+                    break
+            pending, ticks = pending[i:], ticks[i:]
+            b = None if rebatch else b.take(slice(i, None))
+
+    def _plan_settled(
+        self, b: Batch, k: int, adl_market: bool
+    ) -> tuple[Plan, np.ndarray, np.ndarray]:
+        """Return (plan, units kept off the book, units whose expectation held).
+
+        Re-plans (at most four times) until the units expected to settle off the book are
+        exactly those the plan finds unfilled or, in an ADL market, bankrupt beyond the fund.
+        """
+        off = np.zeros(len(b), bool)
+        for attempt in range(4):
+            p = self.plan(b, k, off)
+            found = ~p.fast & (~p.accepted | adl_market)
+            if (found == off).all() or attempt == 3:
+                return p, off, found == off
+            off = found
+        raise AssertionError("unreachable")
 
     def _execute(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> None:
         """Fill the units on the book and settle penalties and insurance payouts, vectorized."""
@@ -705,8 +750,8 @@ class _Ranking:
     prefix: np.ndarray
 
 
-def _head(p: Plan, j: int) -> Plan:
-    return Plan(*(getattr(p, f.name)[:j] for f in fields(p)))
+def _slice(p: Plan, i: int, j: int) -> Plan:
+    return Plan(*(getattr(p, f.name)[i:j] for f in fields(p)))
 
 
 def _at(p: Plan, j: int) -> Plan:

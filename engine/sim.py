@@ -388,16 +388,18 @@ class Simulation:
             1, int(keepers.capacity_per_block * (1.0 - cg.capacity_loss * self.congestion))
         )
 
-    def book_fills(self, k: int, dsize: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def book_fills(
+        self, k: int, dsize: np.ndarray, sent: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (average fills in quote quantums per base quantum, signed taker notional in
         quote units) of market orders of ``dsize`` base quantums sent in order into market k.
 
         Fills walk the book (:class:`engine.book.Book`) and are rounded to the tick against the
-        taker. Nothing is committed: pass the notional of the orders that do trade to
-        ``self.book.consume``.
+        taker. ``sent`` marks the orders that will reach the book (see ``Book.fills``). Nothing
+        is committed: pass the notional of the orders that do trade to ``self.book.consume``.
         """
         taker_usd = dsize * (self.mark_q[k] / QUOTE_QUANTUMS_PER_UNIT)
-        fill, _ = self.book.fills(k, taker_usd, float(self.index_path[self.t, k]))
+        fill, _ = self.book.fills(k, taker_usd, float(self.index_path[self.t, k]), sent)
         tick = self.tick_size[k]
         fill = np.maximum(round_to_tick(fill, tick, up=dsize > 0), tick)
         return fill * self.price_scale[k], taker_usd

@@ -287,3 +287,28 @@ def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
     screened, full = _screened_and_full(cfg)
     assert screened.records["liquidations"].sum() > 50
     assert screened.evaluated_rows_total < 0.75 * full.evaluated_rows_total
+
+
+class OneAtATime(Liquidator):
+    """Liquidates the units of a block one by one: the semantics batches must reproduce."""
+
+    def liquidate_market(self, rows, k, ticks_in_breach, stats):
+        for i in range(rows.size):
+            super().liquidate_market(rows[i : i + 1], k, ticks_in_breach[i : i + 1], stats)
+
+
+def _sorted_events(sim: Simulation):
+    ev = sim.events.to_frame()
+    return ev.sort_values(list(ev.columns), kind="stable").reset_index(drop=True)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(venues())
+def test_batched_liquidation_equals_one_at_a_time(cfg):
+    batched, single = Simulation(cfg), Simulation(cfg)
+    single.liquidator = OneAtATime(single)
+    batched.run()
+    single.run()
+    assert batched.market_frame().equals(single.market_frame())
+    assert batched.account_frame().equals(single.account_frame())
+    assert _sorted_events(batched).equals(_sorted_events(single))

@@ -20,28 +20,36 @@ from engine.sim import Simulation
 
 def full_config(accounts: int, steps: int, seed: int):
     markets = []
-    for k, (price, sigma) in enumerate([(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3),
-                                        (0.5, 1.6)]):
-        markets.append({
-            "name": f"M{k}", "initial_price": price, "sigma_annual": sigma,
-            "position_sigma_base": 2_000.0 / price, "depth_usd": 3e6,
-            "insurance_fund_usd": 100_000.0, "insurance_cap_per_block_usd": 20_000.0,
-            "funding_interval_ticks": 240,
-        })
-    return resolve({
-        "name": "bench-full", "seed": seed, "steps": steps, "tick_ms": 15_000,
-        "markets": markets,
-        "accounts": {"count": accounts, "cross_fraction": 0.7},
-        "traders": {"model": "hawkes", "base_rate_per_minute": 0.01,
-                    "topup_probability": 0.3},
-        "keepers": {"count": 3, "latency_ticks": 1, "capacity_per_block": 60},
-        "oracle": {"delay_ticks": 1, "stale_probability": 0.01},
-        "congestion": {"enabled": True},
-        "index": {"model": "garch", "correlation": 0.6},
-        "history": {"sample_every_ticks": 20},
-        "shocks": [{"market": "M0", "tick": steps // 2, "log_return": -0.08,
-                    "over_ticks": 8}],
-    })
+    for k, (price, sigma) in enumerate([(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3), (0.5, 1.6)]):
+        markets.append(
+            {
+                "name": f"M{k}",
+                "initial_price": price,
+                "sigma_annual": sigma,
+                "position_sigma_base": 2_000.0 / price,
+                "depth_usd": 3e6,
+                "insurance_fund_usd": 100_000.0,
+                "insurance_cap_per_block_usd": 20_000.0,
+                "funding_interval_ticks": 240,
+            }
+        )
+    return resolve(
+        {
+            "name": "bench-full",
+            "seed": seed,
+            "steps": steps,
+            "tick_ms": 15_000,
+            "markets": markets,
+            "accounts": {"count": accounts, "cross_fraction": 0.7},
+            "traders": {"model": "hawkes", "base_rate_per_minute": 0.01, "topup_probability": 0.3},
+            "keepers": {"count": 3, "latency_ticks": 1, "capacity_per_block": 60},
+            "oracle": {"delay_ticks": 1, "stale_probability": 0.01},
+            "congestion": {"enabled": True},
+            "index": {"model": "garch", "correlation": 0.6},
+            "history": {"sample_every_ticks": 20},
+            "shocks": [{"market": "M0", "tick": steps // 2, "log_return": -0.08, "over_ticks": 8}],
+        }
+    )
 
 
 def timed(sim: Simulation) -> float:
@@ -64,9 +72,11 @@ def main() -> None:
     ref_seconds = timed(ref)
     s = sim.summary()
     print(f"full step: {args.accounts:,} accounts x 4 markets x {args.steps} steps")
-    print(f"  {work / seconds / 1e6:8.1f} M account-market-ticks/s ({seconds:.2f} s; "
-          f"{1000 * seconds / args.steps:.1f} ms per step; {s['liquidations']:,} liquidations, "
-          f"{int(sim.records['orders_accepted'].sum()):,} orders)  goal >= 20")
+    print(
+        f"  {work / seconds / 1e6:8.1f} M account-market-ticks/s ({seconds:.2f} s; "
+        f"{1000 * seconds / args.steps:.1f} ms per step; {s['liquidations']:,} liquidations, "
+        f"{int(sim.records['orders_accepted'].sum()):,} orders)  goal >= 20"
+    )
     print(f"reference step, {args.accounts * 4:,} accounts x 1 market (baseline, same run):")
     print(f"  {work / ref_seconds / 1e6:8.1f} M account-market-ticks/s ({ref_seconds:.2f} s)")
     print(f"  full / reference: {ref_seconds / seconds:.2f}")
