@@ -50,8 +50,10 @@ class Book:
         self.fast_var = self.sigma_ref**2
         self.fast_lambda = 0.5 ** (1.0 / FAST_VOL_HALF_LIFE_TICKS)
         m = len(markets)
-        self.bid_depth = self.base_depth.copy()
-        self.ask_depth = self.base_depth.copy()
+        # Row 0 is the bid side, row 1 the ask side; bid_depth and ask_depth are views.
+        self.depth = np.vstack([self.base_depth, self.base_depth])
+        self.bid_depth = self.depth[0]
+        self.ask_depth = self.depth[1]
         self.half_spread = self.base_half_spread.copy()
         self.transient = np.zeros(m)
         self.permanent = np.zeros(m)
@@ -66,15 +68,13 @@ class Book:
         """Update volatility; makers withdraw or refill depth and set the spread; impact decays."""
         lam = self.fast_lambda
         self.fast_var = lam * self.fast_var + (1.0 - lam) * index_return**2
-        stress = np.sqrt(self.fast_var) / self.sigma_ref
-        target = self.base_depth * np.clip(stress ** (-self.depth_elasticity), 0.0, 1.0)
-        target = np.maximum(target, self.min_depth)
+        stress = np.maximum(np.sqrt(self.fast_var) / self.sigma_ref, 1.0)
+        target = np.maximum(self.base_depth / stress**self.depth_elasticity, self.min_depth)
         # Makers pull quotes at once when volatility jumps; depth comes back at the refill pace.
-        for side in (self.bid_depth, self.ask_depth):
-            side += (target - side) * self.refill
-            np.minimum(side, target, out=side)
-            np.maximum(side, self.min_depth, out=side)
-        self.half_spread = self.base_half_spread * np.maximum(1.0, stress**self.spread_elasticity)
+        depth = self.depth
+        depth += (target - depth) * self.refill
+        np.minimum(depth, target, out=depth)
+        self.half_spread = self.base_half_spread * stress**self.spread_elasticity
         self.transient *= self.transient_decay
         self.permanent *= self.permanent_decay
 
@@ -133,10 +133,13 @@ class Book:
 
     def end_block(self) -> None:
         """Split the block's move into transient and permanent impact; deplete the depth used."""
+        if not (self.sold.any() or self.bought.any()):
+            return  # a quiet block: nothing to split or deplete
         self.permanent += self.permanent_fraction * self.block_move
         self.transient += (1.0 - self.permanent_fraction) * self.block_move
-        self.bid_depth = np.maximum(self.bid_depth - self.sold, self.min_depth)
-        self.ask_depth = np.maximum(self.ask_depth - self.bought, self.min_depth)
+        self.bid_depth -= self.sold
+        self.ask_depth -= self.bought
+        np.maximum(self.depth, self.min_depth, out=self.depth)
         self.sold[:] = 0.0
         self.bought[:] = 0.0
         self.block_move[:] = 0.0

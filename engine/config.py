@@ -553,13 +553,14 @@ class HistoryConfig:
     """What a run records for training: sampled account rows and their breach labels."""
 
     sample_every_ticks: int = 20
+    """Blocks between account samples (0: no account table, e.g. for pure engine runs)."""
     horizons_minutes: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
 
     def __post_init__(self) -> None:
         _require(
-            self.sample_every_ticks >= 1,
+            self.sample_every_ticks >= 0,
             "sample_every_ticks",
-            f"must be >= 1, was {self.sample_every_ticks}",
+            f"must be >= 0 (0 = no sampling), was {self.sample_every_ticks}",
         )
         _require(
             len(self.horizons_minutes) >= 1 and all(h > 0 for h in self.horizons_minutes),

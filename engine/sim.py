@@ -270,7 +270,8 @@ class Simulation:
         self.last_order_tick = np.zeros(n, np.int64)
         self.last_topup_tick = np.full(n, -1, np.int64)
         self._topups: list[tuple[int, np.ndarray]] = []
-        self._sample()
+        if cfg.history.sample_every_ticks:
+            self._sample()
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -774,7 +775,8 @@ class Simulation:
         )
         self._record(stats, orders, breached)
         self.book.end_block()
-        if self.t % self.cfg.history.sample_every_ticks == 0:
+        every = self.cfg.history.sample_every_ticks
+        if every and self.t % every == 0:
             self._sample()
 
     def run(self, progress=None) -> None:
@@ -846,8 +848,14 @@ class Simulation:
         """Record one row per trader with its margin state at the end of this block."""
         led = self.ledger
         sizes = led.size[1:]
-        value, notional, mm = self.margin_of(sizes, initial=False)
-        _, _, im = self.margin_of(sizes, initial=True)
+        value = sizes * self.mark_q
+        notional = np.rint(np.abs(value)).astype(np.int64)
+        im = np.empty(sizes.shape, np.int64)
+        mm = np.empty(sizes.shape, np.int64)
+        for k, req in enumerate(self.requirements):
+            im[:, k], mm[:, k] = req.requirements(
+                notional[:, k], sizes[:, k], self.margin_context(k)
+            )
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
         equity = (led.quote[1:] + led.iso_quote[1:].sum(axis=1) + value.sum(axis=1)) * usd
         mm_acct = mm.sum(axis=1) * usd
@@ -898,6 +906,8 @@ class Simulation:
         does not, -1 when the run ends before t + H (unknown); ``ticks_to_breach`` counts blocks
         to the next onset (-1: none in the run).
         """
+        if not self._samples:
+            raise ValueError("history.sample_every_ticks is 0: this run sampled no accounts")
         frame = pd.DataFrame(
             {k: np.concatenate([s[k] for s in self._samples]) for k in self._samples[0]}
         )

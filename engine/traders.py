@@ -120,6 +120,8 @@ class Traders:
 
     def observe(self, returns: np.ndarray, liquidations: int, orders: int) -> None:
         """Feed the block's orders, large moves and liquidations into the excitation."""
+        if self.tc.model != "hawkes":
+            return
         big_moves = int((np.abs(returns) > self.tc.move_threshold_sigma * self.sigma_ref).sum())
         events = (
             orders + self.tc.liquidation_weight * liquidations + self.tc.move_weight * big_moves

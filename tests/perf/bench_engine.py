@@ -65,6 +65,8 @@ def reference_config(accounts: int, steps: int, seed: int):
             "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": accounts},
             "oracle": {"delay_ticks": 0},
             "circuit_breaker": {"enabled": False},
+            # The margin engine alone: no labelled-history sampling (bench_full_step.py has it).
+            "history": {"sample_every_ticks": 0},
         }
     )
 
@@ -126,6 +128,7 @@ def multi_market_config(accounts: int, steps: int, seed: int):
                 "leverage_max": 20.0,
             },
             "keepers": {"count": 3, "latency_ticks": 1, "capacity_per_block": 50},
+            "history": {"sample_every_ticks": 0},
             "shocks": [{"market": "M0", "tick": steps // 2, "log_return": -0.12, "over_ticks": 10}],
         }
     )
