@@ -84,7 +84,6 @@ INT_COLUMNS = (
     "orders_accepted",
     "orders_rejected",
 )
-_COLUMN = {c: i for i, c in enumerate(MARKET_COLUMNS)}
 _FIRST_STAT = len(STATE_COLUMNS)
 _STAT_SCALE = np.array(
     [
@@ -792,33 +791,31 @@ class Simulation:
         t = self.t
         row = self.history[t]
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
-        c = _COLUMN
-        row[c["index_price"]] = self.index_path[t]
-        row[c["oracle_price"]] = self.oracle
-        row[c["oracle_age"]] = t - self.oracle_updated
-        row[c["mark_price"]] = self.mark
-        row[c["sigma_annual"]] = np.sqrt(self.ewma_var / self.dt_years)
-        row[c["vol_mmf"]] = self.vol_mmf_ppm * 1e-6
-        row[c["open_interest"]] = self.open_interest * self.base_unit
-        row[c["oi_notional"]] = self.oi_notional * usd
-        row[c["insurance_fund"]] = self.ledger.insurance * usd
-        row[c["fee_pool"]] = self.ledger.fee_pool * usd
-        row[c["breached"]] = 0 if breached is None else breached
-        row[c["paused"]] = self.paused
-        row[c["funding_rate"]] = self.funding_rate
-        row[c["orders_accepted"]] = orders[0]
-        row[c["orders_rejected"]] = orders[1]
-        row[c["regime"]] = self.index.regime[t]
-        row[c["taker_flow"]] = self.index.taker_flow[t]
-        row[c["congestion"]] = self.congestion
-        row[c["keeper_capacity"]] = self.keeper_capacity
-        row[c["keeper_latency"]] = self.keeper_latency
         book = self.book
-        row[c["half_spread"]] = book.half_spread
-        row[c["bid_depth"]] = book.bid_depth
-        row[c["ask_depth"]] = book.ask_depth
-        row[c["taker_buy_usd"]] = book.bought
-        row[c["taker_sell_usd"]] = book.sold
+        # Positions in STATE_COLUMNS order (integer indices: this runs every block).
+        row[0] = self.index_path[t]
+        row[1] = self.oracle
+        row[2] = t - self.oracle_updated
+        row[3] = self.mark
+        row[4] = np.sqrt(self.ewma_var / self.dt_years)
+        row[5] = self.vol_mmf_ppm * 1e-6
+        row[6] = self.open_interest * self.base_unit
+        row[7] = self.oi_notional * usd
+        row[8] = self.ledger.insurance * usd
+        row[9] = self.ledger.fee_pool * usd
+        row[10] = 0 if breached is None else breached
+        row[11] = self.paused
+        row[12] = self.funding_rate
+        row[13:15] = orders
+        row[15] = self.index.regime[t]
+        row[16] = self.index.taker_flow[t]
+        row[17] = self.congestion
+        row[18] = self.keeper_capacity
+        row[19] = self.keeper_latency
+        row[20] = book.half_spread
+        row[21:23] = book.depth
+        row[23] = book.bought
+        row[24] = book.sold
         row[_FIRST_STAT:] = stats.data * _STAT_SCALE
 
     # ---- results ---------------------------------------------------------------------------------

@@ -312,3 +312,23 @@ def test_batched_liquidation_equals_one_at_a_time(cfg):
     assert batched.market_frame().equals(single.market_frame())
     assert batched.account_frame().equals(single.account_frame())
     assert _sorted_events(batched).equals(_sorted_events(single))
+
+
+def test_recorded_columns_are_where_their_names_say():
+    cfg = resolve(
+        {
+            "steps": 3,
+            "markets": [{"name": "A", "initial_price": 100.0, "sigma_annual": 1.0}],
+            "accounts": {"count": 50},
+        }
+    )
+    sim = Simulation(cfg)
+    sim.run()
+    frame = sim.market_frame()
+    last = frame.iloc[-1]
+    assert last["index_price"] == sim.index_path[3, 0]
+    assert last["mark_price"] == sim.mark[0] and last["oracle_price"] == sim.oracle[0]
+    assert last["bid_depth"] == sim.book.bid_depth[0] and last["ask_depth"] == sim.book.ask_depth[0]
+    assert last["half_spread"] == sim.book.half_spread[0]
+    assert last["keeper_capacity"] == sim.keeper_capacity
+    assert last["insurance_fund"] == sim.ledger.insurance[0] / 1e6
