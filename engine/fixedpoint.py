@@ -31,10 +31,11 @@ def mul_ppm(x: np.ndarray, ppm: np.ndarray | int, rounding: str) -> np.ndarray:
     ppm = np.asarray(ppm, dtype=np.int64)
     if rounding not in ("up", "down"):
         raise ValueError(f"rounding must be 'up' or 'down', was {rounding!r}")
-    if x.size and int(x.max()) <= _INT64_MAX // max(int(ppm.max()), 1):
-        # No overflow possible: one product and one division (the common case).
+    if x.size and int(x.max()) <= (_INT64_MAX - PPM) // max(int(ppm.max()), 1):
+        # No overflow possible: one product and one division (the common case); x >= 0, so
+        # rounding up is adding PPM - 1 first.
         num = x * ppm
-        return ceil_div(num, PPM) if rounding == "up" else num // PPM
+        return (num + (PPM - 1)) // PPM if rounding == "up" else num // PPM
     hi = x // PPM
     lo = x - hi * PPM  # np.divmod is several times slower than this on int64
     part = lo * ppm

@@ -101,6 +101,7 @@ class MarginSnapshot:
     cross_mm: np.ndarray  # int64 (n,)
     iso_equity: np.ndarray | None  # float64 (n, m), None when no account is isolated
     iso_mm: np.ndarray | None  # int64 (n, m)
+    value: np.ndarray  # float64 (n, m): signed position values at the mark
 
 
 def round_to_tick(price: np.ndarray, tick: float, up: np.ndarray) -> np.ndarray:
@@ -140,6 +141,18 @@ def _safe_move(equity: np.ndarray, mm: np.ndarray, weight: np.ndarray, slack: fl
     out = np.full(head.shape, np.inf)
     np.divide(head, weight, out=out, where=weight > 0)
     return out
+
+
+def _float32_down(x: np.ndarray) -> np.ndarray:
+    """Return float32 values no greater than ``x`` (rounded toward -inf)."""
+    y = x.astype(np.float32)
+    return np.where(y > x, np.nextafter(y, np.float32(-np.inf)), y)
+
+
+def _float32_up(x: float) -> np.float32:
+    """Return the smallest float32 no less than ``x``."""
+    y = np.float32(x)
+    return np.nextafter(y, np.float32(np.inf)) if float(y) < x else y
 
 
 def _vol_half_life(mk) -> float:
@@ -221,8 +234,9 @@ class Simulation:
         var0 = np.array([mk.sigma_annual**2 * self.dt_years for mk in markets])
         self.ewma_var = var0
         self.vol_mmf_ppm = np.zeros(m, np.int64)
-        self._update_vol_margin()
         self.oi_notional = np.zeros(m, np.int64)
+        self._contexts: list[MarginContext] | None = None
+        self._update_vol_margin()
         self.paused = np.zeros(m, bool)
         self.insurance_paid_block = np.zeros(m, np.int64)
         self.funding_rate = np.zeros(m)
@@ -244,8 +258,15 @@ class Simulation:
         # The safe-move screen (see _screen): each account's allowed relative move of any mark
         # from the reference marks before it could breach.
         self.reference_mark = self.mark.copy()
-        self.safe_move = np.full(n, -np.inf)
+        # float32 halves the memory the per-block scan reads; values are rounded toward -inf
+        # and the threshold toward +inf, so the screen stays conservative.
+        self.safe_move = np.full(n, -np.inf, np.float32)
         self.always_evaluate = any(r.moves_without_price for r in self.requirements)
+        rates = [r.max_mm_rate(np.ones(1, np.int64)) for r in self.requirements]
+        self.constant_mm_rates = (
+            np.array(rates, np.float64) if all(isinstance(x, float) for x in rates) else None
+        )
+        """Each market's MM rate bound when none depends on size (else None)."""
         self.evaluated_rows = 0
         self._since_rebase_blocks = 0
         self._since_rebase_rows = 0
@@ -323,23 +344,35 @@ class Simulation:
 
     def margin_context(self, k: int) -> MarginContext:
         """Return the per-market inputs of margin requirements at this tick."""
-        return MarginContext(
-            oi_notional=int(self.oi_notional[k]), vol_mmf_ppm=int(self.vol_mmf_ppm[k])
-        )
+        if self._contexts is None:
+            self._contexts = [
+                MarginContext(oi_notional=int(oi), vol_mmf_ppm=int(v))
+                for oi, v in zip(self.oi_notional, self.vol_mmf_ppm, strict=True)
+            ]
+        return self._contexts[k]
+
+    def _refresh_contexts(self) -> None:
+        """Forget the margin contexts after open interest or volatility margin changed (they are
+        rebuilt when next asked for: a quiet block never needs them)."""
+        self._contexts = None
 
     def _update_vol_margin(self) -> None:
+        if not self.vol_markets:
+            return
         for k in self.vol_markets:
             margin = self.cfg.markets[k].margin
             assert isinstance(margin, VolScaledMargin)
             self.vol_mmf_ppm[k] = vol_scaled_mmf_ppm(
                 math.sqrt(self.ewma_var[k]), int(self.vol_mmf_ppm[k]), margin
             )
+        self._refresh_contexts()
 
     def _refresh_open_interest(self) -> None:
         self.open_interest = self.ledger.open_interest
         self.oi_notional = np.rint(self.open_interest * self.oracle * self.price_scale).astype(
             np.int64
         )
+        self._refresh_contexts()
 
     def _move_prices(self) -> None:
         t = self.t
@@ -582,13 +615,14 @@ class Simulation:
         value, _, mm = self.margin_rows(rows)
         quote = led.quote[rows]
         if not self.any_isolated:
-            return MarginSnapshot(quote + value.sum(axis=1), mm.sum(axis=1), None, None)
+            return MarginSnapshot(quote + value.sum(axis=1), mm.sum(axis=1), None, None, value)
         cross = led.cross[rows][:, None]
         return MarginSnapshot(
             quote + np.where(cross, value, 0.0).sum(axis=1),
             np.where(cross, mm, 0).sum(axis=1),
             led.iso_quote[rows] + np.where(cross, 0.0, value),
             np.where(cross, 0, mm),
+            value,
         )
 
     def pool_equity(self, rows: np.ndarray, k: int) -> np.ndarray:
@@ -618,7 +652,7 @@ class Simulation:
         if self.screen and not self.always_evaluate:
             moved = self._drift_from_reference()
             self.safe_move[led.take_touched()] = -np.inf
-            rows = np.flatnonzero(self.safe_move <= moved)
+            rows = np.flatnonzero(self.safe_move <= _float32_up(moved))
             # As the marks drift from the reference, more accounts fall through. Re-basing costs
             # one full evaluation; do it when this block's work exceeds the average work per
             # block since the last re-base, full evaluation included (rebuild when the marginal
@@ -643,16 +677,23 @@ class Simulation:
         led = self.ledger
         if self.always_evaluate:
             return
-        sizes = np.abs(led.size[rows])
-        ref_q = self.reference_mark * self.price_scale
         drift = self._drift_from_reference()
-        # Quote quantums lost per unit of relative move, per market.
-        weight = sizes * ref_q
-        for k, req in enumerate(self.requirements):
-            weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k])
+        # Quote quantums lost per unit of relative move from the reference marks, per market:
+        # |size| x reference price x (1 + MM rate bound) = |value| x reference / mark x (...).
+        scale = self.reference_mark / self.mark
+        abs_value = np.abs(snap.value)
         # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
         slack = self.m + 2.0
         iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
+        if self.constant_mm_rates is not None and (iso_equity is None or iso_mm is None):
+            weight_total = abs_value @ (scale * (1.0 + self.constant_mm_rates))
+            safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
+            self.safe_move[rows] = _float32_down(safe - drift)
+            return
+        sizes = np.abs(led.size[rows])
+        weight = abs_value * scale
+        for k, req in enumerate(self.requirements):
+            weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k])
         if iso_equity is None or iso_mm is None:
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
         else:
@@ -662,7 +703,7 @@ class Simulation:
             )
             safe_iso = _safe_move(iso_equity, iso_mm, np.where(cross, 0.0, weight), slack)
             safe = np.minimum(safe, safe_iso.min(axis=1))
-        self.safe_move[rows] = safe - drift
+        self.safe_move[rows] = _float32_down(safe - drift)
 
     def _liquidate_breaches(self) -> tuple[BlockStats, np.ndarray]:
         """Find breaches, let keepers act on those old enough, within capacity and breakers."""
@@ -673,6 +714,8 @@ class Simulation:
         n_rows = led.size.shape[0] if isinstance(rows, slice) else rows.size
         self.evaluated_rows = n_rows
         self.evaluated_rows_total += n_rows
+        if n_rows == 0:  # nobody can be in breach: the common quiet block
+            return stats, np.zeros(self.m, np.int64)
         snap = self.evaluate(rows)
         self._update_safe_moves(rows, snap)
         maker = led.is_maker[rows]
@@ -731,6 +774,9 @@ class Simulation:
 
     def _track_onsets(self, rows: np.ndarray | slice, in_breach: np.ndarray) -> None:
         """Record the accounts of ``rows`` that entered breach at this block (for labels)."""
+        if not in_breach.any():  # the usual block: nobody in breach among the evaluated
+            self.in_breach[rows] = False
+            return
         onset = in_breach & ~self.in_breach[rows]
         if onset.any():
             ids = np.flatnonzero(onset) if isinstance(rows, slice) else rows[onset]
@@ -767,11 +813,12 @@ class Simulation:
         orders = self._order_flow()
         self._refresh_open_interest()
         stats, breached = self._liquidate_breaches()
-        self.traders.observe(
-            np.log(self.mark / previous_mark),
-            int(stats.liquidations.sum()),
-            int(orders.sum()),  # every arriving order, accepted or not
-        )
+        if self.traders.excitable:
+            self.traders.observe(
+                np.log(self.mark / previous_mark),
+                int(stats.liquidations.sum()),
+                int(orders.sum()),  # every arriving order, accepted or not
+            )
         self._record(stats, orders, breached)
         self.book.end_block()
         every = self.cfg.history.sample_every_ticks

@@ -52,6 +52,8 @@ class Traders:
         self.trend = np.zeros(len(cfg.markets))
         self.trend_lambda = 0.5 ** (1.0 / TREND_HALF_LIFE_TICKS)
         self.intensity = self.mu
+        self.excitable = self.tc.model == "hawkes"
+        """Whether orders, moves and liquidations feed back into arrivals (see observe)."""
 
     def assign(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Return (types int8 (n,), leverage float (n,)) of the traders at the start."""
