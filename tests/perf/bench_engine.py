@@ -42,7 +42,8 @@ def reference_config(accounts: int, steps: int, seed: int):
                             {"floor_usd": 0, "initial_margin": 0.1, "maintenance_margin": 0.05}
                         ],
                     },
-                    "depth_usd": 1e15,
+                    "depth_usd": 1e20,
+                    "min_depth_fraction": 1.0,
                     "half_spread": 0.0,
                     "funding_interval_ticks": 0,
                     "insurance_fund_usd": 1e9,
