@@ -90,23 +90,20 @@ class EventLog:
         price=np.nan,
     ) -> None:
         """Append one event or a batch (array arguments broadcast against each other)."""
-        cols = np.broadcast_arrays(
-            np.asarray(account),
-            np.asarray(market),
-            np.asarray(counterparty),
-            np.asarray(size),
-            np.asarray(amount),
-            np.asarray(price, dtype=np.float64),
-        )
-        n = cols[0].size
+        args = (tick, int(kind), account, market, counterparty, size, amount, price)
+        n = max((np.size(a) for a in args if isinstance(a, np.ndarray)), default=1)
         if n == 0:
             return
         self._flush()
-        values = dict(zip(COLUMNS[2:], cols, strict=True))
-        values["tick"] = np.full(n, tick)
-        values["kind"] = np.full(n, int(kind))
-        for c in COLUMNS:
-            self._chunks[c].append(np.asarray(values[c], dtype=_DTYPES[c]).ravel())
+        for c, a in zip(COLUMNS, args, strict=True):
+            dtype = _DTYPES[c]
+            if isinstance(a, np.ndarray) and a.ndim:
+                col = np.array(a, dtype=dtype).ravel()  # a copy: callers may reuse arrays
+                if col.size != n:
+                    col = np.broadcast_to(col, (n,))
+            else:
+                col = np.full(n, a, dtype=dtype)
+            self._chunks[c].append(col)
         self.count += n
 
     def to_frame(self) -> pd.DataFrame:

@@ -328,6 +328,13 @@ class Liquidator:
         self._pending_social = np.zeros(sim.m, np.int64)
         self.count = 0
         """Liquidations so far; keeper rewards rotate with it."""
+        self._scratch: np.ndarray | None = None
+
+    def _mask(self) -> np.ndarray:
+        """Return an all-False bool array over accounts, for set tests (kept all-False)."""
+        if self._scratch is None:
+            self._scratch = np.zeros(self.sim.ledger.size.shape[0], bool)
+        return self._scratch
 
     def begin_block(self) -> None:
         """Refresh the ADL rankings every ``ADL_REFRESH_TICKS`` blocks.
@@ -470,7 +477,7 @@ class Liquidator:
                     continue
                 changed = self._waterfall(b.take(slice(i, i + 1)), _at(p, i), k, stats)
                 i += 1
-                if np.isin(pending[i:], changed).any():
+                if changed.size and _intersects(pending[i:], changed, self._mask()):
                     rebatch = True  # ADL reached a later unit: its margin state is stale
                     break
             pending, ticks = pending[i:], ticks[i:]
@@ -748,6 +755,14 @@ class _Ranking:
     accounts: np.ndarray
     neg_score: np.ndarray
     prefix: np.ndarray
+
+
+def _intersects(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> bool:
+    """Return whether two id arrays share an element (O(len) with a reusable bool mask)."""
+    scratch[b] = True
+    hit = bool(scratch[a].any())
+    scratch[b] = False
+    return hit
 
 
 def _slice(p: Plan, i: int, j: int) -> Plan:

@@ -143,9 +143,8 @@ class Ledger:
         cost = -dquote.astype(np.float64)
         adds = (old == 0) | (np.sign(old) == np.sign(dsize))
         flips = ~adds & (np.sign(new) == np.sign(dsize)) & (new != 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reduced = np.where(old != 0, entry * (new / np.where(old == 0, 1, old)), 0.0)
-            reopened = cost * (new / np.where(dsize == 0, 1, dsize))
+        reduced = entry * (new / np.where(old == 0, 1, old))  # unused where old == 0
+        reopened = cost * (new / np.where(dsize == 0, 1, dsize))
         self.entry[account, market] = np.where(
             adds, entry + cost, np.where(flips, reopened, reduced)
         )
