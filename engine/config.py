@@ -29,6 +29,12 @@ def _require(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key} {message}")
 
 
+def _require_non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        _require(v >= 0, name, f"must be >= 0, was {v}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Margin models (one dataclass each; the TOML key ``model`` picks which)
 # ---------------------------------------------------------------------------------------------
@@ -310,9 +316,7 @@ class MarketConfig:
             "permanent_impact_fraction",
             f"must be in [0, 1], was {self.permanent_impact_fraction}",
         )
-        for name in ("depth_vol_elasticity", "spread_vol_elasticity"):
-            v = getattr(self, name)
-            _require(v >= 0, name, f"must be >= 0, was {v}")
+        _require_non_negative(self, "depth_vol_elasticity", "spread_vol_elasticity")
         _require(
             0 < self.min_depth_fraction <= 1,
             "min_depth_fraction",
@@ -449,14 +453,13 @@ class TradersConfig:
             "branching_ratio",
             f"must be in [0, 1) for a stable process, was {self.branching_ratio}",
         )
-        for name in (
+        _require_non_negative(
+            self,
             "base_rate_per_minute",
             "move_threshold_sigma",
             "move_weight",
             "liquidation_weight",
-        ):
-            v = getattr(self, name)
-            _require(v >= 0, name, f"must be >= 0, was {v}")
+        )
         _require(
             self.excitation_half_life_ticks > 0,
             "excitation_half_life_ticks",
@@ -543,9 +546,7 @@ class CongestionConfig:
             "capacity_loss",
             f"must be in [0, 1), was {self.capacity_loss}",
         )
-        for name in ("extra_latency_ticks", "extra_oracle_delay_ticks"):
-            v = getattr(self, name)
-            _require(v >= 0, name, f"must be >= 0, was {v}")
+        _require_non_negative(self, "extra_latency_ticks", "extra_oracle_delay_ticks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -622,15 +623,14 @@ class IndexConfig:
             f"plus garch_alpha must be below 1 (stationary), was "
             f"{self.garch_alpha + self.garch_beta}",
         )
-        for name in (
+        _require_non_negative(
+            self,
             "jump_intensity_per_day",
             "jump_std",
             "regime_enter_per_day",
             "regime_exit_per_day",
             "stress_jump_multiplier",
-        ):
-            v = getattr(self, name)
-            _require(v >= 0, name, f"must be >= 0, was {v}")
+        )
         _require(
             self.stress_vol_multiplier > 0,
             "stress_vol_multiplier",

@@ -101,21 +101,27 @@ def engine_run(cfg) -> tuple[float, int, Simulation]:
     return seconds, int(sim.records["liquidations"].sum()), sim
 
 
-def multi_market_config(accounts: int, steps: int, seed: int):
-    markets = []
-    for k, (price, sigma) in enumerate([(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3), (0.5, 1.6)]):
-        markets.append(
-            {
-                "name": f"M{k}",
-                "initial_price": price,
-                "sigma_annual": sigma,
-                "position_sigma_base": 2_000.0 / price,
-                "depth_usd": 2e6,
-                "insurance_fund_usd": 50_000.0,
-                "insurance_cap_per_block_usd": 5_000.0,
-                "loss_resolution": "adl",
-            }
+def four_markets(depth_usd: float, fund_usd: float, fund_cap_usd: float) -> list[dict]:
+    """BTC-, ETH-, SOL- and DOGE-like markets, positions of about $2,000 each."""
+    return [
+        {
+            "name": f"M{k}",
+            "initial_price": price,
+            "sigma_annual": sigma,
+            "position_sigma_base": 2_000.0 / price,
+            "depth_usd": depth_usd,
+            "insurance_fund_usd": fund_usd,
+            "insurance_cap_per_block_usd": fund_cap_usd,
+            "loss_resolution": "adl",
+        }
+        for k, (price, sigma) in enumerate(
+            [(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3), (0.5, 1.6)]
         )
+    ]
+
+
+def multi_market_config(accounts: int, steps: int, seed: int):
+    markets = four_markets(2e6, 50_000.0, 5_000.0)
     return resolve(
         {
             "name": "bench-4-markets",

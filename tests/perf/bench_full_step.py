@@ -12,27 +12,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench_engine import reference_config
+from bench_engine import four_markets, reference_config
 
 from engine.config import resolve
 from engine.sim import Simulation
 
 
 def full_config(accounts: int, steps: int, seed: int):
-    markets = []
-    for k, (price, sigma) in enumerate([(60_000.0, 0.8), (3_000.0, 1.0), (150.0, 1.3), (0.5, 1.6)]):
-        markets.append(
-            {
-                "name": f"M{k}",
-                "initial_price": price,
-                "sigma_annual": sigma,
-                "position_sigma_base": 2_000.0 / price,
-                "depth_usd": 3e6,
-                "insurance_fund_usd": 100_000.0,
-                "insurance_cap_per_block_usd": 20_000.0,
-                "funding_interval_ticks": 240,
-            }
-        )
+    markets = [
+        {**mk, "funding_interval_ticks": 240} for mk in four_markets(3e6, 100_000.0, 20_000.0)
+    ]
     return resolve(
         {
             "name": "bench-full",
