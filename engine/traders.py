@@ -1,4 +1,7 @@
-"""The trader population: who sends orders, when, which way, and who tops up collateral.
+"""The trader population: who sends orders, when, and which way.
+
+(Collateral top-ups of breached accounts are scheduled and applied by the step loop:
+``Simulation._track_onsets`` and ``Simulation._apply_topups``.)
 
 Two models (``[traders] model``):
 
