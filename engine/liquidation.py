@@ -465,6 +465,9 @@ class Liquidator:
             # leave); the plan of the units after a surprise or a socialized loss is not.
             surprise = np.flatnonzero(~settled | (~p.fast & ~off))
             last = int(surprise[0]) if surprise.size else len(b) - 1
+            # Units that will be deleveraged: unfillable with negative equity, or bankrupt
+            # beyond the fund in an ADL market.
+            deleverage = ~p.fast & ((~p.accepted & (b.tnc < 0)) | (p.accepted & adl_market))
             i = 0
             rebatch = False
             while i <= last:
@@ -475,8 +478,18 @@ class Liquidator:
                     self._execute(b.take(slice(i, j + 1)), _slice(p, i, j + 1), k, stats)
                     i = j + 1
                     continue
-                changed = self._waterfall(b.take(slice(i, i + 1)), _at(p, i), k, stats)
-                i += 1
+                if deleverage[i]:
+                    j = i
+                    side = np.sign(p.dsize[i])
+                    while j + 1 <= last and deleverage[j + 1] and np.sign(p.dsize[j + 1]) == side:
+                        j += 1
+                    changed = self._deleverage_units(
+                        b.take(slice(i, j + 1)), _slice(p, i, j + 1), k, stats
+                    )
+                    i = j + 1
+                else:
+                    changed = self._waterfall(b.take(slice(i, i + 1)), _at(p, i), k, stats)
+                    i += 1
                 if changed.size and _intersects(pending[i:], changed, self._mask()):
                     rebatch = True  # ADL reached a later unit: its margin state is stale
                     break
@@ -565,33 +578,34 @@ class Liquidator:
         stats.keeper_fees[k] += int(p.keeper_fee.sum())
         stats.insurance_fees[k] += int(p.insurance_fee.sum())
 
-    def _waterfall(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> np.ndarray:
-        """Handle one unit that the book and the insurance fund alone cannot settle.
+    def _deleverage_units(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> np.ndarray:
+        """Record the bad debt of units that will be deleveraged and deleverage them together."""
+        sim = self.sim
+        bad = p.d < 0
+        if bad.any():
+            stats.bad_debt[k] += int(-p.d[bad].sum())
+            sim.events.add(
+                sim.t, EventKind.BAD_DEBT, b.rows[bad], k, NOBODY, 0, p.d[bad], p.fill_q[bad]
+            )
+        return self._deleverage_many(b.rows, k, p.dsize, p.bankruptcy, stats)
 
-        Returns the other accounts whose positions it changed (ADL counterparties).
-        """
+    def _waterfall(self, b: Batch, p: Plan, k: int, stats: BlockStats) -> np.ndarray:
+        """Handle one unit that is neither filled within the fund nor deleveraged: an order the
+        venue will not fill (the unit waits for a later block), or a bankruptcy beyond the fund
+        in a market that socializes losses. Returns the other accounts whose positions it
+        changed (none: deleveraging goes through :meth:`_deleverage_units`)."""
         sim = self.sim
         t = sim.t
         i = int(b.rows[0])
-        dsize, bankruptcy, d = int(p.dsize[0]), int(p.bankruptcy[0]), int(p.d[0])
+        dsize, d = int(p.dsize[0]), int(p.d[0])
         fill_q = float(p.fill_q[0])
         if not p.accepted[0]:
-            if b.tnc[0] >= 0:
-                sim.events.add_one(
-                    t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0, fill_q
-                )
-                stats.unfilled[k] += 1
-                return _NONE
-            # dYdX: an order that cannot fill for an account with negative equity is deleveraged.
-            if d < 0:
-                stats.bad_debt[k] += -d
-                sim.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
-            return self._deleverage(i, k, dsize, bankruptcy, stats)
+            sim.events.add_one(t, EventKind.LIQUIDATION_UNFILLED, i, k, NOBODY, dsize, 0, fill_q)
+            stats.unfilled[k] += 1
+            return _NONE
         loss = -d
         stats.bad_debt[k] += loss
         sim.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
-        if sim.cfg.markets[k].loss_resolution == "adl":
-            return self._deleverage(i, k, dsize, bankruptcy, stats)
         available = sim.insurance_available(k)
         # Filled on the book with no penalty (there is nothing left to take) and no payout yet.
         none = np.zeros(1, np.int64)
@@ -644,50 +658,79 @@ class Liquidator:
         cached.prefix = prefix
         return prefix
 
-    def _deleverage(self, i, k, dsize, bankruptcy, stats: BlockStats) -> np.ndarray:
-        """Offset ``dsize`` of account i against opposite-side accounts at the bankruptcy price.
+    def _deleverage_many(
+        self,
+        rows: np.ndarray,
+        k: int,
+        dsizes: np.ndarray,
+        bankruptcies: np.ndarray,
+        stats: BlockStats,
+    ) -> np.ndarray:
+        """Offset each unit's ``dsize`` against opposite-side accounts at its bankruptcy price,
+        in order, exactly as deleveraging them one after another would.
 
-        The best-ranked opposite positions are reduced first; the market maker takes what they
-        cannot. Returns the counterparties.
+        All units close the same side. The best-ranked opposite positions are reduced first and
+        the market maker takes what they cannot; unit u takes the part of the queue after what
+        the units before it took. Each counterparty pays its share of the unit's bankruptcy
+        quote (float shares, since bankruptcy x takes overflows int64); the unit's last
+        counterparty takes the remainder, so every bankrupt account receives exactly its
+        bankruptcy quote. Returns the counterparties.
         """
         sim = self.sim
         led = sim.ledger
-        side_closed = -1 if dsize > 0 else 1  # side of the bankrupt position
-        need = abs(dsize)
+        side_closed = -1 if dsizes[0] > 0 else 1  # side of the bankrupt positions
+        needs = np.abs(dsizes).astype(np.int64)
+        ends = np.cumsum(needs)  # unit u covers [ends[u] - needs[u], ends[u]) of the queue
+        total = int(ends[-1])
         col = led.size[:, k]
-        # Take from the head of the ranking, growing it until it covers the need (a block's ADL
-        # usually needs only the first few accounts).
+        # Grow the head of the ranking until it covers every unit's need (usually a few accounts).
         count = 64
         while True:
             ranked = self._adl_ranking(k, -side_closed, count)
-            ranked = ranked[ranked != i]
             live = col[ranked]
             avail = np.where(np.sign(live) == -side_closed, np.abs(live), 0)
-            take = np.minimum(avail, np.maximum(need - (np.cumsum(avail) - avail), 0))
-            left = need - int(take.sum())
-            if left == 0 or ranked.size + 1 < count:
+            covered = np.cumsum(avail)
+            have = int(covered[-1]) if covered.size else 0
+            if have >= total or ranked.size < count:
                 break
             count *= 4
-        sel = take > 0
-        chosen, takes = ranked[sel], take[sel]
-        if left > 0:
-            chosen = np.append(chosen, sim.maker)
-            takes = np.append(takes, left)
-        # Each counterparty pays its share of the bankruptcy quote (float shares, since
-        # bankruptcy x takes overflows int64); the last takes the remainder so the account
-        # receives exactly ``bankruptcy``.
-        shares = np.floor(bankruptcy * (takes / need)).astype(np.int64)
-        shares[-1] = bankruptcy - int(shares[:-1].sum())
-        led.trade(chosen, k, side_closed * takes, -shares)
-        led.trade_one(i, k, dsize, bankruptcy)
-        self.count += 1
-        price = abs(bankruptcy) / need
+        # Cut the queue where a unit's need or an account's position ends: each piece is one
+        # (unit, counterparty) take; beyond what ranked accounts hold, the maker takes.
+        cuts = np.unique(np.concatenate([[0], ends, np.minimum(covered, total)]))
+        start, stop = cuts[:-1], cuts[1:]
+        unit = np.searchsorted(ends, start, side="right")
+        slot = np.searchsorted(covered, start, side="right")
+        who = np.where(
+            start < have,
+            ranked[np.minimum(slot, max(ranked.size - 1, 0))] if ranked.size else sim.maker,
+            sim.maker,
+        )
+        takes = (stop - start).astype(np.int64)
+        shares = np.floor(bankruptcies[unit] * (takes / needs[unit])).astype(np.int64)
+        last = np.r_[unit[1:] != unit[:-1], True]
+        paid = np.zeros(rows.size, np.int64)
+        np.add.at(paid, unit[~last], shares[~last])
+        shares[last] = bankruptcies[unit[last]] - paid[unit[last]]
+        # One trade per counterparty (a counterparty reached by several units trades once, with
+        # the sum: the same sizes and balances as one trade per unit).
+        chosen, inverse = np.unique(who, return_inverse=True)
+        dsize_total = np.zeros(chosen.size, np.int64)
+        dquote_total = np.zeros(chosen.size, np.int64)
+        np.add.at(dsize_total, inverse, side_closed * takes)
+        np.add.at(dquote_total, inverse, -shares)
+        led.trade(chosen, k, dsize_total, dquote_total)
+        led.trade(rows, k, dsizes, bankruptcies)
+        self.count += rows.size
+        prices = np.abs(bankruptcies) / needs
         t = sim.t
-        sim.events.add_one(t, EventKind.ADL, i, k, NOBODY, dsize, bankruptcy, price)
-        sim.events.add(t, EventKind.ADL, chosen, k, i, side_closed * takes, -shares, price)
-        stats.adl_notional[k] += abs(bankruptcy)
-        stats.liquidations[k] += 1
-        stats.liquidated_notional[k] += abs(bankruptcy)
+        sim.events.add(t, EventKind.ADL, rows, k, NOBODY, dsizes, bankruptcies, prices)
+        sim.events.add(
+            t, EventKind.ADL, who, k, rows[unit], side_closed * takes, -shares, prices[unit]
+        )
+        notional = int(np.abs(bankruptcies).sum())
+        stats.adl_notional[k] += notional
+        stats.liquidations[k] += rows.size
+        stats.liquidated_notional[k] += notional
         return chosen
 
     def _socialize(self, i, k, loss, stats: BlockStats) -> None:
