@@ -3,10 +3,10 @@
 A breached *unit* is an account's cross pool or one isolated position; a liquidation closes (part
 of) one position of it. Keepers reach units in priority order; the units of one market that a
 block reaches are planned together as arrays (:class:`Batch`) and executed as a vectorized
-prefix, so a cascade of thousands of liquidations costs a handful of numpy calls. A unit that
-needs the loss waterfall beyond the insurance fund (ADL, socialized loss) or whose order cannot
-fill is handled on its own at its place in the order, and the units after it are planned again,
-so the result is the same as processing units one at a time.
+prefix, so a cascade of thousands of liquidations costs a handful of numpy calls. Units that
+will be deleveraged are deleveraged together, in order; a unit that socializes a loss is
+handled on its own at its place in the order and the units after it are planned again. The
+result is the same as processing units one at a time (a property test checks it).
 
 Waterfall for a fill with quote proceeds Q and bankruptcy quote BP (dYdX's convention):
 ``d = Q - BP``. If d >= 0 the account pays a penalty of at most d, split between keeper and
@@ -317,9 +317,10 @@ class Plan:
 class Liquidator:
     """Executes liquidations on a simulation's ledger, book and insurance funds.
 
-    Per block, the ADL ranking of each (market, side) is computed once (counterparties' live sizes
-    are re-read at each use), and socialized losses are advanced by the fee pool at once and
-    charged to all open positions at block end, so a cascade costs O(accounts) once per block.
+    The ADL ranking of each (market, side) is computed every ``ADL_REFRESH_TICKS`` blocks
+    (counterparties' live sizes are re-read at each use), and socialized losses are advanced by
+    the fee pool at once and charged to all open positions at block end, so a cascade costs
+    O(accounts) per block at most.
     """
 
     def __init__(self, sim) -> None:

@@ -2,16 +2,20 @@
 
 One tick is one block. Per tick, in order:
 
-1. the external index moves (exogenous GBM path, drawn up front);
-2. the oracle reports the index ``delay_ticks`` late, or misses the update (stale);
-3. the venue's mark = index x (1 + transient impact of past liquidations and order flow);
+1. the external index moves (a path drawn up front, see :mod:`engine.prices`); the book's
+   makers react to its volatility and congestion follows it;
+2. the oracle reports the index ``delay_ticks`` late (later under congestion), or misses the
+   update (stale);
+3. the venue's mark = index x (1 + impact left on the venue's book, see :mod:`engine.book`);
 4. the circuit breaker pauses liquidations in markets whose oracle is stale or far from the mark;
-5. funding settles every ``funding_interval_ticks``;
-6. new orders arrive; initial margin and open-interest caps gate new exposure;
+5. funding settles every ``funding_interval_ticks``; due collateral top-ups are deposited;
+6. new orders arrive (:mod:`engine.traders`); initial margin and open-interest caps gate new
+   exposure;
 7. maintenance margin is evaluated (vectorized) for every account that could be in breach (see
    ``Simulation._screen``); keepers see breaches and act ``latency_ticks`` later, at most
    ``capacity_per_block`` liquidations per block;
-8. the market state of the tick is recorded.
+8. the market state of the tick is recorded, and every ``history.sample_every_ticks`` blocks
+   the accounts are sampled for labelled histories.
 
 Randomness: one ``SeedSequence(seed)`` spawns a generator per component, so the same seed and
 config give the same bytes.
