@@ -106,6 +106,7 @@ class MarginSnapshot:
     iso_equity: np.ndarray | None  # float64 (n, m), None when no account is isolated
     iso_mm: np.ndarray | None  # int64 (n, m)
     value: np.ndarray  # float64 (n, m): signed position values at the mark
+    sizes: np.ndarray  # int64 (n, m): the positions evaluated
 
 
 def round_to_tick(price: np.ndarray, tick: float, up: np.ndarray) -> np.ndarray:
@@ -616,28 +617,33 @@ class Simulation:
     def evaluate(self, rows: np.ndarray | slice = ALL) -> MarginSnapshot:
         """Compute equity and maintenance margin of the pools of ``rows`` (default: all)."""
         led = self.ledger
-        value, _, mm = self.margin_rows(rows)
+        sizes = led.size[rows]
+        value, _, mm = self.margin_of(sizes, initial=False)
         quote = led.quote[rows]
+        total_value, total_mm = value.sum(axis=1), mm.sum(axis=1)
         if not self.any_isolated:
-            return MarginSnapshot(quote + value.sum(axis=1), mm.sum(axis=1), None, None, value)
-        cross = led.cross[rows][:, None]
+            return MarginSnapshot(quote + total_value, total_mm, None, None, value, sizes)
+        cross = led.cross[rows]
+        # Row sums masked after summing: the same numbers as summing masked rows, fewer copies.
         return MarginSnapshot(
-            quote + np.where(cross, value, 0.0).sum(axis=1),
-            np.where(cross, mm, 0).sum(axis=1),
-            led.iso_quote[rows] + np.where(cross, 0.0, value),
-            np.where(cross, 0, mm),
+            quote + np.where(cross, total_value, 0.0),
+            np.where(cross, total_mm, 0),
+            led.iso_quote[rows] + np.where(cross[:, None], 0.0, value),
+            np.where(cross[:, None], 0, mm),
             value,
+            sizes,
         )
 
     def pool_equity(self, rows: np.ndarray, k: int) -> np.ndarray:
         """Return the current equity of the pools that margin accounts ``rows`` in market ``k``."""
         led = self.ledger
-        value = led.size[rows] * self.mark_q
-        return np.where(
-            led.cross[rows],
-            led.quote[rows] + value.sum(axis=1),
-            led.iso_quote[rows, k] + value[:, k],
-        )
+        sizes = led.size[rows]
+        own = sizes[:, k] * self.mark_q[k]
+        # Column by column: the same sum as (sizes * mark).sum(axis=1), without the (r, m) copy.
+        total = sizes[:, 0] * self.mark_q[0]
+        for j in range(1, self.m):
+            total += sizes[:, j] * self.mark_q[j]
+        return np.where(led.cross[rows], led.quote[rows] + total, led.iso_quote[rows, k] + own)
 
     def _screen(self) -> np.ndarray | slice:
         """Return the accounts whose margin must be evaluated exactly this block.
@@ -694,19 +700,16 @@ class Simulation:
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
             self.safe_move[rows] = _float32_down(safe - drift)
             return
-        sizes = np.abs(led.size[rows])
+        sizes = np.abs(snap.sizes)
         weight = abs_value * scale
         for k, req in enumerate(self.requirements):
             weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k])
-        if iso_equity is None or iso_mm is None:
-            safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
-        else:
-            cross = led.cross[rows][:, None]
-            safe = _safe_move(
-                snap.cross_equity, snap.cross_mm, np.where(cross, weight, 0.0).sum(axis=1), slack
-            )
-            safe_iso = _safe_move(iso_equity, iso_mm, np.where(cross, 0.0, weight), slack)
-            safe = np.minimum(safe, safe_iso.min(axis=1))
+        safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
+        if iso_equity is not None and iso_mm is not None:
+            # A cross account's pool is its cross pool, an isolated account's its market pools
+            # (the other kind of pool has no positions, hence an infinite safe move).
+            safe_iso = _safe_move(iso_equity, iso_mm, weight, slack).min(axis=1)
+            safe = np.where(led.cross[rows], safe, safe_iso)
         self.safe_move[rows] = _float32_down(safe - drift)
 
     def _liquidate_breaches(self) -> tuple[BlockStats, np.ndarray]:
