@@ -228,3 +228,78 @@ def demo(overrides: tuple[str, ...], out: str | None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="History root written by predliq simulate.",
+)
+@click.option("--horizon", default=None, help="Forecast horizon, e.g. 5m, 15m, 1h (default 5m).")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Training config (TOML), e.g. configs/train.toml.",
+)
+@click.option("--seed", type=int, default=None, help="Training seed (sampling, LightGBM).")
+@click.option("--experiment", default=None, help="MLflow experiment (default breach-forecaster).")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).",
+)
+@click.option(
+    "--export-dir",
+    default="models",
+    type=click.Path(file_okay=False),
+    help="Where the champion is exported (default models/).",
+)
+def train(
+    data: str,
+    horizon: str | None,
+    config_path: str | None,
+    seed: int | None,
+    experiment: str | None,
+    tracking_uri: str | None,
+    export_dir: str,
+) -> None:
+    """Train a breach forecaster and its baselines, log them to MLflow, promote a champion."""
+    import time
+
+    from pipelines.train import format_result
+    from predictor.data import DataError
+    from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_training
+    from predictor.train import load_train_config
+    from predictor.train import train as run_training
+
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    try:
+        cfg = load_train_config(
+            config_path, {"horizon": horizon, "seed": seed, "experiment": experiment}
+        )
+        connect(uri)  # fail before hours of work, not after
+        t0 = time.perf_counter()
+        result = run_training(
+            data,
+            cfg,
+            progress=lambda m: click.echo(f"[{time.perf_counter() - t0:6.1f}s] {m}", err=True),
+            log_every=50,
+        )
+    except (DataError, TrackingError) as e:
+        _fail(str(e))
+    click.echo(format_result(result))
+    try:
+        outcome = log_training(result, uri, cfg.experiment, Path(export_dir))
+    except TrackingError as e:
+        _fail(str(e))
+    click.echo(
+        f"\nlogged run {outcome.run_id} in experiment {outcome.experiment!r} ({uri}); "
+        f"registered {outcome.name} v{outcome.version} as {outcome.alias}: {outcome.reason}"
+    )
+    if outcome.exported_to is not None:
+        click.echo(f"exported the champion to {outcome.exported_to}")

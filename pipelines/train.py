@@ -1,0 +1,66 @@
+"""`predliq train`: features, LightGBM forecaster, baselines, MLflow run, registry, export."""
+
+from __future__ import annotations
+
+from predictor.train import MODELS, Evaluation, TrainResult
+
+TABLE_KEYS = (
+    ("pr_auc", "PR-AUC"),
+    ("pr_auc_lift", "PR-AUC/prev"),
+    ("roc_auc", "ROC-AUC"),
+    ("brier_skill", "Brier skill"),
+    ("ece", "ECE"),
+    ("log_loss", "log loss"),
+    ("precision_at_k", "prec@k"),
+    ("event_recall", "event recall"),
+    ("lead_minutes_median", "lead (min)"),
+)
+
+
+def format_evaluation(title: str, ev: Evaluation) -> str:
+    """Return a plain-text table of every model's metrics on one evaluation set."""
+    prevalence = ev.metrics["model"]["prevalence"]
+    head = f"{title}: {ev.rows:,} rows, {ev.positives:,} positive ({prevalence:.3%})"
+    widths = [14] + [max(len(label), 8) for _, label in TABLE_KEYS]
+    lines = [
+        head,
+        "  ".join(
+            [f"{'':<{widths[0]}}"]
+            + [f"{label:>{w}}" for (_, label), w in zip(TABLE_KEYS, widths[1:], strict=True)]
+        ),
+    ]
+    for name in MODELS:
+        m = ev.metrics[name]
+        cells = [f"{name:<{widths[0]}}"]
+        for (key, _), w in zip(TABLE_KEYS, widths[1:], strict=True):
+            v = m[key]
+            cells.append(f"{v:>{w}.1f}" if key == "pr_auc_lift" else f"{v:>{w}.4f}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def format_result(result: TrainResult) -> str:
+    """Return the held-out tables of a training run (seed split, regime shift, walk-forward)."""
+    out = [
+        format_evaluation(
+            f"held-out seeds {list(result.split.test)}, H={result.horizon_minutes:g}m, "
+            f"k={result.keeper_k}",
+            result.seed_split,
+        )
+    ]
+    if result.regime_shift is not None:
+        out.append(
+            format_evaluation(
+                f"regime shift: trained without {result.regime_shift_scenario}, tested on it",
+                result.regime_shift,
+            )
+        )
+    wf = ["walk-forward folds of the held-out paths (purge and embargo of H):"]
+    for f in result.walk_forward:
+        wf.append(
+            f"  fold {f['fold']}: minutes {f['from_minute']:g}-{f['to_minute']:g}, "
+            f"{f['rows']:,} rows, {f['positives']:,} positive, PR-AUC model "
+            f"{f['model_pr_auc']:.3f} vs analytic {f['analytic_pr_auc']:.3f}"
+        )
+    out.append("\n".join(wf))
+    return "\n\n".join(out)

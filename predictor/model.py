@@ -1,0 +1,190 @@
+"""The breach forecaster: a LightGBM booster plus an isotonic calibration map.
+
+The booster is trained with ``lgb.train`` on rows whose negatives may be down-sampled (to keep
+training fast on a 0.5%-prevalence problem); the calibration map, fitted on separate paths at
+their natural prevalence, turns its scores back into probabilities the engine can act on. Both
+persist without pickle: ``model.txt`` (LightGBM's text format) and ``model.json`` (feature
+order, schema version, calibration knots, data hash, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+
+from predictor.features import FEATURES, SCHEMA_VERSION
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 63,
+    "min_data_in_leaf": 200,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "max_bin": 255,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 2,
+    "verbosity": -1,
+}
+"""LightGBM parameters; the seed is added from the training config."""
+
+
+class ModelError(ValueError):
+    """A saved model cannot be used: files missing, or its features do not match."""
+
+
+class _BoosterClassifier(ClassifierMixin, BaseEstimator):
+    """A fitted booster seen as a scikit-learn classifier, so that the calibration is fitted by
+    ``CalibratedClassifierCV`` over a :class:`FrozenEstimator`."""
+
+    def __init__(self, booster: lgb.Booster | None = None):
+        self.booster = booster
+
+    def fit(self, X, y):  # never called: the estimator is frozen
+        raise NotImplementedError
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.booster is not None
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    def predict_proba(self, X) -> np.ndarray:
+        p = self.booster.predict(X)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+class BreachForecaster:
+    """Forecast P(breach within the horizon) from FEATURES.
+
+    Parameters
+    ----------
+    horizon_minutes : the horizon H the labels look ahead.
+    params : LightGBM parameters (DEFAULT_PARAMS when None).
+    seed : LightGBM's seed (bagging, feature fraction).
+    num_boost_round, early_stopping_rounds : boosting budget and patience.
+    """
+
+    def __init__(
+        self,
+        *,
+        horizon_minutes: float,
+        params: dict[str, Any] | None = None,
+        seed: int = 0,
+        num_boost_round: int = 600,
+        early_stopping_rounds: int = 40,
+    ):
+        self.horizon_minutes = horizon_minutes
+        self.params = params
+        self.seed = seed
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_stop: np.ndarray,
+        y_stop: np.ndarray,
+        X_cal: np.ndarray,
+        y_cal: np.ndarray,
+        log_every: int = 0,
+    ) -> BreachForecaster:
+        """Train on (X, y), stop early on (X_stop, y_stop), calibrate on (X_cal, y_cal)."""
+        params = {**DEFAULT_PARAMS, **(self.params or {}), "seed": self.seed}
+        train = lgb.Dataset(X, y, feature_name=list(FEATURES), free_raw_data=True)
+        valid = lgb.Dataset(X_stop, y_stop, reference=train)
+        callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        if log_every:
+            callbacks.append(lgb.log_evaluation(log_every))
+        booster = lgb.train(
+            params,
+            train,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[valid],
+            valid_names=["stop"],
+            callbacks=callbacks,
+        )
+        # Keep only the trees early stopping chose, so model.txt is exactly what is served.
+        self.booster_ = lgb.Booster(model_str=booster.model_to_string(booster.best_iteration))
+        self.best_iteration_ = int(booster.best_iteration)
+        calibrated = CalibratedClassifierCV(
+            FrozenEstimator(_BoosterClassifier(self.booster_)), method="isotonic"
+        ).fit(X_cal, y_cal)
+        iso = calibrated.calibrated_classifiers_[0].calibrators[0]
+        self.calibration_x_ = np.asarray(iso.X_thresholds_, np.float64)
+        self.calibration_y_ = np.asarray(iso.y_thresholds_, np.float64)
+        return self
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """Return the booster's uncalibrated scores."""
+        return self.booster_.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Return calibrated breach probabilities, shape (rows,)."""
+        return calibrate(self.predict_raw(X), self.calibration_x_, self.calibration_y_)
+
+    def feature_importance(self) -> dict[str, float]:
+        """Return total gain per feature."""
+        gain = self.booster_.feature_importance(importance_type="gain")
+        return dict(zip(FEATURES, (float(g) for g in gain), strict=True))
+
+    def save(self, folder: str | Path, meta: dict[str, Any]) -> None:
+        """Write model.txt and model.json (feature order, schema, calibration, ``meta``)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.txt").write_text(self.booster_.model_to_string())
+        doc = {
+            **meta,
+            "schema_version": SCHEMA_VERSION,
+            "features": list(FEATURES),
+            "horizon_minutes": self.horizon_minutes,
+            "best_iteration": self.best_iteration_,
+            "calibration": {
+                "method": "isotonic",
+                "x": self.calibration_x_.tolist(),
+                "y": self.calibration_y_.tolist(),
+            },
+        }
+        (folder / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BreachForecaster:
+        """Load a saved forecaster; raise :class:`ModelError` when it does not fit FEATURES."""
+        folder = Path(folder)
+        try:
+            doc = json.loads((folder / "model.json").read_text())
+            booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        except (OSError, json.JSONDecodeError, lgb.basic.LightGBMError) as exc:
+            raise ModelError(f"{folder}: not a saved forecaster ({exc})") from None
+        if doc.get("features") != list(FEATURES) or doc.get("schema_version") != SCHEMA_VERSION:
+            raise ModelError(
+                f"{folder}: model features (schema {doc.get('schema_version')}) do not match "
+                f"this predliq's features (schema {SCHEMA_VERSION})"
+            )
+        model = cls(horizon_minutes=float(doc["horizon_minutes"]))
+        model.booster_ = booster
+        model.best_iteration_ = int(doc["best_iteration"])
+        model.calibration_x_ = np.asarray(doc["calibration"]["x"], np.float64)
+        model.calibration_y_ = np.asarray(doc["calibration"]["y"], np.float64)
+        model.meta_ = doc
+        return model
+
+
+def calibrate(raw: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Map raw scores through isotonic knots (x, y), clipped at both ends."""
+    return np.interp(raw, x, y)

@@ -1,0 +1,393 @@
+"""Recording a training run in MLflow, registering the model and promoting a champion.
+
+A run logs the training config and its hash as params, the training and test rows as dataset
+inputs whose source names the histories' manifest hash, every metric of the model and each
+baseline, figures, and the model (a pyfunc with signature and input example) registered as
+``breach-forecaster`` (``breach-forecaster-<H>m`` for horizons other than 5 minutes).
+
+The alias ``champion`` moves to the new version only if it beats the current champion on
+held-out PR-AUC at equal or better calibration (ECE no worse than the champion's plus
+ECE_TOLERANCE); the current champion is re-scored on this run's held-out rows when its features
+match. Otherwise the new version gets ``challenger``. The champion is exported to
+``models/<registered name>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from predictor import plots
+from predictor.features import FEATURES, SCHEMA_VERSION
+from predictor.metrics import expected_calibration_error
+from predictor.model import BreachForecaster, ModelError
+from predictor.train import MODELS, TrainResult
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_HORIZON_MINUTES = 5.0
+ECE_TOLERANCE = 0.001
+"""How much worse (absolute) a challenger's ECE may be and still count as equal calibration."""
+
+
+class TrackingError(RuntimeError):
+    """The tracking server or database cannot be reached or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where a training run went."""
+
+    run_id: str
+    experiment: str
+    name: str
+    version: int
+    alias: str
+    reason: str
+    exported_to: Path | None
+
+
+def registered_name(horizon_minutes: float) -> str:
+    """Return the registry name of a horizon's forecaster."""
+    if math.isclose(horizon_minutes, DEFAULT_HORIZON_MINUTES):
+        return "breach-forecaster"
+    return f"breach-forecaster-{horizon_minutes:g}m"
+
+
+def connect(uri: str):
+    """Return an MlflowClient for ``uri`` after checking that it answers; raise
+    :class:`TrackingError` with a one-line reason otherwise (no retries, short timeout)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///") :]).parent
+        if uri == DEFAULT_TRACKING_URI:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            raise TrackingError(f"tracking URI {uri} is unreachable: {folder} does not exist")
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # MLflow raises many kinds here (HTTP, SQL, URI parsing)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"tracking URI {uri} is unreachable: {reason[:200]}") from None
+    return client
+
+
+def flat_metrics(result: TrainResult) -> dict[str, float]:
+    """Return every metric as MLflow metric names: split.model.metric."""
+    out: dict[str, float] = {}
+    for split, ev in (("seed_split", result.seed_split), ("regime_shift", result.regime_shift)):
+        if ev is None:
+            continue
+        for name, metrics in ev.metrics.items():
+            for key, value in metrics.items():
+                out[f"{split}.{name}.{key}"] = value
+    for fold in result.walk_forward:
+        for key, value in fold.items():
+            if key.endswith(("_pr_auc", "_ece")) or key in ("rows", "positives"):
+                out[f"walk_forward.fold{fold['fold']}.{key}"] = value
+    out["train_seconds"] = result.timings["train_s"]
+    out["feature_seconds"] = result.timings["features_s"]
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def params(result: TrainResult) -> dict[str, Any]:
+    """Return the run's params: the resolved training config, its hash, the data lineage."""
+    cfg = result.config.to_dict()
+    cfg["params"] = json.dumps(cfg["params"], sort_keys=True)
+    split = result.split
+    return {
+        **cfg,
+        "config_hash": result.config.hash(),
+        "data_hash": result.data_hash,
+        "label": result.label,
+        "horizon_minutes": result.horizon_minutes,
+        "fit_seeds": ",".join(map(str, split.fit)),
+        "calibration_seeds": ",".join(map(str, split.calibration)),
+        "test_seeds": ",".join(map(str, split.test)),
+        "scenarios": ",".join(sorted({p.scenario for p in result.parts})),
+        "regime_shift_tested_on": result.regime_shift_scenario or "none",
+        "precision_k": result.keeper_k,
+        "best_iteration": result.model.best_iteration_,
+        "feature_count": len(FEATURES),
+        "feature_schema_version": SCHEMA_VERSION,
+        "analytic_half_life_minutes": result.baselines["analytic"].half_life_,
+        **{f"{name}_rows": s["rows"] for name, s in result.sizes.items()},
+        **{f"{name}_positives": s["positives"] for name, s in result.sizes.items()},
+    }
+
+
+def model_meta(result: TrainResult) -> dict[str, Any]:
+    """Return what model.json records besides features and calibration."""
+    return {
+        "data_hash": result.data_hash,
+        "training_config": result.config.to_dict(),
+        "training_config_hash": result.config.hash(),
+        "label": result.label,
+        "scenarios": sorted({p.scenario for p in result.parts}),
+        "seeds": {
+            "fit": list(result.split.fit),
+            "calibration": list(result.split.calibration),
+            "test": list(result.split.test),
+        },
+        "rows": result.sizes,
+        "metrics": {
+            "seed_split": result.seed_split.metrics,
+            "regime_shift": result.regime_shift.metrics if result.regime_shift else None,
+            "regime_shift_scenario": result.regime_shift_scenario,
+        },
+    }
+
+
+def _table(metrics: dict[str, dict[str, float]]) -> list[str]:
+    keys = ("pr_auc", "pr_auc_lift", "roc_auc", "brier_skill", "ece", "log_loss", "event_recall")
+    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name in MODELS:
+        m = metrics[name]
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4g}" for k in keys) + " |")
+    return lines
+
+
+def model_card(result: TrainResult) -> str:
+    """Return MODEL_CARD.md: what the model was trained on, how it was validated, its metrics
+    against the baselines and where it should not be trusted."""
+    h = result.horizon_minutes
+    seed = result.seed_split
+    best_baseline = max(MODELS[1:], key=lambda n: seed.metrics[n]["pr_auc"])
+    lines = [
+        f"# {registered_name(h)} — breach within {h:g} minutes",
+        "",
+        "## What it forecasts",
+        f"The probability that an account's equity falls below its maintenance margin within "
+        f"{h:g} minutes of a sampled instant (label `{result.label}`), from "
+        f"{len(FEATURES)} account, order-flow and volatility features (schema "
+        f"{SCHEMA_VERSION}). A LightGBM booster ({result.model.best_iteration_} trees) followed "
+        "by an isotonic calibration map.",
+        "",
+        "## What it was trained on",
+        f"Simulated histories (data hash `{result.data_hash[:16]}`), scenarios "
+        f"{', '.join(sorted({p.scenario for p in result.parts}))}. "
+        f"Fit seeds {list(result.split.fit)}, calibration seeds {list(result.split.calibration)},"
+        f" test seeds {list(result.split.test)}. Rows: "
+        + ", ".join(
+            f"{k} {v['rows']:,} ({v['positives']:,} positive)" for k, v in result.sizes.items()
+        )
+        + f". Negatives of the fit paths kept at rate {result.config.negative_rate:g}.",
+        "",
+        "## How it was validated",
+        "Split by seed (no seed in both training and test); early stopping and calibration on "
+        "separate calibration paths; walk-forward folds inside the held-out paths with purge and "
+        f"embargo of {h:g} minutes; a regime-shift test refitted without "
+        f"`{result.regime_shift_scenario or 'n/a'}` and tested on it. Baselines on the same "
+        "splits: the analytic first-passage probability, logistic regression, a margin-ratio rule.",
+        "",
+        f"### Held-out paths (prevalence {seed.metrics['model']['prevalence']:.3%}, "
+        f"{seed.rows:,} rows)",
+        *_table(seed.metrics),
+        "",
+    ]
+    if result.regime_shift is not None:
+        shift = result.regime_shift
+        lines += [
+            f"### Regime shift: unseen `{result.regime_shift_scenario}` (prevalence "
+            f"{shift.metrics['model']['prevalence']:.3%}, {shift.rows:,} rows)",
+            *_table(shift.metrics),
+            "",
+        ]
+    lines += ["## Where it should not be trusted"]
+    lines.append(
+        f"- It has seen simulated venues only; the best baseline on held-out paths is "
+        f"`{best_baseline}` (PR-AUC {seed.metrics[best_baseline]['pr_auc']:.3f} against the "
+        f"model's {seed.metrics['model']['pr_auc']:.3f})."
+    )
+    if result.regime_shift is not None:
+        shift = result.regime_shift.metrics
+        beaten = [n for n in MODELS[1:] if shift[n]["pr_auc"] > shift["model"]["pr_auc"]]
+        if beaten:
+            lines.append(
+                f"- On a scenario family it never saw (`{result.regime_shift_scenario}`) it "
+                f"ranks worse than {', '.join(f'`{b}`' for b in beaten)}: do not rely on it "
+                "for market regimes absent from its training scenarios."
+            )
+        else:
+            lines.append(
+                f"- On an unseen family (`{result.regime_shift_scenario}`) it kept the lead, "
+                "but other unseen regimes may differ."
+            )
+    lines += [
+        f"- Only for the {h:g}-minute horizon: its features and calibration are specific to it.",
+        "- Accounts with positions in several markets are described by their largest one.",
+        "- Features are computed at sampling instants; a breach between two samples further "
+        f"apart than {h:g} minutes cannot be anticipated.",
+        "- Probabilities were calibrated on the simulated prevalence; a venue whose traders "
+        "hold less leverage sees fewer breaches and the model will over-forecast.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_figures(result: TrainResult, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    ev = result.seed_split
+    assert ev.y is not None and ev.lead_minutes is not None
+    h = result.horizon_minutes
+    plots.pr_curves(ev.y, ev.probabilities, folder / "pr_curve.png", f"held-out paths, H={h:g}m")
+    plots.reliability(ev.y, ev.probabilities, folder / "reliability.png", f"reliability, H={h:g}m")
+    plots.feature_importance(result.model.feature_importance(), folder / "feature_importance.png")
+    plots.lead_times(ev.lead_minutes, h, folder / "lead_time.png")
+
+
+def _compare(client, name: str, result: TrainResult, tmp: Path) -> tuple[bool, str, Any]:
+    """Return (promote, reason, current champion version or None)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from sklearn.metrics import average_precision_score
+
+    try:
+        champ = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return True, "no champion yet", None
+    new = result.seed_split.metrics["model"]
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=champ.run_id, artifact_path="export", dst_path=str(tmp / "champion")
+        )
+        old_model = BreachForecaster.load(path)
+        test = result.test_rows
+        p_old = old_model.predict_proba(test.X)
+        old_pr = float(average_precision_score(test.y, p_old))
+        old_ece = expected_calibration_error(test.y, p_old)
+        basis = "re-scored on this run's held-out rows"
+    except (ModelError, MlflowException, OSError):
+        logged = client.get_run(champ.run_id).data.metrics
+        old_pr = logged.get("seed_split.model.pr_auc", -1.0)
+        old_ece = logged.get("seed_split.model.ece", math.inf)
+        basis = "from its logged metrics (its features differ from this version's)"
+    promote = new["pr_auc"] > old_pr and new["ece"] <= old_ece + ECE_TOLERANCE
+    reason = (
+        f"PR-AUC {new['pr_auc']:.4f} vs champion v{champ.version} {old_pr:.4f}, ECE "
+        f"{new['ece']:.5f} vs {old_ece:.5f} ({basis})"
+    )
+    return promote, reason, champ
+
+
+def export_champion(folder: Path, source: Path, registry: dict[str, Any]) -> Path:
+    """Replace ``folder`` with the export in ``source`` plus registry details, atomically."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        for f in source.iterdir():
+            shutil.copy2(f, staging / f.name)
+        doc = json.loads((staging / "model.json").read_text())
+        doc["registry"] = registry
+        (staging / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        old = folder.with_name(f".old-{folder.name}")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def log_training(
+    result: TrainResult, uri: str, experiment: str, export_root: Path | None
+) -> Outcome:
+    """Log a finished training run, register its model and move the aliases."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from predictor.pyfunc import BreachForecasterModel
+
+    client = connect(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(experiment)
+    name = registered_name(result.horizon_minutes)
+    package = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        export = tmp / "export"
+        result.model.save(export, model_meta(result))
+        (export / "MODEL_CARD.md").write_text(model_card(result))
+        write_figures(result, tmp / "figures")
+        data_root = Path(result.parts[0].path).parent.parent.resolve()
+        # The dataset's source names the histories and the hash of their manifests.
+        source = f"{data_root}#manifest-sha256={result.data_hash}"
+        test = result.test_rows
+        example = pd.DataFrame(test.X[:5], columns=list(FEATURES))
+        with mlflow.start_run(run_name=f"{name} {result.data_hash[:8]}") as run:
+            mlflow.log_params(params(result))
+            mlflow.set_tags(
+                {"horizon_minutes": f"{result.horizon_minutes:g}", "data_hash": result.data_hash}
+            )
+            for context, rows in (("training", result.fit_rows), ("test", result.test_rows)):
+                frame = pd.DataFrame(rows.X, columns=list(FEATURES))
+                frame["label"] = rows.y
+                with warnings.catch_warnings():  # "can be interpreted in multiple ways": a path
+                    warnings.simplefilter("ignore", UserWarning)
+                    ds = mlflow.data.from_pandas(
+                        frame,
+                        source=source,
+                        targets="label",
+                        name=f"histories-{context}",
+                        digest=result.data_hash[:32],
+                    )
+                mlflow.log_input(ds, context=context)
+            mlflow.log_metrics(flat_metrics(result))
+            mlflow.log_dict({"walk_forward": result.walk_forward}, "walk_forward.json")
+            mlflow.log_artifacts(str(tmp / "figures"), "figures")
+            mlflow.log_artifacts(str(export), "export")
+            signature = infer_signature(example, result.model.predict_proba(test.X[:5]))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=BreachForecasterModel(),
+                artifacts={"forecaster": str(export)},
+                code_paths=[str(package)],
+                signature=signature,
+                input_example=example,
+                registered_model_name=name,
+                pip_requirements=[
+                    f"lightgbm=={_version('lightgbm')}",
+                    f"scikit-learn=={_version('scikit-learn')}",
+                    f"scipy=={_version('scipy')}",
+                    f"numpy=={_version('numpy')}",
+                    f"pandas=={_version('pandas')}",
+                ],
+            )
+            version = int(info.registered_model_version)
+            promote, reason, _ = _compare(client, name, result, tmp)
+            alias = "champion" if promote else "challenger"
+            client.set_registered_model_alias(name, alias, str(version))
+            client.set_model_version_tag(name, str(version), "data_hash", result.data_hash)
+            mlflow.set_tag("alias", alias)
+            mlflow.set_tag("promotion", reason)
+            exported = None
+            if promote and export_root is not None:
+                exported = export_champion(
+                    Path(export_root) / name,
+                    export,
+                    {"name": name, "version": version, "run_id": run.info.run_id, "uri": uri},
+                )
+    return Outcome(run.info.run_id, experiment, name, version, alias, reason, exported)
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(package)
