@@ -32,3 +32,11 @@ class BreachForecasterModel(mlflow.pyfunc.PythonModel):
             )
         X = model_input[self.features].to_numpy(np.float32)
         return self.forecaster.predict_proba(X)
+
+
+if __name__ != "predictor.pyfunc":
+    # Logged as code (``python_model=<this file>``), no pickle: MLflow runs this file to get the
+    # model object when it loads the model.
+    from mlflow.models import set_model
+
+    set_model(BreachForecasterModel())

@@ -312,8 +312,6 @@ def log_training(
     import mlflow
     from mlflow.models import infer_signature
 
-    from predictor.pyfunc import BreachForecasterModel
-
     client = connect(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -339,7 +337,9 @@ def log_training(
             for context, rows in (("training", result.fit_rows), ("test", result.test_rows)):
                 frame = pd.DataFrame(rows.X, columns=list(FEATURES))
                 frame["label"] = rows.y
-                with warnings.catch_warnings():  # "can be interpreted in multiple ways": a path
+                with warnings.catch_warnings():
+                    # MLflow warns that a path "can be interpreted in multiple ways" and that
+                    # the integer label cannot hold missing values: neither applies here.
                     warnings.simplefilter("ignore", UserWarning)
                     ds = mlflow.data.from_pandas(
                         frame,
@@ -348,7 +348,7 @@ def log_training(
                         name=f"histories-{context}",
                         digest=result.data_hash[:32],
                     )
-                mlflow.log_input(ds, context=context)
+                    mlflow.log_input(ds, context=context)
             mlflow.log_metrics(flat_metrics(result))
             mlflow.log_dict({"walk_forward": result.walk_forward}, "walk_forward.json")
             mlflow.log_artifacts(str(tmp / "figures"), "figures")
@@ -356,7 +356,7 @@ def log_training(
             signature = infer_signature(example, result.model.predict_proba(test.X[:5]))
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=BreachForecasterModel(),
+                python_model=str(package / "pyfunc.py"),
                 artifacts={"forecaster": str(export)},
                 code_paths=[str(package)],
                 signature=signature,

@@ -77,3 +77,34 @@ def hand_ledger(
 @pytest.fixture
 def cfg_small() -> SimConfig:
     return small_config()
+
+
+SMALL_HISTORY_SCENARIOS = ("cascade", "flash_crash")
+SMALL_HISTORY_SEEDS = (0, 1, 2, 3)
+
+
+def write_small_histories(root, scenarios=SMALL_HISTORY_SCENARIOS, seeds=SMALL_HISTORY_SEEDS):
+    """Simulate shrunken shipped scenarios (900 accounts, 3 hours) into ``root``."""
+    from pathlib import Path
+
+    from engine.config import load_config
+    from engine.history import write_run
+    from engine.sim import Simulation
+
+    configs = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
+    for name in scenarios:
+        for seed in seeds:
+            cfg = load_config(
+                configs / f"{name}.toml",
+                ["accounts.count=900", "steps=720", f"seed={seed}"],
+            )
+            sim = Simulation(cfg)
+            sim.run()
+            write_run(sim, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_histories(tmp_path_factory):
+    """A read-only history root: two crash scenarios x seeds 0-3 (copy it before changing it)."""
+    return write_small_histories(tmp_path_factory.mktemp("histories"))
