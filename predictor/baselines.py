@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import expit, ndtr
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -112,8 +112,7 @@ class LogisticBaseline:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = np.where(np.isfinite(X), X, np.nan)
-        odds = np.exp(self.model_.decision_function(X)) * self.negative_rate
-        return odds / (1.0 + odds)
+        return expit(self.model_.decision_function(X) + np.log(self.negative_rate))
 
 
 class MarginRatioRule:

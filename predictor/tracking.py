@@ -334,21 +334,8 @@ def log_training(
             mlflow.set_tags(
                 {"horizon_minutes": f"{result.horizon_minutes:g}", "data_hash": result.data_hash}
             )
-            for context, rows in (("training", result.fit_rows), ("test", result.test_rows)):
-                frame = pd.DataFrame(rows.X, columns=list(FEATURES))
-                frame["label"] = rows.y
-                with warnings.catch_warnings():
-                    # MLflow warns that a path "can be interpreted in multiple ways" and that
-                    # the integer label cannot hold missing values: neither applies here.
-                    warnings.simplefilter("ignore", UserWarning)
-                    ds = mlflow.data.from_pandas(
-                        frame,
-                        source=source,
-                        targets="label",
-                        name=f"histories-{context}",
-                        digest=result.data_hash[:32],
-                    )
-                    mlflow.log_input(ds, context=context)
+            for context in ("training", "test"):
+                mlflow.log_input(_dataset(source, context, result.data_hash), context=context)
             mlflow.log_metrics(flat_metrics(result))
             mlflow.log_dict({"walk_forward": result.walk_forward}, "walk_forward.json")
             mlflow.log_artifacts(str(tmp / "figures"), "figures")
@@ -385,6 +372,23 @@ def log_training(
                     {"name": name, "version": version, "run_id": run.info.run_id, "uri": uri},
                 )
     return Outcome(run.info.run_id, experiment, name, version, alias, reason, exported)
+
+
+def _dataset(uri: str, context: str, digest: str):
+    """Return a metadata-only MLflow dataset: the histories' location and manifest hash, and the
+    feature schema. (A pandas dataset would infer its schema value by value: minutes for
+    millions of rows.)"""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, DataType, Schema
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": it is a path
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(uri)
+    schema = Schema(
+        [ColSpec(DataType.float, f) for f in FEATURES] + [ColSpec(DataType.integer, "label")]
+    )
+    return MetaDataset(source, name=f"histories-{context}", digest=digest[:32], schema=schema)
 
 
 def _version(package: str) -> str:

@@ -63,7 +63,7 @@ class TrainConfig:
     test_fraction: float = 0.25
     calibration_fraction: float = 0.25
     negative_rate: float = 0.1
-    eval_account_fraction: float = 0.5  # share of accounts kept in calibration and test paths
+    eval_account_fraction: float = 0.25  # share of accounts kept in calibration and test paths
     regime_shift_scenario: str = "flash_crash"
     walk_forward_folds: int = 4
     num_boost_round: int = 600

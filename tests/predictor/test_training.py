@@ -100,3 +100,10 @@ def test_metric_helpers():
     assert recall == 1.0 and sorted(lead) == [2.0, 4.0]  # event 11: earliest alert 4 min ahead
     recall, _ = event_recall(p, rows, 0.85)
     assert recall == 0.5
+
+
+def test_shipped_training_config_holds_the_defaults():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "train.toml"
+    assert load_train_config(shipped, {}) == TrainConfig()
