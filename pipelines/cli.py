@@ -25,8 +25,9 @@ def _fail(message: str, code: int = 2) -> None:
 def main() -> None:
     """predliq: predictive liquidation for leveraged perpetual-futures venues.
 
-    Simulate a venue's margin and liquidation engine under stress, and (in later versions)
-    forecast margin breaches and compare anticipatory with reactive liquidation.
+    Simulate a venue's margin and liquidation engine under stress, train forecasters of margin
+    breaches on the simulated histories, and (in later versions) compare anticipatory with
+    reactive liquidation.
     """
 
 

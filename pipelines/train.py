@@ -12,6 +12,7 @@ TABLE_KEYS = (
     ("ece", "ECE"),
     ("log_loss", "log loss"),
     ("precision_at_k", "prec@k"),
+    ("precision_at_k_active", "prec@k act."),
     ("event_recall", "event recall"),
     ("lead_minutes_median", "lead (min)"),
 )

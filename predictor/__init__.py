@@ -1,1 +1,13 @@
-"""predliq predictor: breach-forecast features, LightGBM training and serving (issue 4 onwards)."""
+"""Breach forecasts: features, LightGBM training, baselines, metrics, MLflow tracking.
+
+data      reading and checking history partitions (manifests, hashes, columns, horizons)
+features  causal market and account features (FEATURES, in model input order)
+dataset   forecastable rows of each partition, row sampling, the seed split
+model     BreachForecaster: booster + isotonic calibration, saved as model.txt + model.json
+baselines analytic first-passage probability, logistic regression, margin-ratio rule
+metrics   PR-AUC, Brier, ECE, precision@k, event recall and lead times
+train     the training protocol (seed split, walk-forward, regime shift) -> TrainResult
+tracking  MLflow run, registry aliases (champion / challenger), export, model card
+pyfunc    the forecaster as an MLflow pyfunc model (logged as code)
+plots     PR curves, reliability diagram, feature importance, lead times
+"""

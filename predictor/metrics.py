@@ -44,13 +44,22 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(sum(len(b) / n * abs(p[b].mean() - y[b].mean()) for b in parts if len(b)))
 
 
-def precision_at_k(p: np.ndarray, y: np.ndarray, group: np.ndarray, k: int) -> float:
-    """Return the precision of the top-k forecasts of each snapshot, pooled over snapshots."""
+def precision_at_k(
+    p: np.ndarray, y: np.ndarray, group: np.ndarray, k: int, active_only: bool = False
+) -> float:
+    """Return the precision of the top-k forecasts of each snapshot, pooled over snapshots
+    (only over snapshots with at least one breach ahead when ``active_only``: calm snapshots,
+    where no list can be right, otherwise dominate)."""
     order = np.lexsort((-p, group))
     g = group[order]
     start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    rank = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
-    top = order[rank < k]
+    sizes = np.diff(np.r_[start, len(g)])
+    rank = np.arange(len(g)) - np.repeat(start, sizes)
+    keep = rank < k
+    if active_only:
+        active = np.add.reduceat(y[order], start) > 0
+        keep &= np.repeat(active, sizes)
+    top = order[keep]
     return float(y[top].mean()) if top.size else float("nan")
 
 
@@ -96,6 +105,7 @@ def forecast_metrics(
         "ece": expected_calibration_error(y, p),
         "log_loss": float(log_loss(y, pc, labels=[0, 1])),
         "precision_at_k": precision_at_k(p, y, rows.group, k),
+        "precision_at_k_active": precision_at_k(p, y, rows.group, k, active_only=True),
         "event_recall": recall,
         "alert_threshold": threshold,
         "lead_minutes_median": float(np.median(lead)) if lead.size else float("nan"),

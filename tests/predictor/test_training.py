@@ -90,6 +90,12 @@ def test_metric_helpers():
     group = np.array([0, 0, 0, 1, 1, 1])
     assert precision_at_k(p, y, group, 1) == 1.0  # top of each snapshot is a breach
     assert precision_at_k(p, y, group, 3) == 0.5
+    calm = np.array([0, 0, 0, 0, 0, 0])  # no breach ahead anywhere
+    assert precision_at_k(p, calm, group, 1) == 0.0
+    assert np.isnan(precision_at_k(p, calm, group, 1, active_only=True))
+    one_active = np.array([0, 1, 0, 0, 0, 0])
+    assert precision_at_k(p, one_active, group, 1, active_only=True) == 0.0
+    assert precision_at_k(p, one_active, group, 2, active_only=True) == 0.5
     rows = EvalRows(
         y=y,
         group=group,
