@@ -59,7 +59,7 @@ def format_result(result: TrainResult) -> str:
     wf = ["walk-forward folds of the held-out paths (purge and embargo of H):"]
     for f in result.walk_forward:
         wf.append(
-            f"  fold {f['fold']}: minutes {f['from_minute']:g}-{f['to_minute']:g}, "
+            f"  fold {f['fold']} ({f['share_of_path']} of each path): "
             f"{f['rows']:,} rows, {f['positives']:,} positive, PR-AUC model "
             f"{f['model_pr_auc']:.3f} vs analytic {f['analytic_pr_auc']:.3f}"
         )

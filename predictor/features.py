@@ -261,7 +261,10 @@ def account_features(
     signed = per_market[np.arange(n), dominant]
     direction = np.sign(signed)
     tick = accounts["tick"].to_numpy()
-    mkt = market[tick, dominant]  # (rows, market features)
+    # One gather of the dominant market's row per account row, float32 like the output.
+    n_markets = market.shape[1]
+    flat = market.reshape(-1, market.shape[2]).astype(np.float32, copy=False)
+    mkt = np.take(flat, tick * n_markets + dominant, axis=0)  # (rows, market features)
     col = {f: j for j, f in enumerate(MARKET_FEATURES)}
 
     log_mr = np.log(np.clip(accounts["margin_ratio"].to_numpy(), 1e-3, 1e3))

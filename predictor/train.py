@@ -266,18 +266,26 @@ def walk_forward(
     k: int,
 ) -> list[dict[str, Any]]:
     """Return metrics of the model and the analytic baseline per time fold of the held-out
-    paths, without the rows within H of a fold's edges."""
+    paths, without the rows within H of a fold's edges.
+
+    Each path's own duration is cut into ``folds`` equal consecutive parts (paths differ in
+    length: a replay runs for days, a synthetic crash for hours). Rows within H after a fold's
+    start (embargo) or before its end (purge) are left out, so no scored label window crosses a
+    fold edge.
+    """
     minutes = test.tick * test.minutes_per_tick
-    edges = np.linspace(0.0, float(minutes.max()) + 1e-9, folds + 1)
+    length = np.zeros(int(test.path.max()) + 1)
+    np.maximum.at(length, test.path, minutes + test.minutes_per_tick)
+    span = length[test.path] / folds
     out = []
     for j in range(folds):
-        lo, hi = edges[j], edges[j + 1]
-        # Embargo H after the start (unless it is the run's start), purge H before the end.
-        keep = (minutes >= (lo + horizon if j else lo)) & (minutes < hi - horizon)
+        lo, hi = j * span, (j + 1) * span
+        keep = (minutes >= lo + (horizon if j else 0.0)) & (
+            minutes < hi - (horizon if j < folds - 1 else 0.0)
+        )
         row: dict[str, Any] = {
             "fold": j + 1,
-            "from_minute": round(float(lo), 1),
-            "to_minute": round(float(hi), 1),
+            "share_of_path": f"{j / folds:.0%}-{(j + 1) / folds:.0%}",
             "rows": int(keep.sum()),
             "positives": int(test.y[keep].sum()),
         }

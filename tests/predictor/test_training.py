@@ -113,3 +113,26 @@ def test_shipped_training_config_holds_the_defaults():
 
     shipped = Path(__file__).resolve().parents[2] / "configs" / "train.toml"
     assert load_train_config(shipped, {}) == TrainConfig()
+
+
+def test_walk_forward_folds_purge_and_embargo_h_at_every_inner_edge():
+    from predictor.dataset import Rows
+    from predictor.train import walk_forward
+
+    n = 100  # one path of 100 one-minute samples
+    rng = np.random.default_rng(0)
+    y = (rng.random(n) < 0.3).astype(np.int8)
+    rows = Rows(
+        X=np.zeros((n, 1), np.float32),
+        y=y,
+        path=np.zeros(n, np.int32),
+        tick=np.arange(n),
+        account=np.ones(n, np.int64),
+        onset=np.where(y == 1, np.arange(n) + 1, -1),
+        minutes_per_tick=np.ones(n),
+    )
+    p = {"model": rng.random(n), "analytic": rng.random(n)}
+    folds = walk_forward(p, rows, horizon=5.0, folds=4, k=1)
+    # Folds of 25 minutes; 5 minutes dropped on each side of the three inner edges.
+    assert [f["rows"] for f in folds] == [20, 15, 15, 20]
+    assert [f["share_of_path"] for f in folds] == ["0%-25%", "25%-50%", "50%-75%", "75%-100%"]
