@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import tomllib
 import types
@@ -570,6 +571,90 @@ class HistoryConfig:
         )
 
 
+POLICIES = ("static", "vol_scaled", "oi_scaled", "predictive")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """How the venue sets requirements on top of each market's margin model, and acts early.
+
+    ``knob`` is the policy's one aggressiveness setting (swept for capital-cost frontiers):
+
+    - ``static``: every requirement is multiplied by knob (>= 1; 1 = the venue's own tiers);
+    - ``vol_scaled``: maintenance rate = max(base, knob x EWMA sigma x sqrt(margin period)),
+      rising at most ``max_rise_per_step`` per block (anti-procyclicality); IM scales with it;
+    - ``oi_scaled``: IM multiplied by 1 + knob x (open interest / opening open interest - 1)
+      when open interest has grown (dYdX-style), at most to 100% IM;
+    - ``predictive``: acts on forecast breach probabilities p from a forecaster; with the risk
+      score s = knob x p, each scored account's MM and IM get a multiplier 1 + min(s,
+      addon_cap); new risk-increasing orders in a market are refused while the forecast breach
+      notional (sum of s x notional) exceeds ``gate_depth_multiple`` x its book depth per 1%;
+      accounts with s >= ``derisk_score`` are reduced by ``derisk_fraction`` of each position
+      per block, at most ``derisk_depth_share`` of the book's depth per market and block;
+      accounts with s >= ``warn_score`` get a margin call (answered like a breach, with the
+      traders' top-up probability and delay), at most once per ``warn_cooldown_ticks``.
+      Requirements never fall below the base; when the forecaster fails, the block runs the
+      reactive (static, knob 1) policy and the fallback is counted.
+    """
+
+    name: Literal["static", "vol_scaled", "oi_scaled", "predictive"] = "static"
+    knob: float = 1.0
+    margin_period_ticks: int = 60
+    max_rise_per_step: float = 0.05
+    cadence_ticks: int = 4
+    """Blocks between forecasts (predictive)."""
+    risk_band_sigmas: float = 6.0
+    """Score only accounts whose margin could be used up by a move of this many sigma x
+    sqrt(horizon) (0: score every account)."""
+    horizon_minutes: float = 5.0
+    addon_cap: float = 1.0
+    gate_depth_multiple: float = 1.0
+    derisk_score: float = 0.5
+    derisk_fraction: float = 0.1
+    derisk_depth_share: float = 0.05
+    warn_score: float = 0.2
+    warn_cooldown_ticks: int = 20
+    forecast_timeout_s: float = 0.0
+    """A forecast that takes longer is discarded as a fallback (0: no limit; with a limit, the
+    outputs of a run depend on the machine's speed)."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.name in POLICIES,
+            "name",
+            f"must be one of {', '.join(POLICIES)}, was {self.name!r}",
+        )
+        _require(
+            math.isfinite(self.knob) and self.knob >= 0, "knob", f"must be >= 0, was {self.knob}"
+        )
+        _require(
+            self.name != "static" or self.knob >= 1,
+            "knob",
+            f"must be >= 1 for the static policy (requirements never fall below the venue's), "
+            f"was {self.knob}",
+        )
+        for name in ("margin_period_ticks", "cadence_ticks"):
+            v = getattr(self, name)
+            _require(v >= 1, name, f"must be >= 1, was {v}")
+        for name in ("max_rise_per_step", "horizon_minutes", "derisk_score", "warn_score"):
+            v = getattr(self, name)
+            _require(v > 0, name, f"must be positive, was {v}")
+        _require(
+            0 < self.derisk_fraction <= 1,
+            "derisk_fraction",
+            f"must be in (0, 1], was {self.derisk_fraction}",
+        )
+        _require_non_negative(
+            self,
+            "risk_band_sigmas",
+            "addon_cap",
+            "gate_depth_multiple",
+            "derisk_depth_share",
+            "warn_cooldown_ticks",
+            "forecast_timeout_s",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CircuitBreakerConfig:
     """Pause liquidations in a market whose oracle is stale or far from the mark."""
@@ -684,6 +769,7 @@ class SimConfig:
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     congestion: CongestionConfig = field(default_factory=CongestionConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     shocks: tuple[ShockConfig, ...] = ()
 

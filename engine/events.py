@@ -25,6 +25,8 @@ class EventKind(IntEnum):
     LIQUIDATION_UNFILLED = 10
     FEE = 11
     DEPOSIT = 12
+    DERISK = 13
+    """A pre-emptive reduction by the predictive policy (a market order, no penalty)."""
 
 
 # Ledger accounts that are not rows of the account table, as ``counterparty`` codes.

@@ -394,6 +394,7 @@ class Liquidator:
             mm_after = sim.requirements[k].maintenance(
                 new_notional, b.size + dsize, sim.margin_context(k)
             )
+            mm_after = sim.policy.scale(mm_after[:, None], b.rows, initial=False)[:, 0]
             dnnv = np.rint(dsize * b.mark_q).astype(np.int64)
             bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
                 dnnv, mm_after - b.position_mm, b.tnc, b.tmmr

@@ -35,6 +35,7 @@ from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
 from engine.labels import breach_labels, next_onset
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
+from engine.policy import POLICY_COLUMNS, Forecaster, Policy
 from engine.prices import IndexPath, simulate_index
 from engine.state import Ledger
 from engine.traders import Traders
@@ -175,22 +176,32 @@ class Simulation:
     """A venue with accounts, markets, keepers and insurance funds, stepped block by block."""
 
     def __init__(
-        self, cfg: SimConfig, index_path: np.ndarray | None = None, ledger: Ledger | None = None
+        self,
+        cfg: SimConfig,
+        index_path: np.ndarray | None = None,
+        ledger: Ledger | None = None,
+        forecaster: Forecaster | None = None,
     ) -> None:
         """Set up a run.
 
         ``index_path`` (shape (steps + 1, m)) replaces the random index; ``ledger`` replaces the
         generated starting snapshot (row 0 must be the market maker holding the other side of
-        every position).
+        every position); ``forecaster`` serves the predictive policy (``cfg.policy``).
         """
         self.cfg = cfg
         markets = cfg.markets
         m = len(markets)
         self.m = m
-        streams = np.random.SeedSequence(cfg.seed).spawn(5)
-        rng_index, self.rng_oracle, rng_accounts, self.rng_orders, self.rng_traders = (
-            np.random.default_rng(s) for s in streams
-        )
+        # Children are numbered: adding one later leaves the earlier streams as they were.
+        streams = np.random.SeedSequence(cfg.seed).spawn(6)
+        (
+            rng_index,
+            self.rng_oracle,
+            rng_accounts,
+            self.rng_orders,
+            self.rng_traders,
+            self.rng_policy,
+        ) = (np.random.default_rng(s) for s in streams)
         self.dt_years = cfg.tick_ms / MS_PER_YEAR
         if index_path is None:
             drawn = simulate_index(cfg, rng_index)
@@ -288,6 +299,8 @@ class Simulation:
         self._quiet_block = BlockStats.zeros(m)
         """Tallies of a block without liquidations (all zero, never written to)."""
         self._record(self._quiet_block, np.zeros((2, m), np.int64))
+        self._force_full = False
+        """Evaluate every account this block (a policy raised MM without a price move)."""
         # Labelled-history state: breach onsets (block, accounts) and sampled account rows.
         self.in_breach = np.zeros(n, bool)
         self._onsets: list[tuple[int, np.ndarray]] = []
@@ -297,6 +310,8 @@ class Simulation:
         self._topups: list[tuple[int, np.ndarray]] = []
         if cfg.history.sample_every_ticks:
             self._sample()
+        self.policy = Policy(cfg.policy, self, forecaster)
+        self.policy.end_block(self)  # a forecast of the opening state
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -534,7 +549,7 @@ class Simulation:
         self._topups = [(tick, acc) for tick, acc in self._topups if tick > self.t]
         accounts = np.unique(np.concatenate(due))
         led = self.ledger
-        value, _, mm = self.margin_of(led.size[accounts], initial=False)
+        value, _, mm = self.margin_of(led.size[accounts], initial=False, rows=accounts)
         target = self.cfg.traders.topup_target_ratio
         cross = led.cross[accounts]
         equity = led.quote[accounts] + value.sum(axis=1)
@@ -567,7 +582,7 @@ class Simulation:
         increases = np.abs(new) > np.abs(old)
         sizes = led.size[idx].copy()
         sizes[:, k] = new
-        _, _, im = self.margin_of(sizes, initial=True)
+        _, _, im = self.margin_of(sizes, initial=True, rows=idx)
         cross = led.cross[idx]
         # Equity after the trade: today's equity less what crossing the spread and the fee cost
         # (the trade itself swaps quote for position value at the mark).
@@ -583,6 +598,8 @@ class Simulation:
         )
         required = np.where(cross, im.sum(axis=1), im[:, k])
         ok = ~increases | (equity >= required)
+        if self.policy.gated[k]:  # the predictive policy holds new leverage back
+            ok &= ~increases
         if mk.oi_cap_base > 0:
             cap = base_to_quantums(mk.oi_cap_base, mk.base_quantum_exponent)
             added = np.where(increases & ok, np.abs(new) - np.abs(old), 0)
@@ -597,12 +614,13 @@ class Simulation:
 
         ``rows`` is an array of account ids or ``slice(None)`` for every account (no copy).
         """
-        return self.margin_of(self.ledger.size[rows], initial=False)
+        return self.margin_of(self.ledger.size[rows], initial=False, rows=rows)
 
     def margin_of(
-        self, sizes: np.ndarray, initial: bool
+        self, sizes: np.ndarray, initial: bool, rows: np.ndarray | slice
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (value, notional, IM or MM) of positions ``sizes`` (r, m) at the mark."""
+        """Return (value, notional, IM or MM) of positions ``sizes`` (r, m) of accounts ``rows``
+        at the mark, under the margin policy's multipliers."""
         value = sizes * self.mark_q
         notional = np.rint(np.abs(value)).astype(np.int64)
         req = np.empty(sizes.shape, np.int64)
@@ -612,13 +630,13 @@ class Simulation:
                 req[:, k] = r.requirements(notional[:, k], sizes[:, k], ctx)[0]
             else:
                 req[:, k] = r.maintenance(notional[:, k], sizes[:, k], ctx)
-        return value, notional, req
+        return value, notional, self.policy.scale(req, rows, initial)
 
     def evaluate(self, rows: np.ndarray | slice = ALL) -> MarginSnapshot:
         """Compute equity and maintenance margin of the pools of ``rows`` (default: all)."""
         led = self.ledger
         sizes = led.size[rows]
-        value, _, mm = self.margin_of(sizes, initial=False)
+        value, _, mm = self.margin_of(sizes, initial=False, rows=rows)
         quote = led.quote[rows]
         total_value, total_mm = value.sum(axis=1), mm.sum(axis=1)
         if not self.any_isolated:
@@ -659,7 +677,7 @@ class Simulation:
         """
         led = self.ledger
         n = led.size.shape[0]
-        if self.screen and not self.always_evaluate:
+        if self.screen and not self.always_evaluate and not self._force_full:
             moved = self._drift_from_reference()
             self.safe_move[led.take_touched()] = -np.inf
             rows = np.flatnonzero(self.safe_move <= _float32_up(moved))
@@ -672,10 +690,19 @@ class Simulation:
             if rows.size * self._since_rebase_blocks <= self._since_rebase_rows:
                 return rows
         led.touched = []
+        self._force_full = False
         self.reference_mark = self.mark.copy()
         self._since_rebase_blocks = 0
         self._since_rebase_rows = n
         return ALL
+
+    def current_drift(self) -> float:
+        """Return how far the marks moved from the breach screen's reference (relative)."""
+        return self._drift_from_reference()
+
+    def requirements_changed(self, accounts: np.ndarray) -> None:
+        """Re-evaluate ``accounts`` next block: a policy changed their requirements."""
+        self.safe_move[accounts] = -np.inf
 
     def _drift_from_reference(self) -> float:
         """Return the largest relative move of any mark from the reference marks."""
@@ -695,15 +722,16 @@ class Simulation:
         # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
         slack = self.m + 2.0
         iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
+        growth = self.policy.mm_growth_bound()  # policy multipliers scale MM's growth too
         if self.constant_mm_rates is not None and (iso_equity is None or iso_mm is None):
-            weight_total = abs_value @ (scale * (1.0 + self.constant_mm_rates))
+            weight_total = abs_value @ (scale * (1.0 + self.constant_mm_rates * growth))
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
             self.safe_move[rows] = _float32_down(safe - drift)
             return
         sizes = np.abs(snap.sizes)
         weight = abs_value * scale
         for k, req in enumerate(self.requirements):
-            weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k])
+            weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k]) * growth[k]
         safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
         if iso_equity is not None and iso_mm is not None:
             # A cross account's pool is its cross pool, an isolated account's its market pools
@@ -815,9 +843,12 @@ class Simulation:
         self.t += 1
         previous_mark = self.mark
         self._move_prices()
+        if self.policy.begin_block(self):
+            self._force_full = True
         self._settle_funding()
         self._apply_topups()
         orders = self._order_flow()
+        self._derisk()
         self._refresh_open_interest()
         stats, breached = self._liquidate_breaches()
         if self.traders.excitable:
@@ -831,6 +862,7 @@ class Simulation:
         every = self.cfg.history.sample_every_ticks
         if every and self.t % every == 0:
             self._sample()
+        self.policy.end_block(self)
 
     def run(self, progress=None) -> None:
         """Run every remaining step; ``progress(t)`` is called after each one if given."""
@@ -897,8 +929,16 @@ class Simulation:
 
     def _sample(self) -> None:
         """Record one row per trader with its margin state at the end of this block."""
+        self._samples.append(self.account_rows(np.arange(1, self.ledger.size.shape[0])))
+
+    def account_rows(self, accounts: np.ndarray) -> dict[str, np.ndarray]:
+        """Return the sampled-account columns of ``accounts`` (trader ids) at this block.
+
+        Requirements are the margin models' base requirements, without the policy's
+        multipliers: the state a reactive venue would report, which forecasts are trained on.
+        """
         led = self.ledger
-        sizes = led.size[1:]
+        sizes = led.size[accounts]
         value = sizes * self.mark_q
         notional = np.rint(np.abs(value)).astype(np.int64)
         im = np.empty(sizes.shape, np.int64)
@@ -908,39 +948,84 @@ class Simulation:
                 notional[:, k], sizes[:, k], self.margin_context(k)
             )
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
-        equity = (led.quote[1:] + led.iso_quote[1:].sum(axis=1) + value.sum(axis=1)) * usd
+        equity = (
+            led.quote[accounts] + led.iso_quote[accounts].sum(axis=1) + value.sum(axis=1)
+        ) * usd
         mm_acct = mm.sum(axis=1) * usd
         gross = notional.sum(axis=1) * usd
         rates = np.empty(sizes.shape)
         for k, req in enumerate(self.requirements):
             rates[:, k] = 1.0 + np.minimum(req.max_mm_rate(np.abs(sizes[:, k])), 1.0)
         exposure = (notional * rates).sum(axis=1) * usd
+        topup = self.last_topup_tick[accounts]
         with np.errstate(divide="ignore", invalid="ignore"):
             row = {
                 "tick": np.full(sizes.shape[0], self.t, np.int64),
-                "account": np.arange(1, sizes.shape[0] + 1, dtype=np.int64),
+                "account": accounts.astype(np.int64),
                 "equity": equity,
                 "maintenance_margin": mm_acct,
                 "initial_margin": im.sum(axis=1) * usd,
                 "margin_ratio": np.where(mm_acct > 0, equity / mm_acct, np.nan),
                 "leverage": np.where(equity > 0, gross / equity, np.nan),
                 "notional": gross,
-                "unrealized_pnl": (value - led.entry[1:]).sum(axis=1) * usd,
-                "cross": led.cross[1:].copy(),
-                "breached_now": self.in_breach[1:].copy(),
+                "unrealized_pnl": (value - led.entry[accounts]).sum(axis=1) * usd,
+                "cross": led.cross[accounts],
+                "breached_now": self.in_breach[accounts],
                 # The uniform adverse move of every mark that would bring equity to MM.
                 "distance_to_liquidation": np.where(
                     exposure > 0, (equity - mm_acct) / exposure, np.nan
                 ),
-                "ticks_since_order": self.t - self.last_order_tick[1:],
-                "ticks_since_topup": np.where(
-                    self.last_topup_tick[1:] >= 0, self.t - self.last_topup_tick[1:], -1
-                ),
-                "trader_type": self.trader_type[1:].copy(),
+                "ticks_since_order": self.t - self.last_order_tick[accounts],
+                "ticks_since_topup": np.where(topup >= 0, self.t - topup, -1),
+                "trader_type": self.trader_type[accounts],
             }
         for k, mk in enumerate(self.cfg.markets):
             row[f"notional_{mk.name}"] = value[:, k] * usd
-        self._samples.append(row)
+        return row
+
+    def market_history(self) -> dict[str, np.ndarray]:
+        """Return the market table so far as (tick + 1, m) read-only views, one per column."""
+        out = {}
+        for c, arr in self.records.items():
+            view = arr[: self.t + 1]
+            view.flags.writeable = False
+            out[c] = view
+        return out
+
+    # ---- the predictive policy's actions ---------------------------------------------------
+
+    def margin_call(self, accounts: np.ndarray) -> None:
+        """Warn ``accounts`` of a forecast breach; each tops up like after a breach (same
+        probability and delay, from the policy's own random stream)."""
+        p = self.cfg.traders.topup_probability
+        if accounts.size == 0 or p <= 0:
+            return
+        answer = accounts[self.rng_policy.random(accounts.size) < p]
+        if answer.size:
+            self._topups.append((self.t + self.cfg.traders.topup_delay_ticks, answer))
+
+    def _derisk(self) -> None:
+        """Reduce the positions the predictive policy flagged, as market orders on the book
+        (taker fee, no liquidation penalty)."""
+        if self.policy.derisk_rows.size == 0:
+            return
+        led = self.ledger
+        for k, mk in enumerate(self.cfg.markets):
+            idx, dsize = self.policy.derisk_plan(self, k)
+            if idx.size == 0:
+                continue
+            price_q, taker_usd = self.book_fills(k, dsize)
+            quote = np.floor(-dsize * price_q).astype(np.int64)
+            fee = np.ceil(np.abs(quote) * mk.taker_fee).astype(np.int64)
+            led.trade(idx, k, dsize, quote)
+            led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
+            self.events.add(self.t, EventKind.DERISK, idx, k, self.maker, dsize, quote, price_q)
+            if fee.any():
+                led.credit(idx, k, -fee)
+                led.fee_pool[k] += int(fee.sum())
+                self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
+            self.book.consume(k, taker_usd)
+            self.policy.add_derisked(self.t, k, float(np.abs(taker_usd).sum()))
 
     def onsets(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (ticks, accounts) of every breach onset so far, int64 arrays."""
@@ -975,6 +1060,25 @@ class Simulation:
             frame[f"label_{h:g}m"] = labels[:, j]
         frame["ticks_to_breach"] = np.where(nxt >= 0, nxt - row_tick, -1)
         return frame
+
+    def policy_frame(self) -> pd.DataFrame:
+        """Return the policy's state per (tick, market): accounts scored, fallback reason
+        (:class:`engine.policy.Fallback`), margin calls, notional de-risked, gating, accounts
+        with an add-on, and the market multipliers of MM and IM."""
+        t_end = self.t + 1
+        m = self.m
+        data: dict[str, np.ndarray] = {
+            "tick": np.repeat(np.arange(t_end), m),
+            "market": np.tile(np.array([mk.name for mk in self.cfg.markets]), t_end),
+        }
+        table = self.policy.table
+        for i, c in enumerate(POLICY_COLUMNS):
+            data[c] = table[:t_end, i, :].ravel()
+        df = pd.DataFrame(data)
+        for c in ("scored", "fallback", "warned", "addon_accounts"):
+            df[c] = df[c].astype(np.int64)
+        df["gated"] = df["gated"].astype(bool)
+        return df
 
     def _time_ms(self, ticks: np.ndarray) -> np.ndarray:
         if self.index.time_ms is not None:
@@ -1022,4 +1126,5 @@ class Simulation:
             if t_end > 1
             else 0.0,
             "conservation_error": int(self.ledger.conservation_error()),
+            **self.policy.summary(),
         }

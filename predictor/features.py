@@ -15,9 +15,10 @@ square-root minute, so a forecast horizon of H minutes scales them by sqrt(H).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
 
 SCHEMA_VERSION = 1
@@ -86,29 +87,185 @@ def window_ticks(minutes: float, tick_ms: int) -> int:
     return max(1, round(minutes * 60_000 / tick_ms))
 
 
-def _trailing_sum(x: np.ndarray, w: int) -> np.ndarray:
-    """Return the sum of x over the last ``w`` rows up to and including each row, shape of x."""
-    cs = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)])
-    lo = np.maximum(np.arange(1, x.shape[0] + 1) - w, 0)
-    return cs[1:] - cs[lo]
+class MarketFeatureStream:
+    """MARKET_FEATURES computed tick by tick, for the dataset builder and for serving alike.
 
+    :meth:`update` takes the market table's next rows and returns their features. Trailing sums
+    are differences of running prefix sums carried across calls, the EWMA filter carries its
+    state, and lags and extremes read a kept tail of the series — so feeding a history in one
+    call (the dataset builder) or a few ticks at a time (the engine's forecaster) gives the
+    same bits. Memory is bounded by the longest window, however long the run.
+    """
 
-def _trailing_count(n: int, w: int) -> np.ndarray:
-    """Return the number of rows each trailing window of length ``w`` holds, shape (n, 1)."""
-    return np.minimum(np.arange(1, n + 1), w)[:, None].astype(np.float64)
+    def __init__(self, tick_ms: int):
+        self.tick_ms = tick_ms
+        self.n = 0
+        """Ticks seen so far."""
+        windows = [window_ticks(w, tick_ms) for w in (*RETURN_WINDOWS, *VOL_WINDOWS, 60)]
+        self.keep = max(*windows, window_ticks(1, tick_ms) + 1)
+        """Rows of each series (and prefix sums) kept: enough for the longest window."""
+        self._tail: dict[str, np.ndarray] = {}
+        self._prefix: dict[str, np.ndarray] = {}
+        self._pending: dict[str, np.ndarray] = {}
+        self._ewma_state: dict[int, np.ndarray] = {}
 
+    # Every helper returns values for the rows of the current update, global ticks
+    # self.n .. self.n + k - 1; ``_extend`` has been called for the series it reads.
 
-def _trailing_extreme(x: np.ndarray, w: int, fn) -> np.ndarray:
-    """Return fn (np.max or np.min) of x over the last ``w`` rows (the first row repeated
-    before the start)."""
-    padded = np.concatenate([np.repeat(x[:1], w - 1, axis=0), x])
-    return fn(sliding_window_view(padded, w, axis=0), axis=-1)
+    def _extend(self, name: str, new: np.ndarray) -> np.ndarray:
+        """Append ``new`` rows to the kept tail of series ``name``; return tail + new, whose
+        first row is global tick max(0, self.n - keep)."""
+        full = new if name not in self._tail else np.concatenate([self._tail[name], new])
+        self._tail[name] = full[-self.keep :]
+        return full
 
+    def _rows(self, k: int, back: int, base: int) -> np.ndarray:
+        """Return the positions in a kept-tail array (first row = global tick ``base``) of the
+        rows ``back`` ticks before each new row, clamped to tick 0."""
+        return np.maximum(np.arange(self.n, self.n + k) - back, 0) - base
 
-def _lagged(x: np.ndarray, w: int) -> np.ndarray:
-    """Return x w rows earlier (the first row before the start)."""
-    idx = np.maximum(np.arange(x.shape[0]) - w, 0)
-    return x[idx]
+    def _lag(self, full: np.ndarray, k: int, w: int) -> np.ndarray:
+        return full[self._rows(k, w, max(0, self.n - self.keep))]
+
+    def _extreme(self, full: np.ndarray, k: int, w: int, fn) -> np.ndarray:
+        """Return fn (np.max or np.min) over each new row's trailing window of ``w`` rows."""
+        base = max(0, self.n - self.keep)
+        pos = np.stack([self._rows(k, back, base) for back in range(w)], axis=1)  # (k, w)
+        return fn(full[pos], axis=1)
+
+    def _sum(self, name: str, new: np.ndarray, w: int) -> np.ndarray:
+        """Return the trailing sum over ``w`` rows of series ``name`` whose new rows are ``new``.
+
+        Prefix sums accumulate in one sequence across calls (cumsum is sequential), so a window
+        sum is the same difference of the same numbers however the history was fed.
+        """
+        prefix = self._pending.get(name)
+        if prefix is None:
+            # Global prefix entries max(0, n - keep) .. n, then those of the new rows.
+            before = self._prefix.get(name)
+            if before is None:
+                before = np.zeros((1,) + new.shape[1:])
+            grown = np.cumsum(np.concatenate([before[-1:], new]), axis=0)[1:]
+            prefix = self._pending[name] = np.concatenate([before, grown])
+        base = max(0, self.n - self.keep)
+        hi = np.arange(self.n + 1, self.n + new.shape[0] + 1)
+        lo = np.maximum(hi - w, 0)
+        return prefix[hi - base] - prefix[lo - base]
+
+    def _commit_sums(self) -> None:
+        """Keep the prefix sums of the last ``keep`` rows once an update has used them."""
+        for name, prefix in self._pending.items():
+            self._prefix[name] = prefix[-(self.keep + 1) :]
+        self._pending.clear()
+
+    def _count(self, k: int, w: int) -> np.ndarray:
+        return np.minimum(np.arange(self.n + 1, self.n + k + 1), w)[:, None].astype(np.float64)
+
+    def update(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Return MARKET_FEATURES of the next ticks: float64 (ticks, markets, features).
+
+        ``arrays`` maps market-table columns to (ticks, markets) arrays of the ticks after the
+        ones already fed (all of them for a whole history).
+        """
+        tick_ms = self.tick_ms
+        mark = np.asarray(arrays["mark_price"], np.float64)
+        k, m = mark.shape
+        if k == 0:
+            return np.empty((0, m, len(MARKET_FEATURES)))
+        tick_min = tick_ms / 60_000.0
+        if self.n == 0:
+            # EWMA of squared returns started from the volatility the venue assumed at tick 0.
+            var0 = arrays["sigma_annual"][0] ** 2 * tick_min / MINUTES_PER_YEAR
+            for h in EWMA_HALF_LIVES:
+                alpha = 1.0 - 0.5 ** (1.0 / window_ticks(h, tick_ms))
+                self._ewma_state[h] = ((1 - alpha) * var0)[None]
+        log_mark_full = self._extend("log_mark", np.log(mark))
+        log_mark = log_mark_full[-k:]
+        previous = log_mark_full[-k - 1 : -1] if log_mark_full.shape[0] > k else None
+        if previous is None:  # the first tick of the run has no return
+            lr = np.vstack([np.zeros((1, m)), np.diff(log_mark, axis=0)])
+        else:
+            lr = log_mark - previous
+        lr2 = lr * lr
+        feats: dict[str, np.ndarray] = {}
+        for w in RETURN_WINDOWS:
+            feats[f"ret_{w}m"] = log_mark - self._lag(log_mark_full, k, window_ticks(w, tick_ms))
+        for w in VOL_WINDOWS:
+            wt = window_ticks(w, tick_ms)
+            feats[f"rv_{w}m"] = np.sqrt(self._sum("lr2", lr2, wt) / self._count(k, wt) / tick_min)
+        # Parkinson: the high-low range of each trailing 1-minute bar, averaged over the window.
+        bar = window_ticks(1, tick_ms) + 1  # a bar's ticks plus the previous close
+        mark_full = self._extend("mark", mark)
+        high = self._extreme(mark_full, k, bar, np.max)
+        low = self._extreme(mark_full, k, bar, np.min)
+        hl2 = np.log(high / low) ** 2
+        for w in VOL_WINDOWS:
+            wt = window_ticks(w, tick_ms)
+            mean = self._sum("hl2", hl2, wt) / self._count(k, wt)
+            feats[f"parkinson_{w}m"] = np.sqrt(mean / (4.0 * np.log(2.0)))
+        for h in EWMA_HALF_LIVES:
+            alpha = 1.0 - 0.5 ** (1.0 / window_ticks(h, tick_ms))
+            var, self._ewma_state[h] = lfilter(
+                [alpha], [1.0, alpha - 1.0], lr2, axis=0, zi=self._ewma_state[h]
+            )
+            feats[f"ewma_sigma_{h}m"] = np.sqrt(var / tick_min)
+        rv5, w60 = feats["rv_5m"], window_ticks(60, tick_ms)
+        count60 = self._count(k, w60)
+        mean = self._sum("rv5", rv5, w60) / count60
+        feats["vol_of_vol_60m"] = np.sqrt(
+            np.maximum(self._sum("rv5_sq", rv5**2, w60) / count60 - mean**2, 0)
+        )
+        buy, sell = arrays["taker_buy_usd"], arrays["taker_sell_usd"]
+        for w in FLOW_WINDOWS:
+            wt = window_ticks(w, tick_ms)
+            b, s = self._sum("buy", buy, wt), self._sum("sell", sell, wt)
+            feats[f"flow_imbalance_{w}m"] = _ratio(b - s, b + s)
+        for w in (1, 15):
+            wt = window_ticks(w, tick_ms)
+            trades = self._sum("orders", arrays["orders_accepted"], wt)
+            feats[f"trade_rate_{w}m"] = trades / (wt * tick_min)
+        depth = arrays["bid_depth"] + arrays["ask_depth"]
+        feats["half_spread"] = np.asarray(arrays["half_spread"], np.float64)
+        feats["log_depth_usd"] = np.log1p(depth)
+        depth_full = self._extend("depth", depth)
+        feats["depth_vs_max_60m"] = _ratio(depth, self._extreme(depth_full, k, w60, np.max))
+        oi = arrays["oi_notional"]
+        for w in (5, 15):
+            wt = window_ticks(w, tick_ms)
+            feats[f"liq_count_{w}m"] = self._sum("liqs", arrays["liquidations"], wt)
+            liq_usd = self._sum("liq_usd", arrays["liquidated_notional"], wt)
+            feats[f"liq_share_{w}m"] = _ratio(liq_usd, oi)
+        log_oi_full = self._extend("log_oi", np.log1p(oi))
+        for w in (5, 60):
+            lagged = self._lag(log_oi_full, k, window_ticks(w, tick_ms))
+            feats[f"oi_change_{w}m"] = log_oi_full[-k:] - lagged
+        feats["funding_rate"] = np.asarray(arrays["funding_rate"], np.float64)
+        feats["basis"] = mark / arrays["index_price"] - 1.0
+        feats["oracle_gap"] = mark / arrays["oracle_price"] - 1.0
+        feats["oracle_age_s"] = arrays["oracle_age"] * tick_ms / 1000.0
+        feats["congestion"] = np.asarray(arrays["congestion"], np.float64)
+        feats["insurance_cover"] = _ratio(arrays["insurance_fund"], oi)
+        feats["cross_corr_60m"] = self._cross_correlation(lr, w60)
+        self._commit_sums()
+        self.n += k
+        return np.stack([feats[f] for f in MARKET_FEATURES], axis=-1)
+
+    def _cross_correlation(self, lr: np.ndarray, w: int) -> np.ndarray:
+        """Return the trailing correlation of each market's returns with the mean return of the
+        other markets (NaN with a single market or a flat window)."""
+        k, m = lr.shape
+        if m < 2:
+            return np.full((k, m), np.nan)
+        others = (lr.sum(axis=1, keepdims=True) - lr) / (m - 1)
+        c = self._count(k, w)
+        mx, my = self._sum("lr", lr, w) / c, self._sum("others", others, w) / c
+        cov = self._sum("lr_others", lr * others, w) / c - mx * my
+        vx = self._sum("lr2", lr * lr, w) / c - mx * mx
+        vy = self._sum("others_sq", others * others, w) / c - my * my
+        den = np.sqrt(np.maximum(vx * vy, 0.0))
+        out = np.full((k, m), np.nan)
+        np.divide(cov, den, out=out, where=den > 1e-30)
+        return np.clip(out, -1.0, 1.0)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -144,83 +301,10 @@ def market_arrays(markets: pd.DataFrame, names: list[str]) -> dict[str, np.ndarr
     return out
 
 
-def market_features(arrays: dict[str, np.ndarray], tick_ms: int) -> np.ndarray:
-    """Return MARKET_FEATURES for every (tick, market): float64 (ticks, markets, features)."""
-    mark = arrays["mark_price"]
-    n, m = mark.shape
-    tick_min = tick_ms / 60_000.0
-    log_mark = np.log(mark)
-    lr = np.vstack([np.zeros((1, m)), np.diff(log_mark, axis=0)])
-    lr2 = lr * lr
-    feats: dict[str, np.ndarray] = {}
-    for w in RETURN_WINDOWS:
-        wt = window_ticks(w, tick_ms)
-        feats[f"ret_{w}m"] = log_mark - _lagged(log_mark, wt)
-    for w in VOL_WINDOWS:
-        wt = window_ticks(w, tick_ms)
-        feats[f"rv_{w}m"] = np.sqrt(_trailing_sum(lr2, wt) / _trailing_count(n, wt) / tick_min)
-    # Parkinson: the high-low range of each trailing 1-minute bar, averaged over the window.
-    bar = window_ticks(1, tick_ms) + 1  # a bar's ticks plus the previous close
-    hl2 = np.log(_trailing_extreme(mark, bar, np.max) / _trailing_extreme(mark, bar, np.min)) ** 2
-    for w in VOL_WINDOWS:
-        wt = window_ticks(w, tick_ms)
-        mean = _trailing_sum(hl2, wt) / _trailing_count(n, wt)
-        feats[f"parkinson_{w}m"] = np.sqrt(mean / (4.0 * np.log(2.0)))
-    # EWMA of squared returns started from the volatility the venue assumed at tick 0.
-    var0 = arrays["sigma_annual"][0] ** 2 * tick_min / MINUTES_PER_YEAR
-    for h in EWMA_HALF_LIVES:
-        alpha = 1.0 - 0.5 ** (1.0 / window_ticks(h, tick_ms))
-        var, _ = lfilter([alpha], [1.0, alpha - 1.0], lr2, axis=0, zi=((1 - alpha) * var0)[None])
-        feats[f"ewma_sigma_{h}m"] = np.sqrt(var / tick_min)
-    rv5, w60 = feats["rv_5m"], window_ticks(60, tick_ms)
-    count60 = _trailing_count(n, w60)
-    mean = _trailing_sum(rv5, w60) / count60
-    feats["vol_of_vol_60m"] = np.sqrt(np.maximum(_trailing_sum(rv5**2, w60) / count60 - mean**2, 0))
-    buy, sell = arrays["taker_buy_usd"], arrays["taker_sell_usd"]
-    for w in FLOW_WINDOWS:
-        wt = window_ticks(w, tick_ms)
-        b, s = _trailing_sum(buy, wt), _trailing_sum(sell, wt)
-        feats[f"flow_imbalance_{w}m"] = _ratio(b - s, b + s)
-    for w in (1, 15):
-        wt = window_ticks(w, tick_ms)
-        feats[f"trade_rate_{w}m"] = _trailing_sum(arrays["orders_accepted"], wt) / (wt * tick_min)
-    depth = arrays["bid_depth"] + arrays["ask_depth"]
-    feats["half_spread"] = arrays["half_spread"]
-    feats["log_depth_usd"] = np.log1p(depth)
-    feats["depth_vs_max_60m"] = _ratio(depth, _trailing_extreme(depth, w60, np.max))
-    oi = arrays["oi_notional"]
-    for w in (5, 15):
-        wt = window_ticks(w, tick_ms)
-        feats[f"liq_count_{w}m"] = _trailing_sum(arrays["liquidations"], wt)
-        feats[f"liq_share_{w}m"] = _ratio(_trailing_sum(arrays["liquidated_notional"], wt), oi)
-    for w in (5, 60):
-        feats[f"oi_change_{w}m"] = np.log1p(oi) - np.log1p(_lagged(oi, window_ticks(w, tick_ms)))
-    feats["funding_rate"] = arrays["funding_rate"]
-    feats["basis"] = mark / arrays["index_price"] - 1.0
-    feats["oracle_gap"] = mark / arrays["oracle_price"] - 1.0
-    feats["oracle_age_s"] = arrays["oracle_age"] * tick_ms / 1000.0
-    feats["congestion"] = arrays["congestion"]
-    feats["insurance_cover"] = _ratio(arrays["insurance_fund"], oi)
-    feats["cross_corr_60m"] = _cross_correlation(lr, w60)
-    return np.stack([feats[f] for f in MARKET_FEATURES], axis=-1)
-
-
-def _cross_correlation(lr: np.ndarray, w: int) -> np.ndarray:
-    """Return the trailing correlation of each market's returns with the mean return of the
-    other markets (NaN with a single market or a flat window)."""
-    n, m = lr.shape
-    if m < 2:
-        return np.full((n, m), np.nan)
-    others = (lr.sum(axis=1, keepdims=True) - lr) / (m - 1)
-    c = _trailing_count(n, w)
-    mx, my = _trailing_sum(lr, w) / c, _trailing_sum(others, w) / c
-    cov = _trailing_sum(lr * others, w) / c - mx * my
-    vx = _trailing_sum(lr * lr, w) / c - mx * mx
-    vy = _trailing_sum(others * others, w) / c - my * my
-    den = np.sqrt(np.maximum(vx * vy, 0.0))
-    out = np.full((n, m), np.nan)
-    np.divide(cov, den, out=out, where=den > 1e-30)
-    return np.clip(out, -1.0, 1.0)
+def market_features(arrays: Mapping[str, np.ndarray], tick_ms: int) -> np.ndarray:
+    """Return MARKET_FEATURES for every (tick, market) of a whole history: float64 (ticks,
+    markets, features)."""
+    return MarketFeatureStream(tick_ms).update(arrays)
 
 
 def previous_sample(accounts: pd.DataFrame) -> np.ndarray:
@@ -250,46 +334,95 @@ def account_features(
     :func:`market_features` of the same run.
     """
     prev = previous_sample(accounts)
-    log_mr_all = np.log(np.clip(accounts["margin_ratio"].to_numpy(), 1e-3, 1e3))
+    log_mr_all = log_margin_ratio(accounts["margin_ratio"].to_numpy())
     tick_all = accounts["tick"].to_numpy()
     if rows is not None:
         accounts = accounts.iloc[rows]
         prev = prev[rows]
-    n = len(accounts)
-    per_market = np.column_stack([accounts[f"notional_{name}"].to_numpy() for name in names])
+    has_prev = prev >= 0
+    n_markets = market.shape[1]
+    # One gather of the dominant market's row per account row, float32 like the output.
+    flat = market.reshape(-1, market.shape[2]).astype(np.float32, copy=False)
+    columns = ACCOUNT_COLUMNS + tuple(f"notional_{name}" for name in names)
+    return features_of_rows(
+        {c: accounts[c].to_numpy() for c in columns},
+        names,
+        lambda tick, dominant: np.take(flat, tick * n_markets + dominant, axis=0),
+        np.where(has_prev, log_mr_all[np.maximum(prev, 0)], np.nan),
+        np.where(has_prev, tick_all[np.maximum(prev, 0)], -1),
+        tick_ms,
+        horizon_minutes,
+    )
+
+
+ACCOUNT_COLUMNS = (
+    "tick",
+    "margin_ratio",
+    "leverage",
+    "notional",
+    "distance_to_liquidation",
+    "unrealized_pnl",
+    "cross",
+    "ticks_since_topup",
+    "ticks_since_order",
+)
+"""Columns of the sampled account table the features read (besides ``notional_<market>``)."""
+
+
+def log_margin_ratio(margin_ratio: np.ndarray) -> np.ndarray:
+    """Return log(margin ratio), clipped to [1e-3, 1e3] (no position: NaN stays NaN)."""
+    return np.log(np.clip(margin_ratio, 1e-3, 1e3))
+
+
+def features_of_rows(
+    accounts: Mapping[str, np.ndarray],
+    names: list[str],
+    market_rows,
+    previous_log_mr: np.ndarray,
+    previous_tick: np.ndarray,
+    tick_ms: int,
+    horizon_minutes: float,
+) -> np.ndarray:
+    """Return FEATURES of account rows: float32 (rows, features).
+
+    The one implementation behind the dataset builder (:func:`account_features`) and serving
+    (:class:`predictor.serving.OnlineFeatures`). ``accounts`` maps ACCOUNT_COLUMNS and
+    ``notional_<market>`` to arrays of the rows; ``market_rows(tick, dominant)`` returns the
+    float32 MARKET_FEATURES of each row's dominant market at its tick; ``previous_log_mr`` and
+    ``previous_tick`` describe each account's previous sample (NaN and -1 for none).
+    """
+    per_market = np.column_stack([np.asarray(accounts[f"notional_{name}"]) for name in names])
+    n = per_market.shape[0]
     dominant = np.abs(per_market).argmax(axis=1)
     signed = per_market[np.arange(n), dominant]
     direction = np.sign(signed)
-    tick = accounts["tick"].to_numpy()
-    # One gather of the dominant market's row per account row, float32 like the output.
-    n_markets = market.shape[1]
-    flat = market.reshape(-1, market.shape[2]).astype(np.float32, copy=False)
-    mkt = np.take(flat, tick * n_markets + dominant, axis=0)  # (rows, market features)
+    tick = np.asarray(accounts["tick"])
+    mkt = market_rows(tick, dominant)  # (rows, market features) float32
     col = {f: j for j, f in enumerate(MARKET_FEATURES)}
 
-    log_mr = np.log(np.clip(accounts["margin_ratio"].to_numpy(), 1e-3, 1e3))
-    dt_min = (tick - tick_all[prev]) * tick_ms / 60_000.0
+    log_mr = log_margin_ratio(np.asarray(accounts["margin_ratio"]))
+    dt_min = (tick - previous_tick) * tick_ms / 60_000.0
     slope = np.full(n, np.nan)
-    ok = (prev >= 0) & (dt_min > 0)
-    slope[ok] = (log_mr[ok] - log_mr_all[prev[ok]]) / dt_min[ok]
+    ok = (previous_tick >= 0) & (dt_min > 0)
+    slope[ok] = (log_mr[ok] - previous_log_mr[ok]) / dt_min[ok]
 
-    notional = accounts["notional"].to_numpy()
-    dist = accounts["distance_to_liquidation"].to_numpy()
+    notional = np.asarray(accounts["notional"])
+    dist = np.asarray(accounts["distance_to_liquidation"])
     depth = np.expm1(mkt[:, col["log_depth_usd"]])
-    topup = accounts["ticks_since_topup"].to_numpy()
+    topup = np.asarray(accounts["ticks_since_topup"])
     minute = tick_ms / 60_000.0
     gross = np.abs(per_market).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         feats = {
             "log_margin_ratio": log_mr,
             "log_margin_ratio_slope": slope,
-            "leverage": np.clip(accounts["leverage"].to_numpy(), 0.0, 1e3),
+            "leverage": np.clip(np.asarray(accounts["leverage"]), 0.0, 1e3),
             "distance_to_liquidation": dist,
-            "upnl_ratio": _ratio(accounts["unrealized_pnl"].to_numpy(), notional),
+            "upnl_ratio": _ratio(np.asarray(accounts["unrealized_pnl"]), notional),
             "own_impact": _ratio(notional, depth),
-            "cross": accounts["cross"].to_numpy(np.float64),
+            "cross": np.asarray(accounts["cross"], np.float64),
             "minutes_since_topup": np.where(topup >= 0, topup * minute, np.nan),
-            "minutes_since_order": accounts["ticks_since_order"].to_numpy() * minute,
+            "minutes_since_order": np.asarray(accounts["ticks_since_order"]) * minute,
             "positions": (per_market != 0).sum(axis=1).astype(np.float64),
             "dominant_share": _ratio(np.abs(signed), gross),
             "direction": direction,

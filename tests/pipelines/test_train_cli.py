@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from predictor.features import FEATURES
+from predictor.model import BreachForecaster
 
 
 def _uri(tmp_path: Path) -> str:
@@ -81,9 +82,12 @@ def test_train_registers_promotes_and_exports(small_histories, tmp_path):
     } <= artifacts
     mlflow.set_tracking_uri(uri)
     served = mlflow.pyfunc.load_model("models:/breach-forecaster@champion")
-    X = pd.DataFrame(np.zeros((4, len(FEATURES)), np.float32), columns=list(FEATURES))
-    p = served.predict(X)
-    assert p.shape == (4,) and np.all((p >= 0) & (p <= 1))
+    X = np.random.default_rng(0).normal(size=(64, len(FEATURES))).astype(np.float32)
+    p = served.predict(pd.DataFrame(X, columns=list(FEATURES)))
+    assert p.shape == (64,) and np.all((p >= 0) & (p <= 1))
+    # The registry's pyfunc and the export are the same model.
+    exported = BreachForecaster.load(export).predict_proba(X)
+    np.testing.assert_allclose(np.asarray(p), exported, rtol=0, atol=1e-12)
 
 
 def _assert_refused(result, uri: str, fragment: str) -> None:

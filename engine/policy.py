@@ -1,0 +1,385 @@
+"""Margin policies: requirements on top of each market's margin model, and early action.
+
+A policy sets, every block, multipliers on the base requirements of the markets' margin models
+(per market for ``static``, ``vol_scaled`` and ``oi_scaled``; per account for ``predictive``),
+and the ``predictive`` policy also gates new leverage, de-risks accounts and sends margin calls
+(see :class:`engine.config.PolicyConfig`). Every multiplier is >= 1: no policy loosens the
+venue's own requirement.
+
+Forecasts reach the engine through the :class:`Forecaster` protocol, so the engine never
+imports a model: it hands the forecaster the market table so far and the sampled-account rows it
+wants scored (the same columns as ``accounts.parquet``) and receives probabilities. Whatever a
+forecaster does wrong — raises, times out, returns the wrong shape, NaN or values outside [0, 1],
+or reports that its feature schema does not match its model — the block runs the reactive
+policy instead (base requirements, no early action), the fallback is counted by reason in the
+run's policy table, and each reason is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from engine.config import PolicyConfig
+
+if TYPE_CHECKING:
+    from engine.sim import Simulation
+
+log = logging.getLogger("predliq.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastRequest:
+    """What a forecaster sees at the end of block ``tick``: nothing from later blocks."""
+
+    tick: int
+    tick_ms: int
+    markets: tuple[str, ...]
+    market_history: Mapping[str, np.ndarray]
+    """Market-table columns, each (tick + 1, markets): every block up to and including tick."""
+    accounts: Mapping[str, np.ndarray]
+    """Sampled-account columns (as in ``accounts.parquet``) of the accounts to score, (rows,)."""
+
+
+class Forecaster(Protocol):
+    """Anything that turns a request into breach probabilities, one per account row."""
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        """Return float (rows,): P(the account breaches MM within the horizon)."""
+        ...
+
+
+class ForecasterSchemaError(ValueError):
+    """Raised by a forecaster whose features do not match its model's feature schema."""
+
+
+class Fallback(IntEnum):
+    """Why a block ran the reactive policy instead of acting on forecasts."""
+
+    NONE = 0
+    EXCEPTION = 1
+    TIMEOUT = 2
+    BAD_SHAPE = 3
+    NOT_FINITE = 4
+    OUT_OF_RANGE = 5
+    SCHEMA = 6
+
+
+POLICY_COLUMNS = (
+    "scored",
+    "fallback",
+    "warned",
+    "derisked_notional",
+    "gated",
+    "addon_accounts",
+    "mm_factor",
+    "im_factor",
+)
+"""Columns of the per-(block, market) policy table."""
+
+
+def validate_probabilities(p: object, rows: int) -> Fallback:
+    """Return why ``p`` is not a usable answer for ``rows`` accounts (NONE when it is)."""
+    if not isinstance(p, np.ndarray) or p.shape != (rows,) or p.dtype.kind not in "fiu":
+        return Fallback.BAD_SHAPE
+    if not np.isfinite(p).all():
+        return Fallback.NOT_FINITE
+    if rows and (p.min() < 0.0 or p.max() > 1.0):
+        return Fallback.OUT_OF_RANGE
+    return Fallback.NONE
+
+
+class Policy:
+    """The requirement multipliers and early actions of one run (``sim.policy``)."""
+
+    def __init__(self, cfg: PolicyConfig, sim: Simulation, forecaster: Forecaster | None):
+        if cfg.name == "predictive" and forecaster is None:
+            raise ValueError("the predictive policy needs a forecaster")
+        self.cfg = cfg
+        self.forecaster = forecaster
+        m = sim.m
+        n = sim.ledger.size.shape[0]
+        self.mm_factor: np.ndarray | None = None
+        """Per-market multiplier of MM, float64 (m,), or None for 1 everywhere."""
+        self.im_factor: np.ndarray | None = None
+        self.account_factor: np.ndarray | None = None
+        """Per-account multiplier of MM and IM, float64 (n,), or None for 1 everywhere."""
+        self.account_factor_bound = 1.0
+        """An upper bound of account_factor (the breach screen's MM-growth bound uses it)."""
+        self.gated = np.zeros(m, bool)
+        self.derisk_rows = np.empty(0, np.int64)
+        self.derisk_order = np.empty(0, np.float64)
+        self.last_warned = np.full(n, -(10**9), np.int64)
+        self.fallbacks: dict[Fallback, int] = {r: 0 for r in Fallback if r != Fallback.NONE}
+        self.scored_total = 0
+        self.steps = sim.steps
+        self.table = np.zeros((sim.steps + 1, len(POLICY_COLUMNS), m))
+        if cfg.name == "static" and cfg.knob != 1.0:
+            self.mm_factor = np.full(m, cfg.knob)
+            self.im_factor = np.full(m, cfg.knob)
+        if cfg.name == "vol_scaled":
+            self.base_mm_rate = np.array([_base_mm_rate(sim, k) for k in range(m)])
+            self.mm_factor = np.ones(m)
+            self.im_factor = np.ones(m)
+        if cfg.name == "oi_scaled":
+            self.opening_oi = sim.oi_notional.astype(np.float64)
+            self.max_im_factor = np.array([1.0 / _base_im_rate(sim, k) for k in range(m)])
+            self.im_factor = np.ones(m)
+        if cfg.name == "predictive":
+            self.account_factor = np.ones(n)
+            self.account_factor_bound = 1.0 + cfg.addon_cap
+
+    # ---- market multipliers, every block -----------------------------------------------------
+
+    def begin_block(self, sim: Simulation) -> bool:
+        """Update the market multipliers after prices moved; return True if MM rose anywhere
+        (every account must then be re-evaluated)."""
+        cfg = self.cfg
+        if cfg.name == "vol_scaled" and self.mm_factor is not None:
+            sigma = np.sqrt(sim.ewma_var * cfg.margin_period_ticks)
+            target = np.maximum(1.0, cfg.knob * sigma / self.base_mm_rate)
+            # Anti-procyclicality: the multiplier may rise by max_rise_per_step per block.
+            new = np.minimum(target, self.mm_factor * (1.0 + cfg.max_rise_per_step))
+            # A lower MM leaves every safe move valid (more headroom); a higher one does not.
+            rose = bool((new > self.mm_factor).any())
+            self.mm_factor = new
+            self.im_factor = new
+            return rose
+        if cfg.name == "oi_scaled" and self.im_factor is not None:
+            growth = np.zeros(sim.m)
+            np.divide(sim.oi_notional, self.opening_oi, out=growth, where=self.opening_oi > 0)
+            factor = 1.0 + cfg.knob * np.maximum(growth - 1.0, 0.0)
+            self.im_factor = np.minimum(factor, self.max_im_factor)
+        return False
+
+    def scale(self, req: np.ndarray, rows: np.ndarray | slice, initial: bool) -> np.ndarray:
+        """Return requirements ``req`` (r, m) of accounts ``rows`` under the multipliers,
+        rounded up (a multiplier of 1 leaves them untouched)."""
+        market = self.im_factor if initial else self.mm_factor
+        account = self.account_factor
+        if market is None and account is None:
+            return req
+        factor = np.ones(req.shape[1]) if market is None else market
+        if account is not None:
+            mine = account[rows]
+            if not (mine != 1.0).any():
+                if market is None:
+                    return req
+            else:
+                factor = factor[None, :] * mine[:, None]
+        return np.ceil(req * factor).astype(np.int64)
+
+    def mm_growth_bound(self) -> np.ndarray:
+        """Return per market an upper bound of the MM multiplier of any account, (m,)."""
+        market = self.mm_factor if self.mm_factor is not None else 1.0
+        return np.ones(len(self.gated)) * market * self.account_factor_bound
+
+    # ---- forecasts and early action ------------------------------------------------------------
+
+    def end_block(self, sim: Simulation) -> None:
+        """Score accounts on the forecast cadence and set the early actions that follow."""
+        cfg = self.cfg
+        if cfg.name != "predictive" or sim.t % cfg.cadence_ticks:
+            self._record(sim, None, 0, 0)
+            return
+        rows = self._triage(sim)
+        reason, p = self._forecast(sim, rows)
+        warned = 0
+        previous = self.account_factor
+        assert previous is not None
+        factor = np.ones_like(previous)
+        self.gated[:] = False
+        self.derisk_rows = np.empty(0, np.int64)
+        if reason == Fallback.NONE and rows.size:
+            score = cfg.knob * p
+            factor[rows] = 1.0 + np.minimum(score, cfg.addon_cap)
+            self._gate(sim, rows, score)
+            risky = score >= cfg.derisk_score
+            order = np.argsort(-score[risky], kind="stable")
+            self.derisk_rows = rows[risky][order]
+            warned = self._warn(sim, rows[score >= cfg.warn_score])
+        changed = np.flatnonzero(factor != previous)
+        self.account_factor = factor
+        sim.requirements_changed(changed)
+        self._record(sim, reason, rows.size, warned)
+
+    def _triage(self, sim: Simulation) -> np.ndarray:
+        """Return the accounts to score: traders whose margin a move of risk_band_sigmas x
+        sigma x sqrt(H) could use up (by the breach screen's conservative safe move)."""
+        n = sim.ledger.size.shape[0]
+        traders = np.arange(1, n)
+        band = self.cfg.risk_band_sigmas
+        if band == 0 or sim.always_evaluate or not sim.screen:
+            return traders
+        horizon_ticks = self.cfg.horizon_minutes * 60_000 / sim.cfg.tick_ms
+        move = band * float(np.sqrt(sim.ewma_var.max() * horizon_ticks))
+        safe = sim.safe_move[1:] - np.float32(sim.current_drift())
+        return traders[safe <= move]
+
+    def _forecast(self, sim: Simulation, rows: np.ndarray) -> tuple[Fallback, np.ndarray]:
+        """Ask the forecaster about ``rows``; return (fallback reason, probabilities)."""
+        assert self.forecaster is not None
+        request = ForecastRequest(
+            tick=sim.t,
+            tick_ms=sim.cfg.tick_ms,
+            markets=tuple(mk.name for mk in sim.cfg.markets),
+            market_history=sim.market_history(),
+            accounts=sim.account_rows(rows),
+        )
+        started = time.perf_counter()
+        try:
+            p = self.forecaster.predict_breach(request)
+        except ForecasterSchemaError as e:
+            return self._fallback(sim, Fallback.SCHEMA, e), np.empty(0)
+        except TimeoutError as e:
+            return self._fallback(sim, Fallback.TIMEOUT, e), np.empty(0)
+        except Exception as e:  # any failure of a forecaster is a fallback, never a crash
+            return self._fallback(sim, Fallback.EXCEPTION, e), np.empty(0)
+        limit = self.cfg.forecast_timeout_s
+        if limit > 0 and time.perf_counter() - started > limit:
+            return self._fallback(sim, Fallback.TIMEOUT, f"answer took over {limit} s"), p
+        reason = validate_probabilities(p, rows.size)
+        if reason != Fallback.NONE:
+            return self._fallback(sim, reason, "unusable probabilities"), np.empty(0)
+        return Fallback.NONE, np.asarray(p, np.float64)
+
+    def _fallback(self, sim: Simulation, reason: Fallback, detail: object) -> Fallback:
+        if self.fallbacks[reason] == 0:
+            log.warning(
+                "forecaster failed at block %d (%s: %s); running the reactive policy for "
+                "every block where this happens",
+                sim.t,
+                reason.name.lower(),
+                detail,
+            )
+        self.fallbacks[reason] += 1
+        return reason
+
+    def _gate(self, sim: Simulation, rows: np.ndarray, score: np.ndarray) -> None:
+        """Refuse new leverage in markets where forecast breach notional outgrows the book."""
+        notional = np.abs(sim.ledger.size[rows] * sim.mark_q) / 1e6  # quote units, (r, m)
+        forecast = np.minimum(score, 1.0) @ notional
+        depth = sim.book.depth.sum(axis=0) / 2.0  # per 1%, mean of the two sides
+        self.gated = forecast > self.cfg.gate_depth_multiple * depth
+
+    def _warn(self, sim: Simulation, rows: np.ndarray) -> int:
+        """Send margin calls; return how many went out."""
+        due = rows[sim.t - self.last_warned[rows] >= self.cfg.warn_cooldown_ticks]
+        self.last_warned[due] = sim.t
+        sim.margin_call(due)
+        return int(due.size)
+
+    def derisk_plan(self, sim: Simulation, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (accounts, size changes) of this block's pre-emptive reductions in market k:
+        derisk_fraction of each flagged position, riskiest first, within the depth budget."""
+        rows = self.derisk_rows
+        if rows.size == 0:
+            return rows, rows
+        size = sim.ledger.size[rows, k]
+        keep = (size != 0) & ~sim.in_breach[rows]
+        rows, size = rows[keep], size[keep]
+        dsize = -np.sign(size) * np.ceil(np.abs(size) * self.cfg.derisk_fraction).astype(np.int64)
+        notional = np.abs(dsize * sim.mark_q[k]) / 1e6
+        budget = self.cfg.derisk_depth_share * float(sim.book.depth[:, k].mean())
+        fits = np.cumsum(notional) <= budget
+        return rows[fits], dsize[fits]
+
+    # ---- outputs -------------------------------------------------------------------------------
+
+    def _record(self, sim: Simulation, reason: Fallback | None, scored: int, warned: int) -> None:
+        row = self.table[sim.t]
+        if reason is not None:
+            row[0] = scored
+            row[1] = int(reason)
+            row[2] = warned
+            self.scored_total += scored
+        af = self.account_factor
+        row[4] = self.gated
+        row[5] = 0 if af is None else int((af > 1.0).sum())
+        row[6] = 1.0 if self.mm_factor is None else self.mm_factor
+        row[7] = 1.0 if self.im_factor is None else self.im_factor
+
+    def add_derisked(self, t: int, k: int, notional: float) -> None:
+        self.table[t, 3, k] += notional
+
+    def summary(self) -> dict[str, float | int]:
+        """Return the policy's totals over the run."""
+        t = self.table
+        return {
+            "policy_scored_rows": int(self.scored_total),
+            "policy_fallbacks": int(sum(self.fallbacks.values())),
+            **{f"policy_fallbacks_{r.name.lower()}": int(c) for r, c in self.fallbacks.items()},
+            "policy_warnings": int(t[:, 2, 0].sum()),
+            "policy_derisked_notional": float(t[:, 3, :].sum()),
+            "policy_gated_blocks": int(t[:, 4, :].sum()),
+        }
+
+
+def _base_mm_rate(sim: Simulation, k: int) -> float:
+    """Return market k's MM rate of a small ($1,000) position under its margin model."""
+    notional, size = _probe(sim, k)
+    mm = sim.requirements[k].maintenance(notional, size, sim.margin_context(k))
+    return max(float(mm[0]) / float(notional[0]), 1e-9)
+
+
+def _base_im_rate(sim: Simulation, k: int) -> float:
+    notional, size = _probe(sim, k)
+    im = sim.requirements[k].requirements(notional, size, sim.margin_context(k))[0]
+    return min(max(float(im[0]) / float(notional[0]), 1e-9), 1.0)
+
+
+def _probe(sim: Simulation, k: int) -> tuple[np.ndarray, np.ndarray]:
+    size = max(1, math.floor(1e9 / float(sim.mark_q[k])))  # about $1,000 (1e9 quote quantums)
+    notional = np.array([round(size * float(sim.mark_q[k]))], np.int64)
+    return notional, np.array([size], np.int64)
+
+
+class OracleForecaster:
+    """Perfect foresight, for evaluation only: p = 1 for accounts that breach within the
+    horizon in the reactive run of the same config and seed, else 0 (the upper bound of what
+    any forecast could give the predictive policy)."""
+
+    def __init__(self, onset_ticks: np.ndarray, onset_accounts: np.ndarray, horizon_ticks: int):
+        order = np.lexsort((onset_ticks, onset_accounts))
+        self.accounts = onset_accounts[order]
+        self.ticks = onset_ticks[order]
+        self.horizon_ticks = horizon_ticks
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        acct = np.asarray(request.accounts["account"], np.int64)
+        t = request.tick
+        # The first onset of each account after t: onsets sorted by (account, tick).
+        span = int(self.ticks.max(initial=0)) + 2
+        keys = self.accounts * span + self.ticks
+        pos = np.searchsorted(keys, acct * span + t, side="right")
+        pos = np.minimum(pos, max(keys.size - 1, 0))
+        if keys.size == 0:
+            return np.zeros(acct.size)
+        hit = (self.accounts[pos] == acct) & (self.ticks[pos] > t)
+        hit &= self.ticks[pos] <= t + self.horizon_ticks
+        return hit.astype(np.float64)
+
+
+def oracle_forecaster(sim_cfg, horizon_minutes: float, index_path: np.ndarray | None = None):
+    """Return an :class:`OracleForecaster` from a reactive (static, knob 1) run of ``sim_cfg``."""
+    import dataclasses
+
+    from engine.sim import Simulation
+
+    reactive = dataclasses.replace(
+        sim_cfg,
+        policy=PolicyConfig(),
+        history=dataclasses.replace(sim_cfg.history, sample_every_ticks=0),
+    )
+    sim = Simulation(reactive, index_path=index_path)
+    sim.run()
+    ticks, accounts = sim.onsets()
+    horizon_ticks = max(1, round(horizon_minutes * 60_000 / sim_cfg.tick_ms))
+    return OracleForecaster(ticks, accounts, horizon_ticks)
