@@ -118,7 +118,9 @@ def write_run(sim, root: str | Path) -> Path:
         onset_tick, onset_account = sim.onsets()
         breaches = pd.DataFrame({"tick": onset_tick, "account": onset_account})
         final_accounts = sim.account_frame()
+        policy = sim.policy_frame()
         _write_table(markets, tmp / "markets.parquet")
+        _write_table(policy, tmp / "policy.parquet")
         _write_table(events, tmp / "events.parquet")
         _write_table(accounts, tmp / "accounts.parquet")
         _write_table(breaches, tmp / "breaches.parquet")
@@ -137,6 +139,7 @@ def write_run(sim, root: str | Path) -> Path:
                 "accounts": len(accounts),
                 "breaches": len(breaches),
                 "final_accounts": len(final_accounts),
+                "policy": len(policy),
             },
             "steps": int(sim.t),
             "predliq_version": _version(),

@@ -14,6 +14,7 @@ import click
 from engine.config import ConfigError, load_config
 from engine.history import OutputExistsError, OutputPathError, check_writable_root
 from engine.prices import ReplayError
+from pipelines.simulate import POLICY_CHOICES
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -78,6 +79,29 @@ def main() -> None:
     help="Print the run's stylized facts (volatility, fat tails, clustering, taker-flow "
     "correlation, drawdowns) and its cascade amplification instead of writing it.",
 )
+@click.option(
+    "--policy",
+    type=click.Choice(POLICY_CHOICES),
+    default=None,
+    help="Margin policy (default: the config's [policy], static). predictive needs --model; "
+    "analytic and oracle are the predictive policy fed by the first-passage probability or by "
+    "perfect foresight of the reactive run (evaluation only).",
+)
+@click.option("--knob", type=float, default=None, help="The policy's aggressiveness setting.")
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    metavar="URI",
+    help="Forecaster for --policy predictive: models:/breach-forecaster@champion, "
+    "runs:/RUN_ID/model, or an export folder such as models/breach-forecaster.",
+)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI for models:/ and runs:/ (default sqlite:///mlruns/mlflow.db).",
+)
 def simulate(
     config_path: str,
     overrides: tuple[str, ...],
@@ -88,6 +112,10 @@ def simulate(
     out: str | None,
     overwrite: bool,
     describe: bool,
+    policy: str | None,
+    knob: float | None,
+    model_uri: str | None,
+    tracking_uri: str | None,
 ) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
     from pipelines.simulate import format_summary, parse_seeds, simulate_to
@@ -98,17 +126,20 @@ def simulate(
         overrides = (*overrides, f"seed={seed}")
     if out is None and not describe:
         _fail("--out is required (or --describe to print statistics instead)")
+    overrides, source = _policy_overrides(overrides, policy, knob, model_uri, tracking_uri)
     try:
         cfg = load_config(config_path, overrides)
+        if cfg.policy.name == "predictive" and source.kind == "none":
+            _fail("the predictive policy needs a forecaster: give --policy predictive --model URI")
         if describe:
             _describe(cfg)
             return
         assert out is not None
         if seeds is not None:
             seed_list = parse_seeds(seeds)
-            _sweep(config_path, overrides, seed_list, out, overwrite, workers, scheduler)
+            _sweep(config_path, overrides, seed_list, out, overwrite, workers, scheduler, source)
             return
-        sim, path = simulate_to(cfg, Path(out), overwrite)
+        sim, path = simulate_to(cfg, Path(out), overwrite, source)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
     except (OutputExistsError, OutputPathError, ReplayError) as e:
@@ -122,6 +153,43 @@ def simulate(
     click.echo(f"wrote {path}")
 
 
+def _policy_overrides(
+    overrides: tuple[str, ...],
+    policy: str | None,
+    knob: float | None,
+    model_uri: str | None,
+    tracking_uri: str | None,
+):
+    """Return (config overrides, forecast source) for --policy/--knob/--model; a model is
+    loaded and checked here, before anything runs."""
+    from pipelines.simulate import NO_FORECASTS, ForecastSource
+
+    if model_uri is not None and policy != "predictive":
+        _fail("--model is only used by --policy predictive")
+    if policy is None:
+        extra: tuple[str, ...] = ()
+        source = NO_FORECASTS
+    else:
+        engine_policy = "predictive" if policy in ("analytic", "oracle") else policy
+        extra = (f'policy.name="{engine_policy}"',)
+        source = ForecastSource(policy) if policy in ("analytic", "oracle") else NO_FORECASTS
+    if knob is not None:
+        extra = (*extra, f"policy.knob={knob!r}")
+    if policy == "predictive":
+        if model_uri is None:
+            _fail("--policy predictive needs --model (a registry URI or an export folder)")
+        from predictor.model import ModelError
+        from predictor.serving import load_forecaster
+
+        try:
+            model = load_forecaster(model_uri, tracking_uri=tracking_uri)
+        except ModelError as e:
+            _fail(str(e))
+        source = ForecastSource("model", model)
+        extra = (*extra, f"policy.horizon_minutes={float(model.horizon_minutes)!r}")
+    return (*overrides, *extra), source
+
+
 def _sweep(
     config_path: str,
     overrides: tuple[str, ...],
@@ -130,10 +198,11 @@ def _sweep(
     overwrite: bool,
     workers: int,
     scheduler: str | None,
+    source=None,
 ) -> None:
     """Validate every seed's config and output first, then run them (in parallel)."""
     from engine.history import check_partition
-    from pipelines.simulate import run_sweep
+    from pipelines.simulate import NO_FORECASTS, run_sweep
 
     cfgs = [load_config(config_path, (*overrides, f"seed={s}")) for s in seeds]
     for cfg in cfgs:
@@ -143,7 +212,7 @@ def _sweep(
         + (f"the scheduler at {scheduler}" if scheduler else f"{workers} worker(s)")
     )
     done = 0
-    for result in run_sweep(cfgs, out, overwrite, workers, scheduler):
+    for result in run_sweep(cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS):
         done += 1
         if result["status"] == "written":
             click.echo(

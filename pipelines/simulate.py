@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -13,10 +15,43 @@ from engine.config import SimConfig
 from engine.history import check_partition, write_run
 from engine.sim import Simulation
 
+POLICY_CHOICES = ("static", "vol_scaled", "oi_scaled", "predictive", "analytic", "oracle")
+"""``--policy`` values: the engine's policies, plus ``analytic`` and ``oracle`` — the predictive
+policy fed by the first-passage probability or by the reactive run's own future."""
 
-def run(cfg: SimConfig, show_progress: bool = True) -> Simulation:
+
+@dataclass(frozen=True)
+class ForecastSource:
+    """Where each run's forecaster comes from. Every run builds a fresh one (online features
+    follow one run), on whichever process runs it."""
+
+    kind: str = "none"  # none | model | analytic | oracle
+    model: Any = None  # a predictor.model.BreachForecaster for kind "model"
+
+    def build(self, cfg: SimConfig):
+        if cfg.policy.name != "predictive" or self.kind == "none":
+            return None
+        if self.kind == "model":
+            from predictor.serving import ModelForecaster
+
+            return ModelForecaster(self.model)
+        if self.kind == "analytic":
+            from predictor.serving import AnalyticForecaster
+
+            return AnalyticForecaster(horizon_minutes=cfg.policy.horizon_minutes)
+        from engine.policy import oracle_forecaster
+
+        return oracle_forecaster(cfg, cfg.policy.horizon_minutes)
+
+
+NO_FORECASTS = ForecastSource()
+
+
+def run(
+    cfg: SimConfig, show_progress: bool = True, source: ForecastSource = NO_FORECASTS
+) -> Simulation:
     """Run a config to the end, with a progress bar on stderr when it is a terminal."""
-    sim = Simulation(cfg)
+    sim = Simulation(cfg, forecaster=source.build(cfg))
     if show_progress and sys.stderr.isatty():
         with click.progressbar(
             length=sim.steps, label=f"{cfg.name} seed {cfg.seed}", file=sys.stderr
@@ -27,13 +62,15 @@ def run(cfg: SimConfig, show_progress: bool = True) -> Simulation:
     return sim
 
 
-def simulate_to(cfg: SimConfig, out: Path, overwrite: bool) -> tuple[Simulation | None, Path]:
+def simulate_to(
+    cfg: SimConfig, out: Path, overwrite: bool, source: ForecastSource = NO_FORECASTS
+) -> tuple[Simulation | None, Path]:
     """Run and write a partition; return (None, path) when an identical one is already there."""
     from engine.history import partition_dir
 
     if check_partition(out, cfg, overwrite):
         return None, partition_dir(out, cfg)
-    sim = run(cfg)
+    sim = run(cfg, source=source)
     return sim, write_run(sim, out)
 
 
@@ -88,6 +125,15 @@ def format_summary(sim: Simulation) -> str:
         f"ADL {s['adl_notional']:,.0f}, keepers earned {s['keeper_rewards']:,.0f}, "
         f"{s['orders_rejected']:,} orders rejected by initial margin."
     )
+    pol = cfg.policy
+    if pol.name != "static" or pol.knob != 1.0:
+        lines.append(
+            f"policy {pol.name} (knob {pol.knob:g}): {s['policy_scored_rows']:,} account "
+            f"forecasts, {s['policy_warnings']:,} margin calls, "
+            f"{s['policy_derisked_notional']:,.0f} de-risked pre-emptively, "
+            f"{s['policy_gated_blocks']:,} gated market-blocks, {s['policy_fallbacks']:,} "
+            "forecasts fell back to the reactive policy."
+        )
     err = sim.ledger.conservation_error()
     lines.append(
         "value conserved exactly (sum of balances = net deposits)"
@@ -126,9 +172,11 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)
 
 
-def run_seed(cfg: SimConfig, out: str, overwrite: bool) -> dict:
+def run_seed(
+    cfg: SimConfig, out: str, overwrite: bool, source: ForecastSource = NO_FORECASTS
+) -> dict:
     """Run and write one seed's partition (a task on a worker); return its headline figures."""
-    sim, path = simulate_to(cfg, Path(out), overwrite)
+    sim, path = simulate_to(cfg, Path(out), overwrite, source)
     if sim is None:
         return {"seed": cfg.seed, "status": "already complete", "path": str(path)}
     s = sim.summary()
@@ -143,12 +191,17 @@ def run_seed(cfg: SimConfig, out: str, overwrite: bool) -> dict:
 
 
 def run_sweep(
-    cfgs: list[SimConfig], out: str, overwrite: bool, workers: int, scheduler: str | None
+    cfgs: list[SimConfig],
+    out: str,
+    overwrite: bool,
+    workers: int,
+    scheduler: str | None,
+    source: ForecastSource = NO_FORECASTS,
 ) -> Iterator[dict]:
     """Run many seeds; yield each seed's result as it finishes (any order)."""
     if workers <= 1 and scheduler is None:
         for cfg in cfgs:
-            yield run_seed(cfg, out, overwrite)
+            yield run_seed(cfg, out, overwrite, source)
         return
     from distributed import Client, LocalCluster, as_completed
 
@@ -161,7 +214,7 @@ def run_sweep(
         )
         client = Client(cluster)
     try:
-        futures = [client.submit(run_seed, cfg, out, overwrite, pure=False) for cfg in cfgs]
+        futures = [client.submit(run_seed, cfg, out, overwrite, source, pure=False) for cfg in cfgs]
         for fut in as_completed(futures):
             yield fut.result()
     finally:

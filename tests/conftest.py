@@ -108,3 +108,19 @@ def write_small_histories(root, scenarios=SMALL_HISTORY_SCENARIOS, seeds=SMALL_H
 def small_histories(tmp_path_factory):
     """A read-only history root: two crash scenarios x seeds 0-3 (copy it before changing it)."""
     return write_small_histories(tmp_path_factory.mktemp("histories"))
+
+
+@pytest.fixture(scope="session")
+def trained_model(small_histories, tmp_path_factory):
+    """(tracking URI, export folder) of a forecaster trained and registered once per session."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    export = root / "models"
+    args = ["train", "--data", str(small_histories), "--tracking-uri", uri]
+    result = CliRunner().invoke(main, [*args, "--export-dir", str(export)])
+    assert result.exit_code == 0, result.output
+    return uri, export / "breach-forecaster"

@@ -1,0 +1,175 @@
+"""Forecasts served to the engine in simulation, through its :class:`engine.policy.Forecaster`.
+
+- :class:`OnlineFeatures` computes, at each forecast tick, the same features the dataset builder
+  computes from the written history (:mod:`predictor.features` is the one implementation behind
+  both; ``tests/predictor/test_serving.py`` compares them on a whole simulated run).
+- :class:`ModelForecaster` scores them with a trained :class:`BreachForecaster`;
+  :class:`AnalyticForecaster` with the closed-form first-passage probability.
+- :func:`load_forecaster` finds a model by registry alias (``models:/breach-forecaster@champion``),
+  by run (``runs:/<run id>/model``) or in an export folder (``models/breach-forecaster``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.policy import ForecasterSchemaError, ForecastRequest
+from predictor.baselines import first_passage_probability
+from predictor.features import (
+    FEATURES,
+    SCHEMA_VERSION,
+    MarketFeatureStream,
+    features_of_rows,
+    log_margin_ratio,
+    window_ticks,
+)
+from predictor.model import BreachForecaster, ModelError
+
+_COL = {f: j for j, f in enumerate(FEATURES)}
+DEFAULT_SAMPLE_MINUTES = 5.0
+"""The account-sampling interval of the default training set (20 blocks of 15 s): the gap over
+which the margin-ratio slope is measured, online as in training."""
+
+
+class OnlineFeatures:
+    """FEATURES of the accounts a forecast request asks about, from the run so far.
+
+    The market stream consumes each block of the market table once. The margin-ratio slope
+    compares an account with its state at the last *sample tick* (a multiple of the training
+    set's sampling interval) before the request, as the dataset builder compares it with its
+    previous sample; an account that was not scored at that tick (outside the risk band) has no
+    slope, like an account's first sample.
+    """
+
+    def __init__(self, *, horizon_minutes: float, sample_minutes: float = DEFAULT_SAMPLE_MINUTES):
+        self.horizon_minutes = horizon_minutes
+        self.sample_minutes = sample_minutes
+        self._stream: MarketFeatureStream | None = None
+        self._market: np.ndarray | None = None  # float32 (markets, market features) at the tick
+        self._tick_ms = 0
+        self._anchor_tick = -1
+        self._anchor: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
+        self._pending: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, request: ForecastRequest) -> np.ndarray:
+        """Return float32 (rows, FEATURES) of the request's accounts at its tick."""
+        if self._stream is None:
+            self._stream = MarketFeatureStream(request.tick_ms)
+            self._tick_ms = request.tick_ms
+        stream = self._stream
+        t = request.tick
+        if stream.n <= t:
+            new = {c: v[stream.n : t + 1] for c, v in request.market_history.items()}
+            self._market = stream.update(new)[-1].astype(np.float32)
+        elif stream.n != t + 1:
+            raise ValueError(f"forecast requests must not go back in time (tick {t})")
+        assert self._market is not None
+        market = self._market
+        gap = window_ticks(self.sample_minutes, self._tick_ms)
+        # The last sample tick strictly before t becomes the slope's anchor once t passes it.
+        if self._pending is not None and self._pending[0] < t:
+            self._anchor_tick, *rest = self._pending
+            self._anchor = (rest[0], rest[1])
+            self._pending = None
+        acct = np.asarray(request.accounts["account"], np.int64)
+        log_mr = log_margin_ratio(np.asarray(request.accounts["margin_ratio"]))
+        prev_log_mr = np.full(acct.size, np.nan)
+        prev_tick = np.full(acct.size, -1, np.int64)
+        anchor_acct, anchor_mr = self._anchor
+        if anchor_acct.size and t - self._anchor_tick <= gap:
+            pos = np.searchsorted(anchor_acct, acct)
+            pos = np.minimum(pos, anchor_acct.size - 1)
+            found = anchor_acct[pos] == acct
+            prev_log_mr[found] = anchor_mr[pos[found]]
+            prev_tick[found] = self._anchor_tick
+        if t % gap == 0:
+            order = np.argsort(acct, kind="stable")
+            self._pending = (t, acct[order], log_mr[order])
+        names = list(request.markets)
+        return features_of_rows(
+            request.accounts,
+            names,
+            lambda tick, dominant: market[dominant],
+            prev_log_mr,
+            prev_tick,
+            request.tick_ms,
+            self.horizon_minutes,
+        )
+
+
+class ModelForecaster:
+    """Breach probabilities of a trained forecaster, from features computed online."""
+
+    def __init__(self, model: BreachForecaster, *, sample_minutes: float = DEFAULT_SAMPLE_MINUTES):
+        self.model = model
+        self.horizon_minutes = float(model.horizon_minutes)
+        self.features = OnlineFeatures(
+            horizon_minutes=self.horizon_minutes, sample_minutes=sample_minutes
+        )
+
+    def check_schema(self) -> None:
+        """Raise ForecasterSchemaError unless the model was trained on these features."""
+        meta = getattr(self.model, "meta_", {})
+        if meta.get("features") != list(FEATURES) or meta.get("schema_version") != SCHEMA_VERSION:
+            raise ForecasterSchemaError(
+                f"model features (schema {meta.get('schema_version')}) do not match the "
+                f"features computed online (schema {SCHEMA_VERSION})"
+            )
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        self.check_schema()
+        X = self.features(request)
+        return np.asarray(self.model.predict_proba(X), np.float64)
+
+
+class AnalyticForecaster:
+    """The closed-form first-passage probability: the ``analytic`` policy's forecaster."""
+
+    def __init__(self, *, horizon_minutes: float, half_life_minutes: int = 30):
+        self.horizon_minutes = horizon_minutes
+        self.half_life_minutes = half_life_minutes
+        self.features = OnlineFeatures(horizon_minutes=horizon_minutes)
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        X = self.features(request)
+        return first_passage_probability(
+            X[:, _COL["distance_to_liquidation"]],
+            X[:, _COL["direction"]],
+            X[:, _COL[f"ewma_sigma_{self.half_life_minutes}m"]],
+            self.horizon_minutes,
+        )
+
+
+def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForecaster:
+    """Return the forecaster at ``uri``: an export folder, ``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION`` or ``runs:/RUN_ID/model``.
+
+    Raises ModelError with a one-line reason when it cannot be found or does not fit FEATURES.
+    """
+    if not uri.startswith(("models:/", "runs:/")):
+        folder = Path(uri)
+        if not (folder / "model.json").exists():
+            raise ModelError(f"{uri}: no model.json there (not an exported forecaster)")
+        return BreachForecaster.load(folder)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect
+
+    target = tracking_uri or DEFAULT_TRACKING_URI
+    try:
+        connect(target)
+        mlflow.set_tracking_uri(target)
+        mlflow.set_registry_uri(target)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except TrackingError as exc:
+        raise ModelError(str(exc)) from None
+    except (MlflowException, OSError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{uri}: cannot be loaded from {target} ({message})") from None
+    found = sorted(local.rglob("model.json"))
+    if not found:
+        raise ModelError(f"{uri}: the logged model holds no model.json")
+    return BreachForecaster.load(found[0].parent)

@@ -1,0 +1,184 @@
+"""Serving: features computed online equal the dataset builder's, and a failing forecaster
+never makes the engine less safe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.config import load_config
+from engine.policy import Fallback, ForecasterSchemaError, ForecastRequest
+from engine.sim import Simulation
+from predictor.features import (
+    FEATURES,
+    MarketFeatureStream,
+    account_features,
+    market_arrays,
+    market_features,
+)
+from predictor.serving import AnalyticForecaster, OnlineFeatures
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
+
+
+def _config(name: str, *overrides: str):
+    return load_config(
+        CONFIGS / f"{name}.toml",
+        ["accounts.count=600", "steps=400", "seed=5", *overrides],
+    )
+
+
+class Recording:
+    """A forecaster that records the features it computed and forecasts nothing."""
+
+    def __init__(self, horizon_minutes: float = 5.0):
+        self.online = OnlineFeatures(horizon_minutes=horizon_minutes)
+        self.seen: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        X = self.online(request)
+        self.seen.append((request.tick, np.asarray(request.accounts["account"]).copy(), X))
+        return np.zeros(X.shape[0])
+
+
+@pytest.mark.parametrize("scenario", ["cascade", "correlated_crash"])
+def test_online_features_equal_the_dataset_builders_on_a_whole_run(scenario):
+    # Forecasts on the sampling cadence, every account scored: each forecast row has a history
+    # row, and their features must be the same bits.
+    cfg = _config(
+        scenario,
+        'policy.name="predictive"',
+        "policy.cadence_ticks=20",
+        "policy.risk_band_sigmas=0",
+    )
+    recorder = Recording()
+    sim = Simulation(cfg, forecaster=recorder)
+    sim.run()
+    accounts = sim.labelled_accounts()
+    names = [mk.name for mk in cfg.markets]
+    offline_market = market_features(market_arrays(sim.market_frame(), names), cfg.tick_ms)
+    offline = account_features(accounts, names, offline_market, cfg.tick_ms, 5.0)
+    index = {
+        (t, a): i
+        for i, (t, a) in enumerate(zip(accounts["tick"], accounts["account"], strict=True))
+    }
+    assert len(recorder.seen) == cfg.steps // 20 + 1
+    compared = 0
+    for tick, acct, X in recorder.seen:
+        rows = np.array([index[(tick, a)] for a in acct])
+        same = (X == offline[rows]) | (np.isnan(X) & np.isnan(offline[rows]))
+        bad = np.argwhere(~same)
+        assert not bad.size, f"tick {tick}: {FEATURES[bad[0][1]]} differs"
+        compared += X.size
+    assert compared == offline.size
+
+
+def test_market_stream_fed_in_pieces_equals_one_pass():
+    cfg = _config("correlated_crash")
+    sim = Simulation(cfg)
+    sim.run()
+    names = [mk.name for mk in cfg.markets]
+    arrays = market_arrays(sim.market_frame(), names)
+    whole = market_features(arrays, cfg.tick_ms)
+    stream = MarketFeatureStream(cfg.tick_ms)
+    rng = np.random.default_rng(0)
+    parts, i, n = [], 0, whole.shape[0]
+    while i < n:
+        j = min(n, i + int(rng.integers(1, 50)))
+        parts.append(stream.update({c: v[i:j] for c, v in arrays.items()}))
+        i = j
+    pieces = np.concatenate(parts)
+    assert ((pieces == whole) | (np.isnan(pieces) & np.isnan(whole))).all()
+
+
+class Faulty:
+    """A forecaster that answers correctly except at the blocks where it is told to fail."""
+
+    def __init__(self, fault: str, at: set[int]):
+        self.fault, self.at = fault, at
+        self.inner = AnalyticForecaster(horizon_minutes=5.0)
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        p = self.inner.predict_breach(request)
+        if request.tick not in self.at:
+            return p
+        if self.fault == "exception":
+            raise RuntimeError("model server crashed")
+        if self.fault == "timeout":
+            raise TimeoutError("no answer in 0.5 s")
+        if self.fault == "schema":
+            raise ForecasterSchemaError("model expects 54 features")
+        if self.fault == "nan":
+            p[::2] = np.nan
+        if self.fault == "range":
+            p[:1] = 1.5
+        if self.fault == "shape":
+            p = p[:-1]
+        return p
+
+
+FAULTS = {
+    "exception": Fallback.EXCEPTION,
+    "timeout": Fallback.TIMEOUT,
+    "schema": Fallback.SCHEMA,
+    "nan": Fallback.NOT_FINITE,
+    "range": Fallback.OUT_OF_RANGE,
+    "shape": Fallback.BAD_SHAPE,
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_failing_forecaster_falls_back_to_the_reactive_policy(fault, caplog):
+    cfg = _config(
+        "cascade",
+        'policy.name="predictive"',
+        "policy.knob=4",
+        "policy.cadence_ticks=4",
+        "policy.risk_band_sigmas=0",  # every account is scored, so every fault can show
+    )
+    failing = set(range(120, 400, 4))  # every forecast from block 120 on
+    with caplog.at_level(logging.WARNING, logger="predliq.engine"):
+        sim = Simulation(cfg, forecaster=Faulty(fault, failing))
+        sim.run()
+    policy = sim.policy_frame()
+    first = policy[policy["market"] == cfg.markets[0].name].set_index("tick")
+    assert (first.loc[sorted(failing), "fallback"] == int(FAULTS[fault])).all()
+    assert (first.loc[:119, "fallback"] == 0).all()
+    summary = sim.summary()
+    assert summary[f"policy_fallbacks_{FAULTS[fault].name.lower()}"] == len(failing)
+    # Logged once, however many blocks failed.
+    assert sum("forecaster failed" in r.getMessage() for r in caplog.records) == 1
+    # After a failed forecast nobody carries an add-on: requirements are the base ones.
+    assert (first.loc[sorted(failing), "addon_accounts"] == 0).all()
+    assert (first.loc[sorted(failing), "gated"] == 0).all()
+    assert first.loc[:119, "addon_accounts"].max() > 0  # it did act while it worked
+    assert summary["conservation_error"] == 0
+
+
+def test_requirements_never_fall_below_the_base():
+    cfg = _config("cascade", 'policy.name="predictive"', "policy.knob=3", "policy.cadence_ticks=2")
+    sim = Simulation(cfg, forecaster=AnalyticForecaster(horizon_minutes=5.0))
+    n = sim.ledger.size.shape[0]
+    rows = np.arange(n)
+    while sim.t < 200:
+        sim.step()
+        sizes = sim.ledger.size
+        base = np.stack(
+            [
+                r.requirements(
+                    np.rint(np.abs(sizes[:, k] * sim.mark_q[k])).astype(np.int64),
+                    sizes[:, k],
+                    sim.margin_context(k),
+                )[1]
+                for k, r in enumerate(sim.requirements)
+            ],
+            axis=1,
+        )
+        _, _, effective = sim.margin_rows(rows)
+        assert (effective >= base).all()
+        _, _, im = sim.margin_of(sizes, initial=True, rows=rows)
+        assert (im >= base).all()
+    assert sim.policy.account_factor is not None and sim.policy.account_factor.max() > 1.0
