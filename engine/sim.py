@@ -525,20 +525,26 @@ class Simulation:
                 self.events.add(self.t, EventKind.ORDER_REJECTED, idx[~ok], k, NOBODY, dsize[~ok])
             idx, dsize = idx[ok], dsize[ok]
             self.last_order_tick[idx] = self.t
-            if idx.size == 0:
-                continue
-            price_q, taker_usd = self.book_fills(k, dsize)
-            quote = np.floor(-dsize * price_q).astype(np.int64)
-            fee = np.ceil(np.abs(quote) * mk.taker_fee).astype(np.int64)
-            led.trade(idx, k, dsize, quote)
-            led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
-            self.events.add(self.t, EventKind.TRADE, idx, k, self.maker, dsize, quote, price_q)
-            if fee.any():
-                led.credit(idx, k, -fee)
-                led.fee_pool[k] += int(fee.sum())
-                self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
-            self.book.consume(k, taker_usd)
+            if idx.size:
+                self._market_orders(idx, k, dsize, EventKind.TRADE)
         return counts
+
+    def _market_orders(self, idx: np.ndarray, k: int, dsize: np.ndarray, kind: EventKind) -> float:
+        """Fill market orders ``dsize`` of accounts ``idx`` in market k against the maker, in
+        order, on the book (taker fee to the fee pool); return the quote notional traded."""
+        led = self.ledger
+        price_q, taker_usd = self.book_fills(k, dsize)
+        quote = np.floor(-dsize * price_q).astype(np.int64)
+        fee = np.ceil(np.abs(quote) * self.cfg.markets[k].taker_fee).astype(np.int64)
+        led.trade(idx, k, dsize, quote)
+        led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
+        self.events.add(self.t, kind, idx, k, self.maker, dsize, quote, price_q)
+        if fee.any():
+            led.credit(idx, k, -fee)
+            led.fee_pool[k] += int(fee.sum())
+            self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
+        self.book.consume(k, taker_usd)
+        return float(np.abs(taker_usd).sum())
 
     def _apply_topups(self) -> None:
         """Deposit collateral for the accounts whose top-up is due, back to the target margin
@@ -1009,23 +1015,11 @@ class Simulation:
         (taker fee, no liquidation penalty)."""
         if self.policy.derisk_rows.size == 0:
             return
-        led = self.ledger
-        for k, mk in enumerate(self.cfg.markets):
+        for k in range(self.m):
             idx, dsize = self.policy.derisk_plan(self, k)
-            if idx.size == 0:
-                continue
-            price_q, taker_usd = self.book_fills(k, dsize)
-            quote = np.floor(-dsize * price_q).astype(np.int64)
-            fee = np.ceil(np.abs(quote) * mk.taker_fee).astype(np.int64)
-            led.trade(idx, k, dsize, quote)
-            led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
-            self.events.add(self.t, EventKind.DERISK, idx, k, self.maker, dsize, quote, price_q)
-            if fee.any():
-                led.credit(idx, k, -fee)
-                led.fee_pool[k] += int(fee.sum())
-                self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
-            self.book.consume(k, taker_usd)
-            self.policy.add_derisked(self.t, k, float(np.abs(taker_usd).sum()))
+            if idx.size:
+                traded = self._market_orders(idx, k, dsize, EventKind.DERISK)
+                self.policy.add_derisked(self.t, k, traded)
 
     def onsets(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (ticks, accounts) of every breach onset so far, int64 arrays."""
