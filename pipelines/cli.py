@@ -102,6 +102,11 @@ def main() -> None:
     default=None,
     help="MLflow tracking URI for models:/ and runs:/ (default sqlite:///mlruns/mlflow.db).",
 )
+@click.option(
+    "--no-compile",
+    is_flag=True,
+    help="Score with Booster.predict instead of the compiled trees (same outputs, slower).",
+)
 def simulate(
     config_path: str,
     overrides: tuple[str, ...],
@@ -116,6 +121,7 @@ def simulate(
     knob: float | None,
     model_uri: str | None,
     tracking_uri: str | None,
+    no_compile: bool,
 ) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
     from pipelines.simulate import format_summary, parse_seeds, simulate_to
@@ -126,7 +132,9 @@ def simulate(
         overrides = (*overrides, f"seed={seed}")
     if out is None and not describe:
         _fail("--out is required (or --describe to print statistics instead)")
-    overrides, source = _policy_overrides(overrides, policy, knob, model_uri, tracking_uri)
+    overrides, source = _policy_overrides(
+        overrides, policy, knob, model_uri, tracking_uri, compiled=not no_compile
+    )
     try:
         cfg = load_config(config_path, overrides)
         if cfg.policy.name == "predictive" and source.kind == "none":
@@ -159,6 +167,7 @@ def _policy_overrides(
     knob: float | None,
     model_uri: str | None,
     tracking_uri: str | None,
+    compiled: bool = True,
 ):
     """Return (config overrides, forecast source) for --policy/--knob/--model; a model is
     loaded and checked here, before anything runs."""
@@ -185,7 +194,7 @@ def _policy_overrides(
             model = load_forecaster(model_uri, tracking_uri=tracking_uri)
         except ModelError as e:
             _fail(str(e))
-        source = ForecastSource("model", model)
+        source = ForecastSource("model", model, compiled)
         extra = (*extra, f"policy.horizon_minutes={float(model.horizon_minutes)!r}")
     return (*overrides, *extra), source
 

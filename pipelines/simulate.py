@@ -27,6 +27,7 @@ class ForecastSource:
 
     kind: str = "none"  # none | model | analytic | oracle
     model: Any = None  # a predictor.model.BreachForecaster for kind "model"
+    compiled: bool = True  # score with the compiled trees (same outputs, faster)
 
     def build(self, cfg: SimConfig):
         if cfg.policy.name != "predictive" or self.kind == "none":
@@ -34,7 +35,7 @@ class ForecastSource:
         if self.kind == "model":
             from predictor.serving import ModelForecaster
 
-            return ModelForecaster(self.model)
+            return ModelForecaster(self.model, compiled=self.compiled)
         if self.kind == "analytic":
             from predictor.serving import AnalyticForecaster
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.policy import ForecasterSchemaError, ForecastRequest
 from predictor.baselines import first_passage_probability
+from predictor.compiled import compile_booster
 from predictor.features import (
     FEATURES,
     SCHEMA_VERSION,
@@ -25,7 +26,7 @@ from predictor.features import (
     log_margin_ratio,
     window_ticks,
 )
-from predictor.model import BreachForecaster, ModelError
+from predictor.model import BreachForecaster, ModelError, calibrate
 
 _COL = {f: j for j, f in enumerate(FEATURES)}
 DEFAULT_SAMPLE_MINUTES = 5.0
@@ -100,14 +101,32 @@ class OnlineFeatures:
 
 
 class ModelForecaster:
-    """Breach probabilities of a trained forecaster, from features computed online."""
+    """Breach probabilities of a trained forecaster, from features computed online.
 
-    def __init__(self, model: BreachForecaster, *, sample_minutes: float = DEFAULT_SAMPLE_MINUTES):
+    With ``compiled`` (the default) the trees run as native code (:mod:`predictor.compiled`),
+    whose outputs equal ``Booster.predict``'s; when compiling is unavailable it falls back to
+    ``Booster.predict`` by itself.
+    """
+
+    def __init__(
+        self,
+        model: BreachForecaster,
+        *,
+        sample_minutes: float = DEFAULT_SAMPLE_MINUTES,
+        compiled: bool = True,
+    ):
         self.model = model
         self.horizon_minutes = float(model.horizon_minutes)
         self.features = OnlineFeatures(
             horizon_minutes=self.horizon_minutes, sample_minutes=sample_minutes
         )
+        self.compiled = compile_booster(model.booster_) if compiled else None
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """Return the booster's uncalibrated probabilities, compiled when possible."""
+        if self.compiled is not None:
+            return self.compiled.predict(X)
+        return self.model.predict_raw(X)
 
     def check_schema(self) -> None:
         """Raise ForecasterSchemaError unless the model was trained on these features."""
@@ -121,7 +140,8 @@ class ModelForecaster:
     def predict_breach(self, request: ForecastRequest) -> np.ndarray:
         self.check_schema()
         X = self.features(request)
-        return np.asarray(self.model.predict_proba(X), np.float64)
+        model = self.model
+        return calibrate(self.predict_raw(X), model.calibration_x_, model.calibration_y_)
 
 
 class AnalyticForecaster:

@@ -124,3 +124,17 @@ def trained_model(small_histories, tmp_path_factory):
     result = CliRunner().invoke(main, [*args, "--export-dir", str(export)])
     assert result.exit_code == 0, result.output
     return uri, export / "breach-forecaster"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compiled_model_cache(tmp_path_factory):
+    """Keep compiled forecasters of the test session out of the user's cache."""
+    import os
+
+    previous = os.environ.get("PREDLIQ_CACHE")
+    os.environ["PREDLIQ_CACHE"] = str(tmp_path_factory.mktemp("predliq-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("PREDLIQ_CACHE", None)
+    else:
+        os.environ["PREDLIQ_CACHE"] = previous
