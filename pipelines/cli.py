@@ -103,6 +103,20 @@ def main() -> None:
     help="MLflow tracking URI for models:/ and runs:/ (default sqlite:///mlruns/mlflow.db).",
 )
 @click.option(
+    "--forecaster-url",
+    default=None,
+    metavar="URL",
+    help="Forecaster for --policy predictive served over HTTP by `predliq serve` "
+    "(http://127.0.0.1:PORT); its horizon is the config's policy.horizon_minutes.",
+)
+@click.option(
+    "--forecaster-timeout",
+    type=click.FloatRange(min=0.001),
+    default=2.0,
+    show_default=True,
+    help="Seconds to wait for --forecaster-url; a late answer falls back to the reactive policy.",
+)
+@click.option(
     "--no-compile",
     is_flag=True,
     help="Score with Booster.predict instead of the compiled trees (same outputs, slower).",
@@ -121,6 +135,8 @@ def simulate(
     knob: float | None,
     model_uri: str | None,
     tracking_uri: str | None,
+    forecaster_url: str | None,
+    forecaster_timeout: float,
     no_compile: bool,
 ) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
@@ -133,7 +149,14 @@ def simulate(
     if out is None and not describe:
         _fail("--out is required (or --describe to print statistics instead)")
     overrides, source = _policy_overrides(
-        overrides, policy, knob, model_uri, tracking_uri, compiled=not no_compile
+        overrides,
+        policy,
+        knob,
+        model_uri,
+        tracking_uri,
+        compiled=not no_compile,
+        url=forecaster_url,
+        timeout_s=forecaster_timeout,
     )
     try:
         cfg = load_config(config_path, overrides)
@@ -168,13 +191,17 @@ def _policy_overrides(
     model_uri: str | None,
     tracking_uri: str | None,
     compiled: bool = True,
+    url: str | None = None,
+    timeout_s: float = 2.0,
 ):
     """Return (config overrides, forecast source) for --policy/--knob/--model; a model is
     loaded and checked here, before anything runs."""
     from pipelines.simulate import NO_FORECASTS, ForecastSource
 
-    if model_uri is not None and policy != "predictive":
-        _fail("--model is only used by --policy predictive")
+    if (model_uri is not None or url is not None) and policy != "predictive":
+        _fail("--model and --forecaster-url are only used by --policy predictive")
+    if model_uri is not None and url is not None:
+        _fail("--model and --forecaster-url exclude each other")
     if policy is None:
         extra: tuple[str, ...] = ()
         source = NO_FORECASTS
@@ -184,9 +211,16 @@ def _policy_overrides(
         source = ForecastSource(policy) if policy in ("analytic", "oracle") else NO_FORECASTS
     if knob is not None:
         extra = (*extra, f"policy.knob={knob!r}")
+    if policy == "predictive" and url is not None:
+        if not url.startswith(("http://", "https://")):
+            _fail(f"--forecaster-url must be an http(s) URL, was {url!r}")
+        return (*overrides, *extra), ForecastSource("remote", url, timeout_s=timeout_s)
     if policy == "predictive":
         if model_uri is None:
-            _fail("--policy predictive needs --model (a registry URI or an export folder)")
+            _fail(
+                "--policy predictive needs --model (a registry URI or an export folder) or "
+                "--forecaster-url"
+            )
         from predictor.model import ModelError
         from predictor.serving import load_forecaster
 
@@ -382,3 +416,61 @@ def train(
     )
     if outcome.exported_to is not None:
         click.echo(f"exported the champion to {outcome.exported_to}")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_uri",
+    default="models:/breach-forecaster@champion",
+    show_default=True,
+    metavar="URI",
+    help="Registered forecaster to serve: models:/NAME@ALIAS, models:/NAME/VERSION or runs:/...",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (127.0.0.1: this machine only).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).",
+)
+def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> None:
+    """Serve a registered forecaster over HTTP (`mlflow models serve`) for --forecaster-url."""
+    import os
+    import subprocess
+
+    from predictor.model import ModelError
+    from predictor.serving import load_forecaster
+    from predictor.tracking import DEFAULT_TRACKING_URI
+
+    if not model_uri.startswith(("models:/", "runs:/")):
+        _fail(f"serve takes a registry or run URI (models:/... or runs:/...), was {model_uri!r}")
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    try:
+        load_forecaster(model_uri, tracking_uri=uri)  # resolves and checks the features first
+    except ModelError as e:
+        _fail(str(e))
+    command = [
+        sys.executable,
+        *("-m", "mlflow", "models", "serve", "-m", model_uri),
+        *("-h", host, "-p", str(port), "--env-manager", "local"),
+    ]
+    click.echo(f"serving {model_uri} at http://{host}:{port}/invocations (Ctrl-C stops)")
+    # mlflow starts uvicorn by name: put this environment's scripts first on PATH.
+    scripts = os.path.dirname(sys.executable)
+    path = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "PATH": path}
+    with subprocess.Popen(command, env=env) as server:
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            server.terminate()
+            code = server.wait()
+    if code not in (0, -15):
+        _fail(f"mlflow models serve exited with code {code}", 1)

@@ -25,9 +25,10 @@ class ForecastSource:
     """Where each run's forecaster comes from. Every run builds a fresh one (online features
     follow one run), on whichever process runs it."""
 
-    kind: str = "none"  # none | model | analytic | oracle
-    model: Any = None  # a predictor.model.BreachForecaster for kind "model"
+    kind: str = "none"  # none | model | remote | analytic | oracle
+    model: Any = None  # a BreachForecaster for kind "model", the server's URL for "remote"
     compiled: bool = True  # score with the compiled trees (same outputs, faster)
+    timeout_s: float = 2.0  # how long a remote forecaster may take
 
     def build(self, cfg: SimConfig):
         if cfg.policy.name != "predictive" or self.kind == "none":
@@ -36,6 +37,12 @@ class ForecastSource:
             from predictor.serving import ModelForecaster
 
             return ModelForecaster(self.model, compiled=self.compiled)
+        if self.kind == "remote":
+            from predictor.serving import RemoteForecaster
+
+            return RemoteForecaster(
+                self.model, horizon_minutes=cfg.policy.horizon_minutes, timeout_s=self.timeout_s
+            )
         if self.kind == "analytic":
             from predictor.serving import AnalyticForecaster
 

@@ -193,3 +193,53 @@ def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForec
     if not found:
         raise ModelError(f"{uri}: the logged model holds no model.json")
     return BreachForecaster.load(found[0].parent)
+
+
+class RemoteForecaster:
+    """Breach probabilities from a model served over HTTP (``predliq serve``, i.e. ``mlflow
+    models serve``): features are computed here, online, and posted to ``/invocations``.
+
+    A slow server raises TimeoutError after ``timeout_s``; an unreachable one or an error answer
+    raises, and a server whose model refuses these feature columns raises
+    ForecasterSchemaError — in every case the engine runs the reactive policy for that block.
+    """
+
+    def __init__(self, url: str, *, horizon_minutes: float, timeout_s: float = 2.0):
+        self.url = url.rstrip("/") + "/invocations"
+        self.timeout_s = timeout_s
+        self.horizon_minutes = horizon_minutes
+        self.features = OnlineFeatures(horizon_minutes=horizon_minutes)
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        X = self.features(request)
+        return self.score(X)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Return the served model's probabilities for feature rows ``X`` (rows, FEATURES)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        if X.shape[0] == 0:
+            return np.empty(0)
+        body = json.dumps(
+            {"dataframe_split": {"columns": list(FEATURES), "data": X.astype(np.float64).tolist()}}
+        ).encode()
+        req = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as answer:
+                doc = json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            if "do not match the model's features" in detail:
+                raise ForecasterSchemaError(f"{self.url}: {detail[:200]}") from None
+            raise RuntimeError(f"{self.url} answered {exc.code}: {detail[:200]}") from None
+        except TimeoutError as exc:
+            raise TimeoutError(f"{self.url}: no answer in {self.timeout_s} s") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise TimeoutError(f"{self.url}: no answer in {self.timeout_s} s") from exc
+            raise
+        return np.asarray(doc["predictions"], np.float64)
