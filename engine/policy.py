@@ -117,6 +117,12 @@ class Policy:
         self.derisk_rows = np.empty(0, np.int64)
         self.derisk_order = np.empty(0, np.float64)
         self.last_warned = np.full(n, -(10**9), np.int64)
+        self.last_scored = np.full(n, -(10**9), np.int64)
+        self.horizon_ticks = max(1, round(cfg.horizon_minutes * 60_000 / sim.cfg.tick_ms))
+        self.onsets = 0
+        self.onsets_in_band = 0
+        """Breach onsets, and those whose account was scored within the horizon before them:
+        the share of breaches the risk band (and cadence) leaves within the forecasts' reach."""
         self.fallbacks: dict[Fallback, int] = {r: 0 for r in Fallback if r != Fallback.NONE}
         self.scored_total = 0
         self.steps = sim.steps
@@ -190,6 +196,7 @@ class Policy:
             self._record(sim, None, 0, 0)
             return
         rows = self._triage(sim)
+        self.last_scored[rows] = sim.t
         reason, p = self._forecast(sim, rows)
         warned = 0
         previous = self.account_factor
@@ -209,6 +216,13 @@ class Policy:
         self.account_factor = factor
         sim.requirements_changed(changed)
         self._record(sim, reason, rows.size, warned)
+
+    def observe_onsets(self, t: int, accounts: np.ndarray) -> None:
+        """Count breach onsets at block t and those the band had scored within the horizon."""
+        if self.cfg.name != "predictive":
+            return
+        self.onsets += int(accounts.size)
+        self.onsets_in_band += int((self.last_scored[accounts] >= t - self.horizon_ticks).sum())
 
     def _triage(self, sim: Simulation) -> np.ndarray:
         """Return the accounts to score: traders whose margin a move of risk_band_sigmas x
@@ -319,6 +333,8 @@ class Policy:
             "policy_warnings": int(t[:, 2, 0].sum()),
             "policy_derisked_notional": float(t[:, 3, :].sum()),
             "policy_gated_blocks": int(t[:, 4, :].sum()),
+            "policy_breach_onsets": self.onsets,
+            "policy_onsets_scored_within_horizon": self.onsets_in_band,
         }
 
 

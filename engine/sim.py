@@ -822,6 +822,7 @@ class Simulation:
         if onset.any():
             ids = np.flatnonzero(onset) if isinstance(rows, slice) else rows[onset]
             self._onsets.append((self.t, ids))
+            self.policy.observe_onsets(self.t, ids)
             p = self.cfg.traders.topup_probability
             if p > 0:
                 answer = ids[self.rng_traders.random(ids.size) < p]

@@ -142,6 +142,12 @@ def format_summary(sim: Simulation) -> str:
             f"{s['policy_gated_blocks']:,} gated market-blocks, {s['policy_fallbacks']:,} "
             "forecasts fell back to the reactive policy."
         )
+        if s["policy_breach_onsets"]:
+            kept = s["policy_onsets_scored_within_horizon"] / s["policy_breach_onsets"]
+            lines.append(
+                f"risk band: {kept:.1%} of {s['policy_breach_onsets']:,} breach onsets had been "
+                f"scored within the horizon before them (the recall the band keeps)."
+            )
     err = sim.ledger.conservation_error()
     lines.append(
         "value conserved exactly (sum of balances = net deposits)"

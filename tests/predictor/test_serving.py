@@ -182,3 +182,35 @@ def test_requirements_never_fall_below_the_base():
         _, _, im = sim.margin_of(sizes, initial=True, rows=rows)
         assert (im >= base).all()
     assert sim.policy.account_factor is not None and sim.policy.account_factor.max() > 1.0
+
+
+def test_the_risk_band_reports_the_breach_recall_it_keeps():
+    def run(band: float) -> dict:
+        cfg = _config(
+            "cascade",
+            'policy.name="predictive"',
+            "policy.knob=0",  # forecasts only, no action: both runs face the same path
+            f"policy.risk_band_sigmas={band}",
+        )
+        sim = Simulation(cfg, forecaster=AnalyticForecaster(horizon_minutes=5.0))
+        sim.run()
+        return sim.summary()
+
+    everyone, banded = run(0.0), run(3.0)
+    assert everyone["policy_breach_onsets"] == banded["policy_breach_onsets"] > 0
+    # Scoring every account every forecast keeps every breach within reach ...
+    assert everyone["policy_onsets_scored_within_horizon"] == everyone["policy_breach_onsets"]
+    # ... and a band scores fewer rows and can only keep fewer.
+    assert banded["policy_scored_rows"] < everyone["policy_scored_rows"]
+    assert banded["policy_onsets_scored_within_horizon"] <= banded["policy_breach_onsets"]
+
+
+def test_predictive_policy_at_knob_zero_is_the_reactive_venue():
+    static = Simulation(_config("cascade"))
+    static.run()
+    cfg = _config("cascade", 'policy.name="predictive"', "policy.knob=0")
+    quiet = Simulation(cfg, forecaster=AnalyticForecaster(horizon_minutes=5.0))
+    quiet.run()
+    assert quiet.summary()["policy_scored_rows"] > 0
+    assert static.events.to_frame().equals(quiet.events.to_frame())
+    assert static.market_frame().equals(quiet.market_frame())
