@@ -130,7 +130,8 @@ class MarketFeatureStream:
     def _extreme(self, full: np.ndarray, k: int, w: int, fn) -> np.ndarray:
         """Return fn (np.max or np.min) over each new row's trailing window of ``w`` rows."""
         base = max(0, self.n - self.keep)
-        pos = np.stack([self._rows(k, back, base) for back in range(w)], axis=1)  # (k, w)
+        ticks = np.arange(self.n, self.n + k)[:, None] - np.arange(w)[None, :]
+        pos = np.maximum(ticks, 0) - base  # (k, w): each row's window, clamped to tick 0
         return fn(full[pos], axis=1)
 
     def _sum(self, name: str, new: np.ndarray, w: int) -> np.ndarray:
@@ -343,7 +344,7 @@ def account_features(
     n_markets = market.shape[1]
     # One gather of the dominant market's row per account row, float32 like the output.
     flat = market.reshape(-1, market.shape[2]).astype(np.float32, copy=False)
-    columns = ACCOUNT_COLUMNS + tuple(f"notional_{name}" for name in names)
+    columns = ROW_INPUTS + tuple(f"notional_{name}" for name in names)
     return features_of_rows(
         {c: accounts[c].to_numpy() for c in columns},
         names,
@@ -355,7 +356,7 @@ def account_features(
     )
 
 
-ACCOUNT_COLUMNS = (
+ROW_INPUTS = (
     "tick",
     "margin_ratio",
     "leverage",
@@ -366,7 +367,7 @@ ACCOUNT_COLUMNS = (
     "ticks_since_topup",
     "ticks_since_order",
 )
-"""Columns of the sampled account table the features read (besides ``notional_<market>``)."""
+"""Columns of a sampled account row that its features read (besides ``notional_<market>``)."""
 
 
 def log_margin_ratio(margin_ratio: np.ndarray) -> np.ndarray:
@@ -386,7 +387,7 @@ def features_of_rows(
     """Return FEATURES of account rows: float32 (rows, features).
 
     The one implementation behind the dataset builder (:func:`account_features`) and serving
-    (:class:`predictor.serving.OnlineFeatures`). ``accounts`` maps ACCOUNT_COLUMNS and
+    (:class:`predictor.serving.OnlineFeatures`). ``accounts`` maps ROW_INPUTS and
     ``notional_<market>`` to arrays of the rows; ``market_rows(tick, dominant)`` returns the
     float32 MARKET_FEATURES of each row's dominant market at its tick; ``previous_log_mr`` and
     ``previous_tick`` describe each account's previous sample (NaN and -1 for none).
