@@ -1,7 +1,7 @@
 """What acting on forecasts costs in simulation, and how fast each forecaster path scores.
 
     python tests/perf/bench_policy.py [--model models/breach-forecaster] [--scenario cascade]
-        [--registry models:/breach-forecaster@champion] [--no-rest]
+        [--accounts N] [--registry models:/breach-forecaster@champion] [--no-rest]
 
 Prints, on the same scenario and seed (each run 3 times, the fastest counts):
 
@@ -63,11 +63,14 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "models" / "breach-forecaster"))
     ap.add_argument("--registry", default="models:/breach-forecaster@champion")
     ap.add_argument("--scenario", default="cascade")
+    ap.add_argument("--accounts", type=int, default=0, help="override the scenario's count")
     ap.add_argument("--no-rest", action="store_true")
     args = ap.parse_args()
     model = BreachForecaster.load(args.model)
     config = ROOT / "configs" / "scenarios" / f"{args.scenario}.toml"
     base = ["seed=0", f"policy.horizon_minutes={model.horizon_minutes}"]
+    if args.accounts:
+        base.append(f"accounts.count={args.accounts}")
     static_cfg = load_config(config, base)
     pred_cfg = load_config(config, [*base, 'policy.name="predictive"'])
     compile_booster(model.booster_)  # build the library once, outside the timings
