@@ -107,6 +107,7 @@ class MarketFeatureStream:
         self._tail: dict[str, np.ndarray] = {}
         self._prefix: dict[str, np.ndarray] = {}
         self._pending: dict[str, np.ndarray] = {}
+        self._slot: dict[str, tuple[str, int]] = {}
         self._ewma_state: dict[int, np.ndarray] = {}
 
     # Every helper returns values for the rows of the current update, global ticks
@@ -134,29 +135,37 @@ class MarketFeatureStream:
         pos = np.maximum(ticks, 0) - base  # (k, w): each row's window, clamped to tick 0
         return fn(full[pos], axis=1)
 
-    def _sum(self, name: str, new: np.ndarray, w: int) -> np.ndarray:
-        """Return the trailing sum over ``w`` rows of series ``name`` whose new rows are ``new``.
+    def _accumulate(self, group: str, series: dict[str, np.ndarray]) -> None:
+        """Extend the running prefix sums of ``series`` (name -> new rows, (k, m) each).
 
-        Prefix sums accumulate in one sequence across calls (cumsum is sequential), so a window
-        sum is the same difference of the same numbers however the history was fed.
+        Prefix sums accumulate in one sequence across calls (cumsum runs sequentially along the
+        ticks, for each series and market alike), so a window sum is the same difference of the
+        same numbers however the history was fed. Series are summed as one (k, s, m) block: one
+        cumsum for all of them.
         """
-        prefix = self._pending.get(name)
-        if prefix is None:
-            # Global prefix entries max(0, n - keep) .. n, then those of the new rows.
-            before = self._prefix.get(name)
-            if before is None:
-                before = np.zeros((1,) + new.shape[1:])
-            grown = np.cumsum(np.concatenate([before[-1:], new]), axis=0)[1:]
-            prefix = self._pending[name] = np.concatenate([before, grown])
+        new = np.stack([np.asarray(v, np.float64) for v in series.values()], axis=1)
+        before = self._prefix.get(group)
+        if before is None:
+            before = np.zeros((1,) + new.shape[1:])
+        grown = np.cumsum(np.concatenate([before[-1:], new]), axis=0)[1:]
+        self._pending[group] = np.concatenate([before, grown])
+        for i, name in enumerate(series):
+            self._slot[name] = (group, i)
+
+    def _sum(self, name: str, w: int) -> np.ndarray:
+        """Return the trailing sum over ``w`` rows of series ``name`` for each new row."""
+        group, i = self._slot[name]
+        prefix = self._pending[group]  # global prefix entries max(0, n - keep) .. n + k
         base = max(0, self.n - self.keep)
-        hi = np.arange(self.n + 1, self.n + new.shape[0] + 1)
+        k = prefix.shape[0] - 1 - (self.n - base)  # the update's new rows
+        hi = np.arange(self.n + 1, self.n + k + 1)
         lo = np.maximum(hi - w, 0)
-        return prefix[hi - base] - prefix[lo - base]
+        return prefix[hi - base, i] - prefix[lo - base, i]
 
     def _commit_sums(self) -> None:
         """Keep the prefix sums of the last ``keep`` rows once an update has used them."""
-        for name, prefix in self._pending.items():
-            self._prefix[name] = prefix[-(self.keep + 1) :]
+        for group, prefix in self._pending.items():
+            self._prefix[group] = prefix[-(self.keep + 1) :]
         self._pending.clear()
 
     def _count(self, k: int, w: int) -> np.ndarray:
@@ -188,21 +197,33 @@ class MarketFeatureStream:
         else:
             lr = log_mark - previous
         lr2 = lr * lr
+        # Parkinson: the high-low range of each trailing 1-minute bar, averaged over a window.
+        bar = window_ticks(1, tick_ms) + 1  # a bar's ticks plus the previous close
+        mark_full = self._extend("mark", mark)
+        high = self._extreme(mark_full, k, bar, np.max)
+        low = self._extreme(mark_full, k, bar, np.min)
+        inputs = {
+            "lr2": lr2,
+            "hl2": np.log(high / low) ** 2,
+            "buy": arrays["taker_buy_usd"],
+            "sell": arrays["taker_sell_usd"],
+            "orders": arrays["orders_accepted"],
+            "liqs": arrays["liquidations"],
+            "liq_usd": arrays["liquidated_notional"],
+        }
+        if m >= 2:  # cross-market correlation: each market against the mean of the others
+            others = (lr.sum(axis=1, keepdims=True) - lr) / (m - 1)
+            inputs.update(lr=lr, others=others, lr_others=lr * others, others_sq=others * others)
+        self._accumulate("inputs", inputs)
         feats: dict[str, np.ndarray] = {}
         for w in RETURN_WINDOWS:
             feats[f"ret_{w}m"] = log_mark - self._lag(log_mark_full, k, window_ticks(w, tick_ms))
         for w in VOL_WINDOWS:
             wt = window_ticks(w, tick_ms)
-            feats[f"rv_{w}m"] = np.sqrt(self._sum("lr2", lr2, wt) / self._count(k, wt) / tick_min)
-        # Parkinson: the high-low range of each trailing 1-minute bar, averaged over the window.
-        bar = window_ticks(1, tick_ms) + 1  # a bar's ticks plus the previous close
-        mark_full = self._extend("mark", mark)
-        high = self._extreme(mark_full, k, bar, np.max)
-        low = self._extreme(mark_full, k, bar, np.min)
-        hl2 = np.log(high / low) ** 2
+            feats[f"rv_{w}m"] = np.sqrt(self._sum("lr2", wt) / self._count(k, wt) / tick_min)
         for w in VOL_WINDOWS:
             wt = window_ticks(w, tick_ms)
-            mean = self._sum("hl2", hl2, wt) / self._count(k, wt)
+            mean = self._sum("hl2", wt) / self._count(k, wt)
             feats[f"parkinson_{w}m"] = np.sqrt(mean / (4.0 * np.log(2.0)))
         for h in EWMA_HALF_LIVES:
             alpha = 1.0 - 0.5 ** (1.0 / window_ticks(h, tick_ms))
@@ -211,20 +232,19 @@ class MarketFeatureStream:
             )
             feats[f"ewma_sigma_{h}m"] = np.sqrt(var / tick_min)
         rv5, w60 = feats["rv_5m"], window_ticks(60, tick_ms)
+        self._accumulate("vol", {"rv5": rv5, "rv5_sq": rv5**2})
         count60 = self._count(k, w60)
-        mean = self._sum("rv5", rv5, w60) / count60
+        mean = self._sum("rv5", w60) / count60
         feats["vol_of_vol_60m"] = np.sqrt(
-            np.maximum(self._sum("rv5_sq", rv5**2, w60) / count60 - mean**2, 0)
+            np.maximum(self._sum("rv5_sq", w60) / count60 - mean**2, 0)
         )
-        buy, sell = arrays["taker_buy_usd"], arrays["taker_sell_usd"]
         for w in FLOW_WINDOWS:
             wt = window_ticks(w, tick_ms)
-            b, s = self._sum("buy", buy, wt), self._sum("sell", sell, wt)
+            b, s = self._sum("buy", wt), self._sum("sell", wt)
             feats[f"flow_imbalance_{w}m"] = _ratio(b - s, b + s)
         for w in (1, 15):
             wt = window_ticks(w, tick_ms)
-            trades = self._sum("orders", arrays["orders_accepted"], wt)
-            feats[f"trade_rate_{w}m"] = trades / (wt * tick_min)
+            feats[f"trade_rate_{w}m"] = self._sum("orders", wt) / (wt * tick_min)
         depth = arrays["bid_depth"] + arrays["ask_depth"]
         feats["half_spread"] = np.asarray(arrays["half_spread"], np.float64)
         feats["log_depth_usd"] = np.log1p(depth)
@@ -233,9 +253,8 @@ class MarketFeatureStream:
         oi = arrays["oi_notional"]
         for w in (5, 15):
             wt = window_ticks(w, tick_ms)
-            feats[f"liq_count_{w}m"] = self._sum("liqs", arrays["liquidations"], wt)
-            liq_usd = self._sum("liq_usd", arrays["liquidated_notional"], wt)
-            feats[f"liq_share_{w}m"] = _ratio(liq_usd, oi)
+            feats[f"liq_count_{w}m"] = self._sum("liqs", wt)
+            feats[f"liq_share_{w}m"] = _ratio(self._sum("liq_usd", wt), oi)
         log_oi_full = self._extend("log_oi", np.log1p(oi))
         for w in (5, 60):
             lagged = self._lag(log_oi_full, k, window_ticks(w, tick_ms))
@@ -246,23 +265,21 @@ class MarketFeatureStream:
         feats["oracle_age_s"] = arrays["oracle_age"] * tick_ms / 1000.0
         feats["congestion"] = np.asarray(arrays["congestion"], np.float64)
         feats["insurance_cover"] = _ratio(arrays["insurance_fund"], oi)
-        feats["cross_corr_60m"] = self._cross_correlation(lr, w60)
+        feats["cross_corr_60m"] = self._cross_correlation(k, m, w60)
         self._commit_sums()
         self.n += k
         return np.stack([feats[f] for f in MARKET_FEATURES], axis=-1)
 
-    def _cross_correlation(self, lr: np.ndarray, w: int) -> np.ndarray:
+    def _cross_correlation(self, k: int, m: int, w: int) -> np.ndarray:
         """Return the trailing correlation of each market's returns with the mean return of the
         other markets (NaN with a single market or a flat window)."""
-        k, m = lr.shape
         if m < 2:
             return np.full((k, m), np.nan)
-        others = (lr.sum(axis=1, keepdims=True) - lr) / (m - 1)
         c = self._count(k, w)
-        mx, my = self._sum("lr", lr, w) / c, self._sum("others", others, w) / c
-        cov = self._sum("lr_others", lr * others, w) / c - mx * my
-        vx = self._sum("lr2", lr * lr, w) / c - mx * mx
-        vy = self._sum("others_sq", others * others, w) / c - my * my
+        mx, my = self._sum("lr", w) / c, self._sum("others", w) / c
+        cov = self._sum("lr_others", w) / c - mx * my
+        vx = self._sum("lr2", w) / c - mx * mx
+        vy = self._sum("others_sq", w) / c - my * my
         den = np.sqrt(np.maximum(vx * vy, 0.0))
         out = np.full((k, m), np.nan)
         np.divide(cov, den, out=out, where=den > 1e-30)
