@@ -93,7 +93,7 @@ def main() -> None:
     print(f"  predictive (Booster.predict): {t_slow:5.2f} s  = {t_slow / t_static:.2f} x static")
     print(
         f"  forecasts only (knob 0):     {t_quiet:6.2f} s  = {t_quiet / t_static:.2f} x static "
-        "(the rest of the predictive run's time is its own de-risking and liquidations)"
+        "(the same forecasting on the static run's path, no action)"
     )
 
     keeping = Keeping(model)

@@ -25,7 +25,9 @@ def test_compiled_trees_equal_booster_predict(trained_model):
     model = BreachForecaster.load(export)
     fast = compile_booster(model.booster_)
     assert isinstance(fast, CompiledBooster) and fast.library.parent == cache_root()
-    X = _rows(20_000)
+    X = _rows(20_000)  # above PARALLEL_ROWS: two threads; a slice below it: one
+    small = X[:500]
+    np.testing.assert_allclose(fast.predict(small), model.booster_.predict(small), atol=1e-12)
     np.testing.assert_allclose(fast.predict(X), model.booster_.predict(X), rtol=0, atol=1e-12)
     X64 = X.astype(np.float64)
     np.testing.assert_allclose(fast.predict(X64), model.booster_.predict(X64), rtol=0, atol=1e-12)
@@ -38,7 +40,7 @@ def test_compiled_trees_equal_booster_predict(trained_model):
 def test_without_the_compiler_packages_the_booster_predicts(trained_model, monkeypatch, caplog):
     _, export = trained_model
     model = BreachForecaster.load(export)
-    monkeypatch.setitem(sys.modules, "tl2cgen", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # import fails as if not installed
     assert compile_booster(model.booster_) is None
     assert "compiled forecasts unavailable" in caplog.text
     forecaster = ModelForecaster(model)
