@@ -305,6 +305,16 @@ def export_champion(folder: Path, source: Path, registry: dict[str, Any]) -> Pat
     return folder
 
 
+def ensure_experiment(client, uri: str, experiment: str) -> None:
+    """Create ``experiment`` if it is new; with a SQLite store, its artifacts go beside the
+    database (``mlruns/artifacts/<experiment>`` by default) rather than into ``./mlruns`` of
+    whatever folder the command runs in (MLflow's default artifact root)."""
+    if client.get_experiment_by_name(experiment) is not None or not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts" / experiment
+    client.create_experiment(experiment, artifact_location=folder.as_uri())
+
+
 def log_training(
     result: TrainResult, uri: str, experiment: str, export_root: Path | None
 ) -> Outcome:
@@ -315,6 +325,7 @@ def log_training(
     client = connect(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    ensure_experiment(client, uri, experiment)
     mlflow.set_experiment(experiment)
     name = registered_name(result.horizon_minutes)
     package = Path(__file__).resolve().parent
