@@ -214,3 +214,20 @@ def test_predictive_policy_at_knob_zero_is_the_reactive_venue():
     assert quiet.summary()["policy_scored_rows"] > 0
     assert static.events.to_frame().equals(quiet.events.to_frame())
     assert static.market_frame().equals(quiet.market_frame())
+
+
+def test_a_model_whose_features_do_not_match_falls_back(trained_model):
+    from predictor.features import FEATURES as CURRENT
+    from predictor.model import BreachForecaster
+    from predictor.serving import ModelForecaster
+
+    _, export = trained_model
+    model = BreachForecaster.load(export)
+    model.meta_ = {**model.meta_, "features": list(CURRENT[:-1])}  # trained on one fewer
+    cfg = _config("cascade", 'policy.name="predictive"', "policy.risk_band_sigmas=0")
+    sim = Simulation(cfg, forecaster=ModelForecaster(model, compiled=False))
+    sim.run()
+    s = sim.summary()
+    forecasts = cfg.steps // cfg.policy.cadence_ticks + 1
+    assert s["policy_fallbacks_schema"] == s["policy_fallbacks"] == forecasts
+    assert s["policy_warnings"] == 0 and s["policy_derisked_notional"] == 0
