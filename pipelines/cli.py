@@ -27,7 +27,8 @@ def main() -> None:
     """predliq: predictive liquidation for leveraged perpetual-futures venues.
 
     Simulate a venue's margin and liquidation engine under stress, train forecasters of margin
-    breaches on the simulated histories, and (in later versions) compare anticipatory with
+    breaches on the simulated histories, run the venue under margin policies that act on those
+    forecasts (simulate --policy, serve), and (in a later version) evaluate anticipatory against
     reactive liquidation.
     """
 

@@ -1,4 +1,4 @@
-"""Breach forecasts: features, LightGBM training, baselines, metrics, MLflow tracking.
+"""Breach forecasts: features, LightGBM training, baselines, metrics, MLflow tracking, serving.
 
 data      reading and checking history partitions (manifests, hashes, columns, horizons)
 features  causal market and account features (FEATURES, in model input order)
@@ -10,4 +10,6 @@ train     the training protocol (seed split, walk-forward, regime shift) -> Trai
 tracking  MLflow run, registry aliases (champion / challenger), export, model card
 pyfunc    the forecaster as an MLflow pyfunc model (logged as code)
 plots     PR curves, reliability diagram, feature importance, lead times
+serving   online features and forecasters for the engine (model, analytic, remote); loading
+compiled  the booster compiled to machine code (lleaves), Booster.predict's outputs
 """
