@@ -101,3 +101,22 @@ def test_unresolvable_registry_uri_is_refused(tmp_path, trained_model):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "no-such-model" in lines[0]
+
+
+def test_a_forecaster_loads_by_alias_version_run_and_export_alike(trained_model):
+    from mlflow.tracking import MlflowClient
+
+    from predictor.serving import load_forecaster
+
+    uri, export = trained_model
+    version = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(
+        "breach-forecaster", "champion"
+    )
+    sources = [
+        "models:/breach-forecaster@champion",
+        f"models:/breach-forecaster/{version.version}",
+        f"runs:/{version.run_id}/model",
+    ]
+    texts = {load_forecaster(s, tracking_uri=uri).booster_.model_to_string() for s in sources}
+    texts.add(load_forecaster(str(export)).booster_.model_to_string())
+    assert len(texts) == 1
