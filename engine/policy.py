@@ -81,8 +81,16 @@ POLICY_COLUMNS = (
     "addon_accounts",
     "mm_factor",
     "im_factor",
+    "mm_held",
+    "mm_base",
 )
-"""Columns of the per-(block, market) policy table."""
+"""Columns of the per-(block, market) policy table. ``mm_held`` and ``mm_base`` are the
+traders' maintenance margin in quote units under the policy and under the margin model alone,
+measured every ``CAPITAL_EVERY_TICKS`` blocks and carried between measurements."""
+
+CAPITAL_EVERY_TICKS = 20
+"""Blocks between measurements of the margin the policy makes traders hold (a full pass over
+every account, so not every block)."""
 
 
 def validate_probabilities(p: object, rows: int) -> Fallback:
@@ -125,6 +133,8 @@ class Policy:
         the share of breaches the risk band (and cadence) leaves within the forecasts' reach."""
         self.fallbacks: dict[Fallback, int] = {r: 0 for r in Fallback if r != Fallback.NONE}
         self.scored_total = 0
+        self.mm_held = np.zeros(m)
+        self.mm_base = np.zeros(m)
         self.steps = sim.steps
         self.table = np.zeros((sim.steps + 1, len(POLICY_COLUMNS), m))
         if cfg.name == "static" and cfg.knob != 1.0:
@@ -192,6 +202,8 @@ class Policy:
     def end_block(self, sim: Simulation) -> None:
         """Score accounts on the forecast cadence and set the early actions that follow."""
         cfg = self.cfg
+        if sim.t % CAPITAL_EVERY_TICKS == 0:
+            self._measure_margin(sim)
         if cfg.name != "predictive" or sim.t % cfg.cadence_ticks:
             self._record(sim, None, 0, 0)
             return
@@ -216,6 +228,18 @@ class Policy:
         self.account_factor = factor
         sim.requirements_changed(changed)
         self._record(sim, reason, rows.size, warned)
+
+    def _measure_margin(self, sim: Simulation) -> None:
+        """Measure the traders' maintenance margin per market, with and without the policy."""
+        traders = np.flatnonzero(~sim.ledger.is_maker)
+        sizes = sim.ledger.size[traders]
+        base = np.empty(sizes.shape, np.int64)
+        notional = np.rint(np.abs(sizes * sim.mark_q)).astype(np.int64)
+        for k, r in enumerate(sim.requirements):
+            base[:, k] = r.maintenance(notional[:, k], sizes[:, k], sim.margin_context(k))
+        held = self.scale(base, traders, initial=False)
+        self.mm_base = base.sum(axis=0) / 1e6
+        self.mm_held = held.sum(axis=0) / 1e6
 
     def observe_onsets(self, t: int, accounts: np.ndarray) -> None:
         """Count breach onsets at block t and those the band had scored within the horizon."""
@@ -319,6 +343,8 @@ class Policy:
         row[5] = 0 if af is None else int((af > 1.0).sum())
         row[6] = 1.0 if self.mm_factor is None else self.mm_factor
         row[7] = 1.0 if self.im_factor is None else self.im_factor
+        row[8] = self.mm_held
+        row[9] = self.mm_base
 
     def add_derisked(self, t: int, k: int, notional: float) -> None:
         self.table[t, 3, k] += notional
