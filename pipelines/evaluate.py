@@ -209,7 +209,7 @@ def execute(
 
 def tail_mean(x: np.ndarray, level: float) -> float:
     """Return the mean of the worst (1 - level) share of ``x`` (at least one value): ES."""
-    k = max(1, int(np.ceil((1.0 - level) * x.size)))
+    k = max(1, int(np.ceil((1.0 - level) * x.size - 1e-9)))  # 1% of 100 is 1, not 2
     return float(np.sort(x)[-k:].mean())
 
 

@@ -1,0 +1,151 @@
+"""`predliq evaluate`: paired runs, frontiers, matched-cost headline, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from pipelines.evaluate import DEFAULT_KNOBS, frontier, headline, tail_mean
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
+
+
+def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Results where predictive's bad debt falls linearly with capital cost and static sits
+    above that line by 10 per path."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_paths):
+        noise = rng.normal(0, 1)
+        for knob, cost in zip((0.0, 1.0, 2.0), (1.0, 2.0, 3.0), strict=True):
+            rows.append(("predictive", knob, cost, 100 - 10 * cost + noise, p))
+        rows.append(("static", 1.0, 1.5, 100 - 15 + 10 + noise, p))  # line at 1.5 is 85
+        rows.append(("vol_scaled", 3.0, 9.0, 50 + noise, p))  # far outside the frontier
+    frame = pd.DataFrame(rows, columns=["policy", "knob", "capital_cost", "bad_debt", "seed"])
+    frame["scenario"] = "s"
+    for m in ("liquidations", "liquidated_notional", "cascade_size", "if_drawdown_max"):
+        frame[m] = 0.0
+    for m in ("if_exhausted", "adl_notional", "liquidation_slippage", "trader_cost"):
+        frame[m] = 0.0
+    for m in ("derisked_notional", "derisked_needless", "fallbacks"):
+        frame[m] = 0.0
+    return frame
+
+
+def test_headline_interpolates_the_predictive_frontier_at_the_baselines_cost():
+    h = headline(_synthetic(), n_boot=300)
+    mean = h["static"]["mean"]
+    assert h["static"]["capital_cost"] == pytest.approx(1.5)
+    assert mean["reduction"] == pytest.approx(10.0)  # static is 10 above the line everywhere
+    lo, hi = mean["ci95"]
+    assert lo <= 10.0 <= hi and hi - lo < 1e-9  # paired: the noise cancels path by path
+    assert h["vol_scaled"]["mean"] is None  # its cost lies beyond the predictive frontier
+    assert "oi_scaled" not in h
+
+
+def test_frontier_reports_tail_statistics_per_knob():
+    f = frontier(_synthetic())
+    assert [p["knob"] for p in f["predictive"]] == [0.0, 1.0, 2.0]
+    point = f["predictive"][0]
+    assert point["paths"] == 30 and point["bad_debt_es99"] >= point["bad_debt_var95"]
+    assert tail_mean(np.arange(100.0), 0.99) == 99.0
+
+
+@pytest.fixture(scope="module")
+def evaluation(trained_model, tmp_path_factory):
+    uri, _ = trained_model
+    out = tmp_path_factory.mktemp("eval") / "report"
+    args = [
+        "evaluate",
+        *("--model", "models:/breach-forecaster@champion", "--tracking-uri", uri),
+        *("--scenarios", str(ROOT / "configs" / "eval")),
+        *("--scenarios", str(ROOT / "configs" / "scenarios" / "cascade.toml")),
+        *("--seeds", "10-11", "--out", str(out), "--bootstrap", "200", *SMALL),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_evaluation_writes_a_complete_summary(evaluation):
+    out, output = evaluation
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= {"headline", "frontier", "lineage"}
+    assert set(summary["frontier"]) == set(DEFAULT_KNOBS)
+    for policy, knobs in DEFAULT_KNOBS.items():
+        assert [p["knob"] for p in summary["frontier"][policy]] == list(knobs)
+        point = summary["frontier"][policy][0]
+        for key in ("capital_cost", "bad_debt_mean", "bad_debt_es99", "liquidated_notional"):
+            assert np.isfinite(point[key])
+        assert point["paths"] == 4
+    lineage = summary["lineage"]
+    assert lineage["evaluation_seeds"] == [10, 11] and lineage["training_seeds"] == [0, 1, 2, 3]
+    assert set(lineage["scenarios"]) == {"short_squeeze", "cascade"}
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 4 * sum(len(k) for k in DEFAULT_KNOBS.values())
+    assert "vs baseline" in output
+
+
+def test_every_policy_faces_the_same_paths(evaluation):
+    out, _ = evaluation
+    runs = pd.read_parquet(out / "runs.parquet").set_index(["scenario", "seed"])
+    static = runs[(runs["policy"] == "static") & (runs["knob"] == 1.0)]
+    quiet = runs[(runs["policy"] == "predictive") & (runs["knob"] == 0.0)]
+    # Forecasting without acting is the reactive venue on the same path: same outcomes.
+    for col in ("bad_debt", "liquidations", "liquidated_notional", "capital_cost"):
+        assert (static[col] == quiet[col].reindex(static.index)).all(), col
+
+
+def _refused(args: list[str], fragment: str, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["evaluate", *args, "--out", str(out), *SMALL])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+    assert not out.exists()
+
+
+def test_training_seeds_are_refused(trained_model, tmp_path):
+    uri, _ = trained_model
+    _refused(
+        ["--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "3-5"],
+        "were used to train the model",
+        tmp_path,
+    )
+
+
+def test_only_seen_families_are_refused(trained_model, tmp_path):
+    uri, _ = trained_model
+    cascade = str(ROOT / "configs" / "scenarios" / "cascade.toml")
+    _refused(
+        ["--tracking-uri", uri, "--scenarios", cascade, "--seeds", "10"],
+        "add at least one family",
+        tmp_path,
+    )
+
+
+def test_an_empty_scenario_folder_is_refused(trained_model, tmp_path):
+    uri, _ = trained_model
+    (tmp_path / "empty").mkdir()
+    _refused(
+        ["--tracking-uri", uri, "--scenarios", str(tmp_path / "empty"), "--seeds", "10"],
+        "holds no scenario configs",
+        tmp_path,
+    )
+
+
+def test_a_model_uri_that_does_not_resolve_is_refused(trained_model, tmp_path):
+    uri, _ = trained_model
+    _refused(
+        ["--tracking-uri", uri, "--model", "models:/missing@champion"]
+        + ["--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "10"],
+        "missing",
+        tmp_path,
+    )
