@@ -495,6 +495,14 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
     help="Scenario configs to evaluate on: a folder of *.toml or a file (repeatable).",
 )
 @click.option("--seeds", required=True, metavar="RANGE", help="Evaluation seeds, e.g. 1000-1099.")
+@click.option(
+    "--replays",
+    "replay_places",
+    multiple=True,
+    type=click.Path(),
+    help="Real 1-minute bar files, or folders of them (*_1m_*.csv[.gz]), to replay under every "
+    "policy with the same population (repeatable).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option(
     "--set",
@@ -522,6 +530,7 @@ def evaluate(
     model_uri: str,
     scenario_places: tuple[str, ...],
     seeds: str,
+    replay_places: tuple[str, ...],
     out: str,
     overrides: tuple[str, ...],
     workers: int,
@@ -535,6 +544,7 @@ def evaluate(
 
     import pandas as pd
 
+    from pipelines.describe import real_files
     from pipelines.evaluate import (
         DEFAULT_KNOBS,
         EvaluationError,
@@ -542,6 +552,7 @@ def evaluate(
         execute,
         format_headline,
         plan,
+        replay_plan,
         scenario_configs,
         write_summary,
     )
@@ -555,7 +566,15 @@ def evaluate(
         model = load_forecaster(model_uri, tracking_uri=tracking_uri)
         check_held_out(model.meta_, seed_list, [name for name, _ in configs])
         runs = plan(configs, seed_list, DEFAULT_KNOBS, model, model.horizon_minutes, overrides)
-    except (EvaluationError, ModelError, ConfigError, ValueError) as e:
+        replay_runs = []
+        if replay_places:
+            files = real_files(list(replay_places))
+            if not files:
+                raise EvaluationError(
+                    f"--replays {', '.join(replay_places)} holds no 1-minute bar files"
+                )
+            replay_runs = replay_plan(files, seed_list[0], model, model.horizon_minutes, overrides)
+    except (EvaluationError, ModelError, ConfigError, ReplayError, ValueError) as e:
         _fail(str(e))
     paths = len({(r.scenario, r.seed) for r in runs})
     click.echo(
@@ -574,6 +593,15 @@ def evaluate(
             err=True,
         )
     results = pd.DataFrame(rows).sort_values(["scenario", "seed", "policy", "knob"])
+    replays = None
+    if replay_runs:
+        replay_rows = []
+        for path_rows in execute(replay_runs, workers, scheduler):
+            replay_rows.extend(path_rows)
+            click.echo(
+                f"[{time.perf_counter() - t0:7.1f}s] replay {path_rows[0]['scenario']}", err=True
+            )
+        replays = pd.DataFrame(replay_rows).sort_values(["scenario", "policy"])
     meta = model.meta_
     lineage = {
         "model_uri": model_uri,
@@ -585,6 +613,6 @@ def evaluate(
         "scenarios": {r.scenario: r.cfg.hash() for r in runs if r.policy == "static"},
         "knobs": {k: list(v) for k, v in DEFAULT_KNOBS.items()},
     }
-    summary = write_summary(Path(out), results.reset_index(drop=True), lineage, bootstrap)
+    summary = write_summary(Path(out), results.reset_index(drop=True), lineage, bootstrap, replays)
     click.echo(format_headline(summary))
     click.echo(f"wrote {Path(out) / 'summary.json'}")

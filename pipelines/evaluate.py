@@ -53,6 +53,12 @@ METRICS = (
 )
 
 
+REPLAY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "replay.toml"
+"""The venue and population a real crash is replayed into (its market follows the file)."""
+REPLAY_KNOBS = {**REFERENCE_KNOB, "predictive": 1.0}
+"""Each policy's setting on the replays: the baselines' reference knobs, predictive at 1."""
+
+
 class EvaluationError(ValueError):
     """Input an evaluation cannot run on; the message is one line naming the problem."""
 
@@ -165,6 +171,54 @@ def run_path(runs: list[PathRun]) -> list[dict[str, Any]]:
             | outcome
         )
     return rows
+
+
+def replay_plan(
+    files: list[Path],
+    seed: int,
+    model: Any,
+    horizon: float,
+    overrides: tuple[str, ...] = (),
+) -> list[PathRun]:
+    """Return the replay runs: every file under each policy at REPLAY_KNOBS, one population.
+
+    Each file is checked first (a malformed row is refused with its line). The population's
+    positions are scaled to the file's opening price, so every event puts the same notional at
+    risk: the opening price of the shipped config's file times its position size.
+    """
+    from engine.prices import load_bars
+
+    reference = load_config(REPLAY_CONFIG, (f"seed={seed}",))
+    k = [mk.name for mk in reference.markets].index(reference.index.replay_market)
+    market = reference.markets[k]
+    notional = market.initial_price * market.position_sigma_base
+    runs = []
+    for f in files:
+        bars = load_bars(f)
+        opening = float(bars["open"].iloc[0])
+        cfg = load_config(
+            REPLAY_CONFIG,
+            (
+                *overrides,
+                f"seed={seed}",
+                f'name="replay-{f.name.split(".")[0]}"',
+                f'index.replay_file="{f.resolve()}"',
+                f"markets.{k}.initial_price={opening!r}",
+                f"markets.{k}.position_sigma_base={notional / opening!r}",
+            ),
+        )
+        for policy, knob in REPLAY_KNOBS.items():
+            if policy == "predictive":
+                source = ForecastSource("model", model)
+            elif policy == "analytic":
+                source = ForecastSource("analytic")
+            else:
+                source = ForecastSource()
+            stem = f.name.split(".")[0]
+            runs.append(
+                PathRun(stem, seed, policy, knob, policy_config(cfg, policy, knob, horizon), source)
+            )
+    return runs
 
 
 def by_path(runs: list[PathRun]) -> list[list[PathRun]]:
@@ -308,10 +362,24 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
     return out
 
 
+def replay_table(replays: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """Return file stem -> policy -> outcomes."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for row in replays.to_dict("records"):
+        outcome = {m: float(row[m]) for m in METRICS} | {"knob": float(row["knob"])}
+        out.setdefault(str(row["scenario"]), {})[str(row["policy"])] = outcome
+    return out
+
+
 def write_summary(
-    out: Path, results: pd.DataFrame, lineage: dict[str, Any], n_boot: int = 1000
+    out: Path,
+    results: pd.DataFrame,
+    lineage: dict[str, Any],
+    n_boot: int = 1000,
+    replays: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Write runs.parquet and summary.json into ``out`` (atomically) and return the summary."""
+    """Write runs.parquet (and replays.parquet) and summary.json into ``out`` (atomically) and
+    return the summary."""
     import os
     import shutil
     import tempfile
@@ -319,12 +387,15 @@ def write_summary(
     summary = {
         "headline": headline(results, n_boot),
         "frontier": frontier(results),
+        "replays": {} if replays is None else replay_table(replays),
         "lineage": lineage,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         results.to_parquet(tmp / "runs.parquet", index=False)
+        if replays is not None:
+            replays.to_parquet(tmp / "replays.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -352,4 +423,7 @@ def format_headline(summary: dict[str, Any]) -> str:
             f"{m['predictive']:>12,.0f} {m['reduction_share']:>9.1%} "
             f"{f'[{lo:,.0f}, {hi:,.0f}]':>24}"
         )
+    for stem, policies in summary.get("replays", {}).items():
+        cells = ", ".join(f"{p} {v['bad_debt']:,.0f}" for p, v in policies.items())
+        lines.append(f"replay {stem}: bad debt {cells}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from pipelines.evaluate import DEFAULT_KNOBS, frontier, headline, tail_mean
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
+REPLAY = ROOT.parent / "shared" / "data" / "market" / "BTCUSDT-PERP_1m_2020-03-12.csv.gz"
 
 
 def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
@@ -68,6 +69,7 @@ def evaluation(trained_model, tmp_path_factory):
         *("--scenarios", str(ROOT / "configs" / "eval")),
         *("--scenarios", str(ROOT / "configs" / "scenarios" / "cascade.toml")),
         *("--seeds", "10-11", "--out", str(out), "--bootstrap", "200", *SMALL),
+        *("--replays", str(REPLAY)),
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -91,6 +93,9 @@ def test_evaluation_writes_a_complete_summary(evaluation):
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 4 * sum(len(k) for k in DEFAULT_KNOBS.values())
     assert "vs baseline" in output
+    replay = summary["replays"]["BTCUSDT-PERP_1m_2020-03-12"]
+    assert set(replay) == {"static", "vol_scaled", "oi_scaled", "analytic", "predictive"}
+    assert all(np.isfinite(v["bad_debt"]) and v["liquidations"] >= 0 for v in replay.values())
 
 
 def test_every_policy_faces_the_same_paths(evaluation):
@@ -147,5 +152,23 @@ def test_a_model_uri_that_does_not_resolve_is_refused(trained_model, tmp_path):
         ["--tracking-uri", uri, "--model", "models:/missing@champion"]
         + ["--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "10"],
         "missing",
+        tmp_path,
+    )
+
+
+def test_a_malformed_replay_file_is_refused(trained_model, tmp_path):
+    import gzip
+
+    uri, _ = trained_model
+    lines = gzip.open(REPLAY, "rt").read().splitlines()
+    header = lines[0].split(",")
+    row = lines[5].split(",")
+    row[header.index("high")] = "-1"  # a negative high on line 6
+    bad = tmp_path / "BTCUSDT-PERP_1m_broken.csv"
+    bad.write_text("\n".join([*lines[:5], ",".join(row), *lines[6:]]) + "\n")
+    _refused(
+        ["--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "10"]
+        + ["--replays", str(bad)],
+        "line 6",
         tmp_path,
     )
