@@ -550,6 +550,7 @@ def evaluate(
         EvaluationError,
         check_held_out,
         execute,
+        forecast_quality,
         format_headline,
         plan,
         replay_plan,
@@ -583,9 +584,10 @@ def evaluate(
         err=True,
     )
     t0 = time.perf_counter()
-    rows = []
-    for done, path_rows in enumerate(execute(runs, workers, scheduler), start=1):
+    rows, scored = [], []
+    for done, (path_rows, forecasts) in enumerate(execute(runs, workers, scheduler), start=1):
         rows.extend(path_rows)
+        scored.append(forecasts)
         first = path_rows[0]
         click.echo(
             f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
@@ -596,7 +598,7 @@ def evaluate(
     replays = None
     if replay_runs:
         replay_rows = []
-        for path_rows in execute(replay_runs, workers, scheduler):
+        for path_rows, _ in execute(replay_runs, workers, scheduler):
             replay_rows.extend(path_rows)
             click.echo(
                 f"[{time.perf_counter() - t0:7.1f}s] replay {path_rows[0]['scenario']}", err=True
@@ -613,6 +615,13 @@ def evaluate(
         "scenarios": {r.scenario: r.cfg.hash() for r in runs if r.policy == "static"},
         "knobs": {k: list(v) for k, v in DEFAULT_KNOBS.items()},
     }
-    summary = write_summary(Path(out), results.reset_index(drop=True), lineage, bootstrap, replays)
+    summary = write_summary(
+        Path(out),
+        results.reset_index(drop=True),
+        lineage,
+        bootstrap,
+        replays,
+        forecast_quality(scored),
+    )
     click.echo(format_headline(summary))
     click.echo(f"wrote {Path(out) / 'summary.json'}")

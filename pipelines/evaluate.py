@@ -150,27 +150,101 @@ def plan(
     return runs
 
 
-def run_path(runs: list[PathRun]) -> list[dict[str, Any]]:
-    """Run one path (scenario, seed) under every policy of ``runs``; return one row each.
+FORECAST_ACCOUNT_FRACTION = 0.25
+"""Share of each path's accounts whose sampled rows score the forecasts (all of their rows, so
+the breach rate is the path's own)."""
+
+
+def run_path(runs: list[PathRun]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Run one path (scenario, seed) under every policy of ``runs``; return one row of outcomes
+    per run, and the forecasts of the path's reactive history (labels, model, analytic).
 
     The reactive run (static, knob 1) goes first: the accounts it sees breach tell which
-    pre-emptive de-risking of later runs fell on accounts that would not have breached.
+    pre-emptive de-risking of later runs fell on accounts that would not have breached, and its
+    labelled history scores the forecasts out of sample.
     """
     from engine.sim import Simulation
 
     ordered = sorted(runs, key=lambda r: r.policy != "static" or r.knob != 1.0)
+    model = next((r.source.model for r in runs if r.source.kind == "model"), None)
     rows, breachers = [], None
+    forecasts: dict[str, np.ndarray] = {}
     for run in ordered:
-        sim = Simulation(run.cfg, forecaster=run.source.build(run.cfg))
+        reactive = breachers is None and run.policy == "static" and run.knob == 1.0
+        cfg = run.cfg
+        if reactive and model is not None:
+            every = max(1, round(5 * 60_000 / cfg.tick_ms))  # sampled as the training set
+            cfg = dataclasses.replace(
+                cfg, history=dataclasses.replace(cfg.history, sample_every_ticks=every)
+            )
+        sim = Simulation(cfg, forecaster=run.source.build(cfg))
         sim.run()
-        if breachers is None and run.policy == "static" and run.knob == 1.0:
+        if reactive:
             breachers = np.unique(sim.onsets()[1])
+            if model is not None:
+                forecasts = score_history(sim, model, run.seed)
         outcome = run_outcomes(sim, breachers)
         rows.append(
             {"scenario": run.scenario, "seed": run.seed, "policy": run.policy, "knob": run.knob}
             | outcome
         )
-    return rows
+    return rows, forecasts
+
+
+def score_history(sim, model: Any, seed: int) -> dict[str, np.ndarray]:
+    """Return labels and the model's and the analytic forecasts on a share of the accounts of
+    a finished reactive run (rows whose horizon runs past the end are left out)."""
+    from predictor.baselines import first_passage_probability
+    from predictor.features import FEATURES, account_features, market_arrays, market_features
+
+    horizon = float(model.horizon_minutes)
+    label = f"label_{horizon:g}m"
+    accounts = sim.labelled_accounts()
+    if label not in accounts.columns:
+        return {}
+    names = [mk.name for mk in sim.cfg.markets]
+    rng = np.random.default_rng(seed)
+    ids = np.unique(accounts["account"].to_numpy())
+    chosen = rng.choice(ids, max(1, int(FORECAST_ACCOUNT_FRACTION * ids.size)), replace=False)
+    y = accounts[label].to_numpy()
+    keep = np.flatnonzero((y >= 0) & np.isin(accounts["account"].to_numpy(), chosen))
+    market = market_features(market_arrays(sim.market_frame(), names), sim.cfg.tick_ms)
+    X = account_features(accounts, names, market, sim.cfg.tick_ms, horizon, keep)
+    col = {f: j for j, f in enumerate(FEATURES)}
+    analytic = first_passage_probability(
+        X[:, col["distance_to_liquidation"]],
+        X[:, col["direction"]],
+        X[:, col["ewma_sigma_30m"]],
+        horizon,
+    )
+    return {
+        "y": y[keep].astype(np.int8),
+        "model": model.predict_proba(X).astype(np.float32),
+        "analytic": analytic.astype(np.float32),
+    }
+
+
+def forecast_quality(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Return PR-AUC, prevalence, Brier and ECE of the model and the analytic forecast on the
+    evaluation paths' reactive histories."""
+    from sklearn.metrics import average_precision_score, brier_score_loss
+
+    from predictor.metrics import expected_calibration_error
+
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    y = np.concatenate([p["y"] for p in parts])
+    out: dict[str, Any] = {"rows": int(y.size), "prevalence": float(y.mean())}
+    for name in ("model", "analytic"):
+        p = np.concatenate([part[name] for part in parts]).astype(np.float64)
+        positives = bool(y.any())
+        out[name] = {
+            "pr_auc": float(average_precision_score(y, p)) if positives else None,
+            "brier": float(brier_score_loss(y, p)),
+            "ece": expected_calibration_error(y, p),
+        }
+    return out
 
 
 def replay_plan(
@@ -231,7 +305,7 @@ def by_path(runs: list[PathRun]) -> list[list[PathRun]]:
 
 def execute(
     runs: list[PathRun], workers: int = 1, scheduler: str | None = None
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[tuple[list[dict[str, Any]], dict[str, np.ndarray]]]:
     """Run every path, serially or on Dask; yield each path's rows as it finishes."""
     groups = by_path(runs)
     if workers <= 1 and scheduler is None:
@@ -377,6 +451,7 @@ def write_summary(
     lineage: dict[str, Any],
     n_boot: int = 1000,
     replays: pd.DataFrame | None = None,
+    forecast: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write runs.parquet (and replays.parquet) and summary.json into ``out`` (atomically) and
     return the summary."""
@@ -388,6 +463,7 @@ def write_summary(
         "headline": headline(results, n_boot),
         "frontier": frontier(results),
         "replays": {} if replays is None else replay_table(replays),
+        "forecast": forecast or {},
         "lineage": lineage,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,11 @@ def test_evaluation_writes_a_complete_summary(evaluation):
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 4 * sum(len(k) for k in DEFAULT_KNOBS.values())
     assert "vs baseline" in output
+    forecast = summary["forecast"]
+    assert forecast["rows"] > 0 and 0 <= forecast["prevalence"] <= 1
+    for name in ("model", "analytic"):
+        assert 0 <= forecast[name]["brier"] <= 1 and 0 <= forecast[name]["ece"] <= 1
+        assert forecast[name]["pr_auc"] is None or 0 <= forecast[name]["pr_auc"] <= 1
     replay = summary["replays"]["BTCUSDT-PERP_1m_2020-03-12"]
     assert set(replay) == {"static", "vol_scaled", "oi_scaled", "analytic", "predictive"}
     assert all(np.isfinite(v["bad_debt"]) and v["liquidations"] >= 0 for v in replay.values())
