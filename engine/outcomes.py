@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 CASCADE_WINDOW_MINUTES = 30.0
 """A cascade is the liquidations within this long after the run's first one."""
+COVERAGE_PERIOD_MINUTES = 15.0
+"""Margin coverage is tested over consecutive windows this long (a liquidation period)."""
 EXHAUSTED_SHARE = 0.01
 """The insurance fund counts as exhausted once it falls below this share of its opening size."""
 
 
-def run_outcomes(
-    sim: Simulation, reactive_breachers: np.ndarray | None = None
-) -> dict[str, float]:
+def run_outcomes(sim: Simulation, reactive_breachers: np.ndarray | None = None) -> dict[str, float]:
     """Return the run's outcomes.
 
     ``reactive_breachers`` (account ids that breached in the reactive run of the same seed)
@@ -58,6 +58,7 @@ def run_outcomes(
     if reactive_breachers is not None:
         spared = ~np.isin(derisk["account"].to_numpy(), reactive_breachers)
         needless = float(derisk["amount"].abs().to_numpy()[spared].sum()) / 1e6
+    windows, exceeded = margin_coverage(sim, held, oi)
     summary = sim.policy.summary()
     return {
         "bad_debt": float(r["bad_debt"][1:t_end].sum()),
@@ -74,7 +75,27 @@ def run_outcomes(
         "derisked_notional": derisked,
         "derisked_needless": needless,
         "fallbacks": float(summary["policy_fallbacks"]),
+        "coverage_windows": float(windows),
+        "coverage_exceedances": float(exceeded),
     }
+
+
+def margin_coverage(sim: Simulation, held: np.ndarray, oi: np.ndarray) -> tuple[int, int]:
+    """Return (windows, exceedances): over consecutive windows of COVERAGE_PERIOD_MINUTES, how
+    often the mark moved by more than the maintenance margin held per unit of open interest at
+    the window's start (the share of a position's value the margin was there to cover).
+
+    ``held`` and ``oi`` are the traders' total MM and open-interest notional per block.
+    """
+    period = max(1, round(COVERAGE_PERIOD_MINUTES * 60_000 / sim.cfg.tick_ms))
+    mark = sim.records["mark_price"][: sim.t + 1]
+    starts = np.arange(0, mark.shape[0] - period, period)
+    if starts.size == 0:
+        return 0, 0
+    rate = np.zeros(starts.size)
+    np.divide(held[starts], oi[starts], out=rate, where=oi[starts] > 0)
+    move = np.abs(mark[starts + period] / mark[starts] - 1.0).max(axis=1)
+    return int(starts.size), int((move > rate).sum())
 
 
 def _policy_columns() -> tuple[str, ...]:

@@ -50,7 +50,11 @@ METRICS = (
     "derisked_notional",
     "derisked_needless",
     "fallbacks",
+    "coverage_windows",
+    "coverage_exceedances",
 )
+COVERAGE_LEVEL = 0.99
+"""The coverage a margin is taken to promise: moves beyond it in 1% of liquidation periods."""
 
 
 REPLAY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "replay.toml"
@@ -445,6 +449,40 @@ def replay_table(replays: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]
     return out
 
 
+def kupiec(windows: int, exceedances: int, level: float = COVERAGE_LEVEL) -> dict[str, float]:
+    """Return the exceedance rate and Kupiec's proportion-of-failures test against 1 - level
+    (likelihood ratio, chi-square with one degree of freedom; a small p-value rejects the
+    margin's claimed coverage)."""
+    from scipy.stats import chi2
+
+    p = 1.0 - level
+    n, x = windows, exceedances
+    if n == 0:
+        return {"windows": 0, "exceedances": 0, "rate": float("nan"), "p_value": float("nan")}
+    rate = x / n
+
+    def loglik(q: float) -> float:
+        q = min(max(q, 1e-300), 1 - 1e-16)
+        return (n - x) * np.log1p(-q) + x * np.log(q)
+
+    lr = -2.0 * (loglik(p) - loglik(rate))  # the clamp makes 0 x log(0) terms vanish
+    return {
+        "windows": n,
+        "exceedances": x,
+        "rate": rate,
+        "p_value": float(chi2.sf(max(lr, 0.0), 1)),
+    }
+
+
+def coverage(results: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """Return per policy and knob the margin coverage over every path (Kupiec test)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (policy, knob), g in results.groupby(["policy", "knob"]):
+        test = kupiec(int(g["coverage_windows"].sum()), int(g["coverage_exceedances"].sum()))
+        out.setdefault(str(policy), {})[f"{knob:g}"] = test
+    return out
+
+
 def write_summary(
     out: Path,
     results: pd.DataFrame,
@@ -464,6 +502,7 @@ def write_summary(
         "frontier": frontier(results),
         "replays": {} if replays is None else replay_table(replays),
         "forecast": forecast or {},
+        "coverage": coverage(results),
         "lineage": lineage,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.evaluate import DEFAULT_KNOBS, frontier, headline, tail_mean
+from pipelines.evaluate import DEFAULT_KNOBS, frontier, headline, kupiec, tail_mean
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
@@ -31,11 +31,12 @@ def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
         rows.append(("vol_scaled", 3.0, 9.0, 50 + noise, p))  # far outside the frontier
     frame = pd.DataFrame(rows, columns=["policy", "knob", "capital_cost", "bad_debt", "seed"])
     frame["scenario"] = "s"
+    frame["coverage_exceedances"] = 0.0
     for m in ("liquidations", "liquidated_notional", "cascade_size", "if_drawdown_max"):
         frame[m] = 0.0
     for m in ("if_exhausted", "adl_notional", "liquidation_slippage", "trader_cost"):
         frame[m] = 0.0
-    for m in ("derisked_notional", "derisked_needless", "fallbacks"):
+    for m in ("derisked_notional", "derisked_needless", "fallbacks", "coverage_windows"):
         frame[m] = 0.0
     return frame
 
@@ -57,6 +58,14 @@ def test_frontier_reports_tail_statistics_per_knob():
     point = f["predictive"][0]
     assert point["paths"] == 30 and point["bad_debt_es99"] >= point["bad_debt_var95"]
     assert tail_mean(np.arange(100.0), 0.99) == 99.0
+
+
+def test_kupiec_accepts_the_promised_rate_and_rejects_a_worse_one():
+    assert kupiec(1000, 10)["p_value"] == pytest.approx(1.0)  # exactly 1%
+    assert kupiec(1000, 30)["p_value"] < 1e-5  # 3% of periods broke a 99% margin
+    assert 0.01 < kupiec(1000, 15)["p_value"] < 0.2
+    none = kupiec(500, 0)
+    assert none["rate"] == 0 and 0 < none["p_value"] < 0.05  # too few breaks is evidence too
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +102,8 @@ def test_evaluation_writes_a_complete_summary(evaluation):
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 4 * sum(len(k) for k in DEFAULT_KNOBS.values())
     assert "vs baseline" in output
+    cover = summary["coverage"]["static"]["1"]
+    assert cover["windows"] > 0 and 0 <= cover["rate"] <= 1 and 0 <= cover["p_value"] <= 1
     forecast = summary["forecast"]
     assert forecast["rows"] > 0 and 0 <= forecast["prevalence"] <= 1
     for name in ("model", "analytic"):
