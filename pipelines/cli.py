@@ -560,11 +560,14 @@ def evaluate(
     from pipelines.simulate import parse_seeds
     from predictor.model import ModelError
     from predictor.serving import load_forecaster
+    from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_evaluation
 
+    uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
+        connect(uri)  # fail before the runs, not after
         seed_list = parse_seeds(seeds)
         configs = scenario_configs([Path(p) for p in scenario_places])
-        model = load_forecaster(model_uri, tracking_uri=tracking_uri)
+        model = load_forecaster(model_uri, tracking_uri=uri)
         check_held_out(model.meta_, seed_list, [name for name, _ in configs])
         runs = plan(configs, seed_list, DEFAULT_KNOBS, model, model.horizon_minutes, overrides)
         replay_runs = []
@@ -575,7 +578,7 @@ def evaluate(
                     f"--replays {', '.join(replay_places)} holds no 1-minute bar files"
                 )
             replay_runs = replay_plan(files, seed_list[0], model, model.horizon_minutes, overrides)
-    except (EvaluationError, ModelError, ConfigError, ReplayError, ValueError) as e:
+    except (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError) as e:
         _fail(str(e))
     paths = len({(r.scenario, r.seed) for r in runs})
     click.echo(
@@ -624,4 +627,8 @@ def evaluate(
         forecast_quality(scored),
     )
     click.echo(format_headline(summary))
-    click.echo(f"wrote {Path(out) / 'summary.json'}")
+    try:
+        run_id = log_evaluation(uri, Path(out), summary)
+    except TrackingError as e:
+        _fail(f"the report is written to {out}, but logging it failed: {e}")
+    click.echo(f"wrote {Path(out) / 'summary.json'}; logged run {run_id} ({uri})")

@@ -406,3 +406,46 @@ def _version(package: str) -> str:
     import importlib.metadata
 
     return importlib.metadata.version(package)
+
+
+EVALUATION_EXPERIMENT = "breach-forecaster-evaluation"
+
+
+def log_evaluation(uri: str, folder: Path, summary: dict[str, Any]) -> str:
+    """Log an evaluation as its own MLflow run: lineage as params, the headline and forecast
+    quality as metrics, and the report folder (summary.json, tables, report) as artifacts.
+    Return the run id."""
+    import mlflow
+
+    client = connect(uri)
+    mlflow.set_tracking_uri(uri)
+    ensure_experiment(client, uri, EVALUATION_EXPERIMENT)
+    mlflow.set_experiment(EVALUATION_EXPERIMENT)
+    lineage = summary["lineage"]
+    metrics: dict[str, float] = {}
+    for baseline, entry in summary["headline"].items():
+        for stat in ("mean", "es99"):
+            point = entry.get(stat)
+            if point:
+                metrics[f"headline.{baseline}.{stat}.reduction"] = point["reduction"]
+                metrics[f"headline.{baseline}.{stat}.ci95_low"] = point["ci95"][0]
+                metrics[f"headline.{baseline}.{stat}.ci95_high"] = point["ci95"][1]
+    forecast = summary.get("forecast", {})
+    for name in ("model", "analytic"):
+        for key, value in (forecast.get(name) or {}).items():
+            if value is not None:
+                metrics[f"forecast.{name}.{key}"] = float(value)
+    with mlflow.start_run(run_name=f"evaluation {folder.name}") as run:
+        mlflow.log_params(
+            {
+                "model_uri": lineage["model_uri"],
+                "model_version": lineage.get("model_version"),
+                "training_seeds": ",".join(map(str, lineage["training_seeds"])),
+                "evaluation_seeds": f"{lineage['evaluation_seeds'][0]}-"
+                f"{lineage['evaluation_seeds'][-1]} ({len(lineage['evaluation_seeds'])})",
+                "scenarios": ",".join(sorted(lineage["scenarios"])),
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_artifacts(str(folder))
+        return run.info.run_id

@@ -82,11 +82,11 @@ def evaluation(trained_model, tmp_path_factory):
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    return out, result.output
+    return out, result.output, uri
 
 
 def test_evaluation_writes_a_complete_summary(evaluation):
-    out, output = evaluation
+    out, output, _ = evaluation
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"headline", "frontier", "lineage"}
     assert set(summary["frontier"]) == set(DEFAULT_KNOBS)
@@ -115,13 +115,36 @@ def test_evaluation_writes_a_complete_summary(evaluation):
 
 
 def test_every_policy_faces_the_same_paths(evaluation):
-    out, _ = evaluation
+    out, _, _ = evaluation
     runs = pd.read_parquet(out / "runs.parquet").set_index(["scenario", "seed"])
     static = runs[(runs["policy"] == "static") & (runs["knob"] == 1.0)]
     quiet = runs[(runs["policy"] == "predictive") & (runs["knob"] == 0.0)]
     # Forecasting without acting is the reactive venue on the same path: same outcomes.
     for col in ("bad_debt", "liquidations", "liquidated_notional", "capital_cost"):
         assert (static[col] == quiet[col].reindex(static.index)).all(), col
+
+
+def test_the_evaluation_is_logged_as_its_own_run(evaluation):
+    from mlflow.tracking import MlflowClient
+
+    out, output, uri = evaluation
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("breach-forecaster-evaluation")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id in output
+    assert run.data.params["evaluation_seeds"] == "10-11 (2)"
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"summary.json", "runs.parquet", "replays.parquet"} <= artifacts
+
+
+def test_an_unreachable_tracking_uri_is_refused_before_any_run(tmp_path):
+    missing = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    _refused(
+        ["--tracking-uri", missing, "--scenarios", str(ROOT / "configs" / "eval")]
+        + ["--seeds", "10"],
+        "unreachable",
+        tmp_path,
+    )
 
 
 def _refused(args: list[str], fragment: str, tmp_path: Path) -> None:
