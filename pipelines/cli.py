@@ -588,7 +588,7 @@ def evaluate(
     )
     t0 = time.perf_counter()
     rows, scored = [], []
-    for done, (path_rows, forecasts) in enumerate(execute(runs, workers, scheduler), start=1):
+    for done, (path_rows, forecasts, _) in enumerate(execute(runs, workers, scheduler), start=1):
         rows.extend(path_rows)
         scored.append(forecasts)
         first = path_rows[0]
@@ -599,10 +599,12 @@ def evaluate(
         )
     results = pd.DataFrame(rows).sort_values(["scenario", "seed", "policy", "knob"])
     replays = None
+    replay_series: dict = {}
     if replay_runs:
         replay_rows = []
-        for path_rows, _ in execute(replay_runs, workers, scheduler):
+        for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
             replay_rows.extend(path_rows)
+            replay_series[path_rows[0]["scenario"]] = series
             click.echo(
                 f"[{time.perf_counter() - t0:7.1f}s] replay {path_rows[0]['scenario']}", err=True
             )
@@ -625,10 +627,12 @@ def evaluate(
         bootstrap,
         replays,
         forecast_quality(scored),
+        replay_series,
     )
     click.echo(format_headline(summary))
     try:
         run_id = log_evaluation(uri, Path(out), summary)
     except TrackingError as e:
         _fail(f"the report is written to {out}, but logging it failed: {e}")
+    click.echo(f"report: {Path(out) / 'report.html'}")
     click.echo(f"wrote {Path(out) / 'summary.json'}; logged run {run_id} ({uri})")

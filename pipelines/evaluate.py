@@ -3,8 +3,9 @@
 Every policy faces the same paths (common random numbers: the same scenario config and seed give
 the same index path, population and shocks whatever the policy), so results are paired per
 path. Each policy's knob is swept to trace a frontier of capital cost against bad debt; the
-headline compares ``predictive`` with each baseline at the baseline's capital cost, interpolated
-on the predictive frontier, with paired bootstrap confidence intervals over paths.
+headline compares ``predictive`` with each baseline at the capital cost of the baseline's
+reference setting, both read off their efficient frontiers (the least bad debt any knob reaches
+at that cost or less, interpolated), with paired bootstrap confidence intervals over paths.
 """
 
 from __future__ import annotations
@@ -159,9 +160,13 @@ FORECAST_ACCOUNT_FRACTION = 0.25
 the breach rate is the path's own)."""
 
 
-def run_path(runs: list[PathRun]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+PathResult = tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, pd.DataFrame]]
+
+
+def run_path(runs: list[PathRun], timelines: bool = False) -> PathResult:
     """Run one path (scenario, seed) under every policy of ``runs``; return one row of outcomes
-    per run, and the forecasts of the path's reactive history (labels, model, analytic).
+    per run, the forecasts of the path's reactive history (labels, model, analytic), and with
+    ``timelines`` each policy's mark, liquidations and insurance fund per block.
 
     The reactive run (static, knob 1) goes first: the accounts it sees breach tell which
     pre-emptive de-risking of later runs fell on accounts that would not have breached, and its
@@ -173,6 +178,7 @@ def run_path(runs: list[PathRun]) -> tuple[list[dict[str, Any]], dict[str, np.nd
     model = next((r.source.model for r in runs if r.source.kind == "model"), None)
     rows, breachers = [], None
     forecasts: dict[str, np.ndarray] = {}
+    series: dict[str, pd.DataFrame] = {}
     for run in ordered:
         reactive = breachers is None and run.policy == "static" and run.knob == 1.0
         cfg = run.cfg
@@ -192,7 +198,27 @@ def run_path(runs: list[PathRun]) -> tuple[list[dict[str, Any]], dict[str, np.nd
             {"scenario": run.scenario, "seed": run.seed, "policy": run.policy, "knob": run.knob}
             | outcome
         )
-    return rows, forecasts
+        if timelines:
+            series[run.policy] = timeline(sim)
+    return rows, forecasts, series
+
+
+def timeline(sim) -> pd.DataFrame:
+    """Return the run's first market's mark, index, liquidations and total insurance fund per
+    block (for the report's replay figures)."""
+    r = sim.records
+    t_end = sim.t + 1
+    time_ms = sim.index.time_ms[:t_end] if sim.index.time_ms is not None else None
+    return pd.DataFrame(
+        {
+            "tick": np.arange(t_end),
+            "time_ms": time_ms if time_ms is not None else np.arange(t_end) * sim.cfg.tick_ms,
+            "index": r["index_price"][:t_end, 0],
+            "mark": r["mark_price"][:t_end, 0],
+            "liquidations": r["liquidations"][:t_end].sum(axis=1),
+            "insurance_fund": r["insurance_fund"][:t_end].sum(axis=1),
+        }
+    )
 
 
 def score_history(sim, model: Any, seed: int) -> dict[str, np.ndarray]:
@@ -247,7 +273,20 @@ def forecast_quality(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
             "pr_auc": float(average_precision_score(y, p)) if positives else None,
             "brier": float(brier_score_loss(y, p)),
             "ece": expected_calibration_error(y, p),
+            "reliability": reliability(y, p),
         }
+    return out
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[list[float]]:
+    """Return [mean forecast, observed rate, rows] per quantile bin of ``p``."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(edges.size - 2, 0))
+    out = []
+    for b in range(max(edges.size - 1, 1)):
+        sel = which == b
+        if sel.any():
+            out.append([float(p[sel].mean()), float(y[sel].mean()), int(sel.sum())])
     return out
 
 
@@ -308,13 +347,13 @@ def by_path(runs: list[PathRun]) -> list[list[PathRun]]:
 
 
 def execute(
-    runs: list[PathRun], workers: int = 1, scheduler: str | None = None
-) -> Iterator[tuple[list[dict[str, Any]], dict[str, np.ndarray]]]:
-    """Run every path, serially or on Dask; yield each path's rows as it finishes."""
+    runs: list[PathRun], workers: int = 1, scheduler: str | None = None, timelines: bool = False
+) -> Iterator[PathResult]:
+    """Run every path, serially or on Dask; yield each path's results as it finishes."""
     groups = by_path(runs)
     if workers <= 1 and scheduler is None:
         for g in groups:
-            yield run_path(g)
+            yield run_path(g, timelines)
         return
     from distributed import Client, LocalCluster, as_completed
 
@@ -327,7 +366,7 @@ def execute(
         )
         client = Client(cluster)
     try:
-        futures = [client.submit(run_path, g, pure=False) for g in groups]
+        futures = [client.submit(run_path, g, timelines, pure=False) for g in groups]
         for fut in as_completed(futures):
             yield fut.result()
     finally:
@@ -371,27 +410,37 @@ def _matrices(results: pd.DataFrame, policy: str) -> tuple[np.ndarray, np.ndarra
     return cost.columns.to_numpy(float), cost.to_numpy(), bad.to_numpy()
 
 
+def efficient(cost: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the efficient frontier of knob points (cost, value): sorted by cost, each value
+    the lowest any knob reaches at that cost or less (a venue would not pay more for worse)."""
+    order = np.argsort(cost, kind="stable")
+    return cost[order], np.minimum.accumulate(value[order])
+
+
 def _match(
     pred_cost: np.ndarray,
     pred_bad: np.ndarray,
     base_cost: np.ndarray,
     base_bad: np.ndarray,
+    reference: int,
     stat: Callable[[np.ndarray], float],
 ) -> tuple[float, float, float] | None:
-    """Return (the baseline's capital cost, predictive's bad-debt statistic interpolated there
-    on its frontier, the baseline's statistic), or None when the cost is off the frontier.
+    """Return (the baseline's capital cost at its reference knob, predictive's and the
+    baseline's bad-debt statistic there, each read off its own efficient frontier), or None
+    when predictive cannot reach that cost.
 
-    ``pred_*`` are (paths, K) over predictive's knobs, ``base_*`` (paths,) at the baseline's
-    reference knob; statistics are over paths.
+    ``*_cost`` and ``*_bad`` are (paths, knobs); statistics are over paths.
     """
-    cost = float(base_cost.mean())
-    x = pred_cost.mean(axis=0)
-    y = np.array([stat(pred_bad[:, j]) for j in range(pred_bad.shape[1])])
-    order = np.argsort(x, kind="stable")
-    x, y = x[order], y[order]
-    if cost < x[0] - 1e-12 or cost > x[-1] + 1e-12:
+    x_base = base_cost.mean(axis=0)
+    y_base = np.array([stat(base_bad[:, j]) for j in range(base_bad.shape[1])])
+    cost = float(x_base[reference])
+    x_pred = pred_cost.mean(axis=0)
+    y_pred = np.array([stat(pred_bad[:, j]) for j in range(pred_bad.shape[1])])
+    xp, yp = efficient(x_pred, y_pred)
+    if cost < xp[0] - 1e-12:
         return None
-    return cost, float(np.interp(cost, x, y)), stat(base_bad)
+    xb, yb = efficient(x_base, y_base)
+    return cost, float(np.interp(cost, xp, yp)), float(np.interp(cost, xb, yb))
 
 
 def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -415,15 +464,21 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
         for label, stat in stats.items():
             point = None
             if col.size:
-                bc, bb = base_cost[:, col[0]], base_bad[:, col[0]]
-                point = _match(pred_cost, pred_bad, bc, bb, stat)
+                point = _match(pred_cost, pred_bad, base_cost, base_bad, int(col[0]), stat)
             if point is None:
                 entry[label] = None
                 continue
             cost, pred_value, base_value = point
             draws = []
             for pick in picks:
-                again = _match(pred_cost[pick], pred_bad[pick], bc[pick], bb[pick], stat)
+                again = _match(
+                    pred_cost[pick],
+                    pred_bad[pick],
+                    base_cost[pick],
+                    base_bad[pick],
+                    int(col[0]),
+                    stat,
+                )
                 if again is not None:
                     draws.append(again[2] - again[1])
             low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
@@ -490,12 +545,15 @@ def write_summary(
     n_boot: int = 1000,
     replays: pd.DataFrame | None = None,
     forecast: dict[str, Any] | None = None,
+    replay_series: dict[str, dict[str, pd.DataFrame]] | None = None,
 ) -> dict[str, Any]:
-    """Write runs.parquet (and replays.parquet) and summary.json into ``out`` (atomically) and
-    return the summary."""
+    """Write runs.parquet (and replays.parquet), summary.json and report.html into ``out`` —
+    all or nothing: a failure leaves no partial report — and return the summary."""
     import os
     import shutil
     import tempfile
+
+    from pipelines.report import write_report
 
     summary = {
         "headline": headline(results, n_boot),
@@ -512,6 +570,7 @@ def write_summary(
         if replays is not None:
             replays.to_parquet(tmp / "replays.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_report(tmp, summary, results, replay_series)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -433,7 +433,7 @@ def log_evaluation(uri: str, folder: Path, summary: dict[str, Any]) -> str:
     forecast = summary.get("forecast", {})
     for name in ("model", "analytic"):
         for key, value in (forecast.get(name) or {}).items():
-            if value is not None:
+            if isinstance(value, int | float):
                 metrics[f"forecast.{name}.{key}"] = float(value)
     with mlflow.start_run(run_name=f"evaluation {folder.name}") as run:
         mlflow.log_params(

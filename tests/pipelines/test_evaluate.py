@@ -19,8 +19,8 @@ REPLAY = ROOT.parent / "shared" / "data" / "market" / "BTCUSDT-PERP_1m_2020-03-1
 
 
 def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Results where predictive's bad debt falls linearly with capital cost and static sits
-    above that line by 10 per path."""
+    """Results where predictive's bad debt falls linearly with capital cost (an efficient
+    frontier already) and static sits above that line by 10 per path."""
     rng = np.random.default_rng(seed)
     rows = []
     for p in range(n_paths):
@@ -28,7 +28,8 @@ def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
         for knob, cost in zip((0.0, 1.0, 2.0), (1.0, 2.0, 3.0), strict=True):
             rows.append(("predictive", knob, cost, 100 - 10 * cost + noise, p))
         rows.append(("static", 1.0, 1.5, 100 - 15 + 10 + noise, p))  # line at 1.5 is 85
-        rows.append(("vol_scaled", 3.0, 9.0, 50 + noise, p))  # far outside the frontier
+        rows.append(("vol_scaled", 3.0, 9.0, 50 + noise, p))  # dearer than every predictive knob
+        rows.append(("oi_scaled", 1.0, 0.5, 90 + noise, p))  # cheaper than any predictive knob
     frame = pd.DataFrame(rows, columns=["policy", "knob", "capital_cost", "bad_debt", "seed"])
     frame["scenario"] = "s"
     frame["coverage_exceedances"] = 0.0
@@ -48,8 +49,10 @@ def test_headline_interpolates_the_predictive_frontier_at_the_baselines_cost():
     assert mean["reduction"] == pytest.approx(10.0)  # static is 10 above the line everywhere
     lo, hi = mean["ci95"]
     assert lo <= 10.0 <= hi and hi - lo < 1e-9  # paired: the noise cancels path by path
-    assert h["vol_scaled"]["mean"] is None  # its cost lies beyond the predictive frontier
-    assert "oi_scaled" not in h
+    # Beyond its dearest knob predictive offers what that knob does (cost "or less"): 70 vs 50.
+    assert h["vol_scaled"]["mean"]["reduction"] == pytest.approx(-20.0)
+    assert h["oi_scaled"]["mean"] is None  # predictive cannot be that cheap
+    assert "analytic" not in h
 
 
 def test_frontier_reports_tail_statistics_per_knob():
@@ -211,3 +214,35 @@ def test_a_malformed_replay_file_is_refused(trained_model, tmp_path):
         "line 6",
         tmp_path,
     )
+
+
+def _chromium() -> str | None:
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and os.environ.get("CI"):
+        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+    return found
+
+
+def test_the_report_opens_in_a_browser_with_every_figure(evaluation):
+    import re
+    import subprocess
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed here")
+    out, _, _ = evaluation
+    page = (out / "report.html").resolve()
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    loaded = re.search(r'data-figures="(\d+)/(\d+)"', dom)
+    assert loaded is not None, dom[-500:]
+    shown, total = int(loaded.group(1)), int(loaded.group(2))
+    assert total == 4 and shown == total  # frontiers, distributions, one replay, reliability
+    assert 'id="headline"' in dom and "static" in dom and "Caveats" in dom
