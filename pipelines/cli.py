@@ -559,7 +559,7 @@ def evaluate(
     )
     from pipelines.simulate import parse_seeds
     from predictor.model import ModelError
-    from predictor.serving import load_forecaster
+    from predictor.serving import load_forecaster, registry_version
     from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_evaluation
 
     uri = tracking_uri or DEFAULT_TRACKING_URI
@@ -612,7 +612,8 @@ def evaluate(
     meta = model.meta_
     lineage = {
         "model_uri": model_uri,
-        "model_version": meta.get("registry", {}).get("version"),
+        "model_version": registry_version(model_uri, uri)
+        or meta.get("registry", {}).get("version"),
         "model_data_hash": meta.get("data_hash"),
         "training_seeds": sorted({s for role in meta.get("seeds", {}).values() for s in role}),
         "training_scenarios": meta.get("scenarios", []),

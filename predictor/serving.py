@@ -243,3 +243,18 @@ class RemoteForecaster:
                 raise TimeoutError(f"{self.url}: no answer in {self.timeout_s} s") from exc
             raise
         return np.asarray(doc["predictions"], np.float64)
+
+
+def registry_version(uri: str, tracking_uri: str) -> int | None:
+    """Return the registry version a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI
+    resolves to (None for other URIs)."""
+    if not uri.startswith("models:/"):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    name, _, rest = uri[len("models:/") :].partition("/")
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    if "@" in name:
+        name, alias = name.split("@", 1)
+        return int(client.get_model_version_by_alias(name, alias).version)
+    return int(rest) if rest.isdigit() else None

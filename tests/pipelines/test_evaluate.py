@@ -101,6 +101,7 @@ def test_evaluation_writes_a_complete_summary(evaluation):
         assert point["paths"] == 4
     lineage = summary["lineage"]
     assert lineage["evaluation_seeds"] == [10, 11] and lineage["training_seeds"] == [0, 1, 2, 3]
+    assert lineage["model_version"] == 1
     assert set(lineage["scenarios"]) == {"short_squeeze", "cascade"}
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 4 * sum(len(k) for k in DEFAULT_KNOBS.values())
