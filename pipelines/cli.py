@@ -540,100 +540,26 @@ def evaluate(
 ) -> None:
     """Compare anticipatory with reactive liquidation on held-out paths, at matched capital
     cost: every policy on the same paths, knobs swept into frontiers, bootstrap intervals."""
-    import time
-
-    import pandas as pd
-
-    from pipelines.describe import real_files
-    from pipelines.evaluate import (
-        DEFAULT_KNOBS,
-        EvaluationError,
-        check_held_out,
-        execute,
-        forecast_quality,
-        format_headline,
-        plan,
-        replay_plan,
-        scenario_configs,
-        write_summary,
-    )
-    from pipelines.simulate import parse_seeds
+    from pipelines.evaluate import EvaluationError, format_headline, run_evaluation
     from predictor.model import ModelError
-    from predictor.serving import load_forecaster, registry_version
-    from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_evaluation
+    from predictor.tracking import TrackingError
 
-    uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
-        connect(uri)  # fail before the runs, not after
-        seed_list = parse_seeds(seeds)
-        configs = scenario_configs([Path(p) for p in scenario_places])
-        model = load_forecaster(model_uri, tracking_uri=uri)
-        check_held_out(model.meta_, seed_list, [name for name, _ in configs])
-        runs = plan(configs, seed_list, DEFAULT_KNOBS, model, model.horizon_minutes, overrides)
-        replay_runs = []
-        if replay_places:
-            files = real_files(list(replay_places))
-            if not files:
-                raise EvaluationError(
-                    f"--replays {', '.join(replay_places)} holds no 1-minute bar files"
-                )
-            replay_runs = replay_plan(files, seed_list[0], model, model.horizon_minutes, overrides)
+        summary, run_id = run_evaluation(
+            model_uri,
+            [Path(p) for p in scenario_places],
+            seeds,
+            [Path(p) for p in replay_places],
+            Path(out),
+            overrides,
+            workers,
+            scheduler,
+            bootstrap,
+            tracking_uri,
+            progress=lambda m: click.echo(m, err=True),
+        )
     except (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError) as e:
         _fail(str(e))
-    paths = len({(r.scenario, r.seed) for r in runs})
-    click.echo(
-        f"evaluating {len(runs)} runs: {paths} paths x "
-        f"{sum(len(k) for k in DEFAULT_KNOBS.values())} policy settings",
-        err=True,
-    )
-    t0 = time.perf_counter()
-    rows, scored = [], []
-    for done, (path_rows, forecasts, _) in enumerate(execute(runs, workers, scheduler), start=1):
-        rows.extend(path_rows)
-        scored.append(forecasts)
-        first = path_rows[0]
-        click.echo(
-            f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
-            f"{first['scenario']} seed {first['seed']}",
-            err=True,
-        )
-    results = pd.DataFrame(rows).sort_values(["scenario", "seed", "policy", "knob"])
-    replays = None
-    replay_series: dict = {}
-    if replay_runs:
-        replay_rows = []
-        for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
-            replay_rows.extend(path_rows)
-            replay_series[path_rows[0]["scenario"]] = series
-            click.echo(
-                f"[{time.perf_counter() - t0:7.1f}s] replay {path_rows[0]['scenario']}", err=True
-            )
-        replays = pd.DataFrame(replay_rows).sort_values(["scenario", "policy"])
-    meta = model.meta_
-    lineage = {
-        "model_uri": model_uri,
-        "model_version": registry_version(model_uri, uri)
-        or meta.get("registry", {}).get("version"),
-        "model_data_hash": meta.get("data_hash"),
-        "training_seeds": sorted({s for role in meta.get("seeds", {}).values() for s in role}),
-        "training_scenarios": meta.get("scenarios", []),
-        "evaluation_seeds": seed_list,
-        "scenarios": {r.scenario: r.cfg.hash() for r in runs if r.policy == "static"},
-        "knobs": {k: list(v) for k, v in DEFAULT_KNOBS.items()},
-    }
-    summary = write_summary(
-        Path(out),
-        results.reset_index(drop=True),
-        lineage,
-        bootstrap,
-        replays,
-        forecast_quality(scored),
-        replay_series,
-    )
     click.echo(format_headline(summary))
-    try:
-        run_id = log_evaluation(uri, Path(out), summary)
-    except TrackingError as e:
-        _fail(f"the report is written to {out}, but logging it failed: {e}")
     click.echo(f"report: {Path(out) / 'report.html'}")
-    click.echo(f"wrote {Path(out) / 'summary.json'}; logged run {run_id} ({uri})")
+    click.echo(f"wrote {Path(out) / 'summary.json'}; logged evaluation run {run_id}")

@@ -601,3 +601,96 @@ def format_headline(summary: dict[str, Any]) -> str:
         cells = ", ".join(f"{p} {v['bad_debt']:,.0f}" for p, v in policies.items())
         lines.append(f"replay {stem}: bad debt {cells}")
     return "\n".join(lines)
+
+
+def run_evaluation(
+    model_uri: str,
+    scenario_places: list[Path],
+    seeds: str,
+    replay_places: list[Path],
+    out: Path,
+    overrides: tuple[str, ...] = (),
+    workers: int = 1,
+    scheduler: str | None = None,
+    bootstrap: int = 1000,
+    tracking_uri: str | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> tuple[dict[str, Any], str]:
+    """Run a whole evaluation into ``out`` and log it; return (summary, MLflow run id).
+
+    Every input is checked before the first run (the tracking URI, the seeds, the scenarios,
+    the model and its lineage, every replay file); errors are one-line exceptions
+    (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError).
+    """
+    import time
+
+    from pipelines.describe import real_files
+    from pipelines.simulate import parse_seeds
+    from predictor.serving import load_forecaster, registry_version
+    from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_evaluation
+
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    connect(uri)  # fail before the runs, not after
+    seed_list = parse_seeds(seeds)
+    configs = scenario_configs(scenario_places)
+    model = load_forecaster(model_uri, tracking_uri=uri)
+    check_held_out(model.meta_, seed_list, [name for name, _ in configs])
+    runs = plan(configs, seed_list, DEFAULT_KNOBS, model, model.horizon_minutes, overrides)
+    replay_runs: list[PathRun] = []
+    if replay_places:
+        files = real_files([str(p) for p in replay_places])
+        if not files:
+            raise EvaluationError(
+                f"--replays {', '.join(map(str, replay_places))} holds no 1-minute bar files"
+            )
+        replay_runs = replay_plan(files, seed_list[0], model, model.horizon_minutes, overrides)
+    paths = len({(r.scenario, r.seed) for r in runs})
+    settings = sum(len(k) for k in DEFAULT_KNOBS.values())
+    progress(f"evaluating {len(runs)} runs: {paths} paths x {settings} policy settings")
+    t0 = time.perf_counter()
+    rows, scored = [], []
+    for done, (path_rows, forecasts, _) in enumerate(execute(runs, workers, scheduler), start=1):
+        rows.extend(path_rows)
+        scored.append(forecasts)
+        first = path_rows[0]
+        progress(
+            f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
+            f"{first['scenario']} seed {first['seed']}"
+        )
+    results = pd.DataFrame(rows).sort_values(["scenario", "seed", "policy", "knob"])
+    replays = None
+    replay_series: dict[str, dict[str, pd.DataFrame]] = {}
+    if replay_runs:
+        replay_rows = []
+        for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
+            replay_rows.extend(path_rows)
+            replay_series[path_rows[0]["scenario"]] = series
+            progress(f"[{time.perf_counter() - t0:7.1f}s] replay {path_rows[0]['scenario']}")
+        replays = pd.DataFrame(replay_rows).sort_values(["scenario", "policy"])
+    meta = model.meta_
+    lineage = {
+        "model_uri": model_uri,
+        "model_version": registry_version(model_uri, uri)
+        or meta.get("registry", {}).get("version"),
+        "model_data_hash": meta.get("data_hash"),
+        "training_seeds": sorted({s for role in meta.get("seeds", {}).values() for s in role}),
+        "training_scenarios": meta.get("scenarios", []),
+        "evaluation_seeds": seed_list,
+        "scenarios": {r.scenario: r.cfg.hash() for r in runs if r.policy == "static"},
+        "knobs": {k: list(v) for k, v in DEFAULT_KNOBS.items()},
+        "tracking_uri": uri,
+    }
+    summary = write_summary(
+        out,
+        results.reset_index(drop=True),
+        lineage,
+        bootstrap,
+        replays,
+        forecast_quality(scored),
+        replay_series,
+    )
+    try:
+        run_id = log_evaluation(uri, out, summary)
+    except TrackingError as e:
+        raise TrackingError(f"the report is written to {out}, but logging it failed: {e}") from None
+    return summary, run_id
