@@ -304,18 +304,37 @@ def facts(paths: tuple[str, ...]) -> None:
 )
 @click.option(
     "--out",
-    default=None,
+    default="predliq-demo",
+    show_default=True,
     type=click.Path(file_okay=False),
-    help="Also write the run's histories under this folder.",
+    help="Folder for the demo's histories, MLflow store, models and report.",
 )
-def demo(overrides: tuple[str, ...], out: str | None) -> None:
-    """Run the built-in stress scenario and print what liquidations cost the venue."""
-    from pipelines.demo import builtin_config_path, demo_config
+@click.option(
+    "--stress-only",
+    is_flag=True,
+    help="Only the built-in stress scenario (seconds), not the whole pipeline.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="The whole pipeline at smoke-test size (tiny runs; the tests use it).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+def demo(
+    overrides: tuple[str, ...], out: str, stress_only: bool, quick: bool, workers: int
+) -> None:
+    """Run the whole pipeline on built-in defaults: the stress scenario, a small training set,
+    a registered forecaster, and an evaluation of every policy with its report."""
+    from pipelines.demo import FULL, QUICK, builtin_config_path, demo_config, run_pipeline
+    from pipelines.evaluate import EvaluationError, format_headline
     from pipelines.simulate import format_summary, run
+    from predictor.data import DataError
+    from predictor.model import ModelError
+    from predictor.tracking import TrackingError
 
     try:
         cfg = demo_config(overrides)
-        if out is not None:
+        if not stress_only:
             check_writable_root(out)
     except (ConfigError, OutputPathError) as e:
         _fail(str(e))
@@ -330,14 +349,28 @@ def demo(overrides: tuple[str, ...], out: str | None) -> None:
     )
     sim = run(cfg)
     click.echo(format_summary(sim))
-    if out is not None:
-        from engine.history import write_run
-
-        try:
-            path = write_run(sim, out)
-        except OSError as e:
-            _fail(f"cannot write {out}: {e.strerror or e}", 1)
-        click.echo(f"wrote {path}")
+    if stress_only:
+        return
+    click.echo("\nthe whole pipeline: simulate -> train -> register -> evaluate")
+    try:
+        summary = run_pipeline(
+            Path(out), QUICK if quick else FULL, lambda m: click.echo(m), workers
+        )
+    except (
+        ConfigError,
+        DataError,
+        EvaluationError,
+        ModelError,
+        ReplayError,
+        TrackingError,
+        ValueError,
+    ) as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write {out}: {e.strerror or e}", 1)
+    click.echo("\nheadline: bad debt of the predictive policy at each baseline's capital cost")
+    click.echo(format_headline(summary))
+    click.echo(f"\nreport: {Path(out).resolve() / 'report' / 'report.html'}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Every policy faces the same paths (common random numbers: the same scenario config and seed give
 the same index path, population and shocks whatever the policy), so results are paired per
 path. Each policy's knob is swept to trace a frontier of capital cost against bad debt; the
-headline compares ``predictive`` with each baseline at the capital cost of the baseline's
-reference setting, both read off their efficient frontiers (the least bad debt any knob reaches
-at that cost or less, interpolated), with paired bootstrap confidence intervals over paths.
+headline compares ``predictive`` with each baseline at one capital cost — the higher of the two
+policies' costs at their reference settings — both read off their efficient frontiers (the
+least bad debt any knob reaches at that cost or less, interpolated), with paired bootstrap
+confidence intervals over paths.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ DEFAULT_KNOBS: dict[str, tuple[float, ...]] = {
 at knob 0 forecasts but does nothing — the reactive venue — which anchors the low-cost end of
 its frontier."""
 REFERENCE_KNOB = {"static": 1.0, "vol_scaled": 3.0, "oi_scaled": 1.0, "analytic": 1.0}
+PREDICTIVE_REFERENCE_KNOB = 1.0
 """The setting of each baseline the headline matches: the venue's own tiers, z = 3, ..."""
 BASELINES = tuple(REFERENCE_KNOB)
 METRICS = (
@@ -422,24 +424,26 @@ def _match(
     pred_bad: np.ndarray,
     base_cost: np.ndarray,
     base_bad: np.ndarray,
-    reference: int,
+    references: tuple[int, int],
     stat: Callable[[np.ndarray], float],
 ) -> tuple[float, float, float] | None:
-    """Return (the baseline's capital cost at its reference knob, predictive's and the
-    baseline's bad-debt statistic there, each read off its own efficient frontier), or None
-    when predictive cannot reach that cost.
+    """Return (matched capital cost, predictive's and the baseline's bad-debt statistic there,
+    each read off its own efficient frontier), or None when either cannot be that cheap.
 
-    ``*_cost`` and ``*_bad`` are (paths, knobs); statistics are over paths.
+    The matched cost is the higher of the two policies' costs at their reference knobs: the
+    baseline's setting, or predictive's, whichever holds more margin — so predictive is never
+    judged at a cost below what its add-ons require (at the reactive venue's own cost it *is*
+    the reactive venue). ``*_cost`` and ``*_bad`` are (paths, knobs); statistics over paths.
     """
     x_base = base_cost.mean(axis=0)
     y_base = np.array([stat(base_bad[:, j]) for j in range(base_bad.shape[1])])
-    cost = float(x_base[reference])
     x_pred = pred_cost.mean(axis=0)
     y_pred = np.array([stat(pred_bad[:, j]) for j in range(pred_bad.shape[1])])
+    cost = float(max(x_base[references[1]], x_pred[references[0]]))
     xp, yp = efficient(x_pred, y_pred)
-    if cost < xp[0] - 1e-12:
-        return None
     xb, yb = efficient(x_base, y_base)
+    if cost < xp[0] - 1e-12 or cost < xb[0] - 1e-12:
+        return None
     return cost, float(np.interp(cost, xp, yp)), float(np.interp(cost, xb, yb))
 
 
@@ -452,7 +456,10 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
     out: dict[str, dict[str, Any]] = {}
     if "predictive" not in set(results["policy"]):
         return out
-    _, pred_cost, pred_bad = _matrices(results, "predictive")
+    pred_knobs, pred_cost, pred_bad = _matrices(results, "predictive")
+    pred_ref = np.flatnonzero(pred_knobs == PREDICTIVE_REFERENCE_KNOB)
+    if pred_ref.size == 0:
+        return out
     n_paths = pred_cost.shape[0]
     picks = rng.integers(0, n_paths, (n_boot, n_paths))
     for baseline in BASELINES:
@@ -464,7 +471,8 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
         for label, stat in stats.items():
             point = None
             if col.size:
-                point = _match(pred_cost, pred_bad, base_cost, base_bad, int(col[0]), stat)
+                refs = (int(pred_ref[0]), int(col[0]))
+                point = _match(pred_cost, pred_bad, base_cost, base_bad, refs, stat)
             if point is None:
                 entry[label] = None
                 continue
@@ -472,12 +480,7 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
             draws = []
             for pick in picks:
                 again = _match(
-                    pred_cost[pick],
-                    pred_bad[pick],
-                    base_cost[pick],
-                    base_bad[pick],
-                    int(col[0]),
-                    stat,
+                    pred_cost[pick], pred_bad[pick], base_cost[pick], base_bad[pick], refs, stat
                 )
                 if again is not None:
                     draws.append(again[2] - again[1])
@@ -615,12 +618,14 @@ def run_evaluation(
     bootstrap: int = 1000,
     tracking_uri: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    replay_overrides: tuple[str, ...] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Run a whole evaluation into ``out`` and log it; return (summary, MLflow run id).
 
     Every input is checked before the first run (the tracking URI, the seeds, the scenarios,
     the model and its lineage, every replay file); errors are one-line exceptions
     (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError).
+    ``replay_overrides`` apply to the replays instead of ``overrides`` when given.
     """
     import time
 
@@ -643,7 +648,13 @@ def run_evaluation(
             raise EvaluationError(
                 f"--replays {', '.join(map(str, replay_places))} holds no 1-minute bar files"
             )
-        replay_runs = replay_plan(files, seed_list[0], model, model.horizon_minutes, overrides)
+        replay_runs = replay_plan(
+            files,
+            seed_list[0],
+            model,
+            model.horizon_minutes,
+            overrides if replay_overrides is None else replay_overrides,
+        )
     paths = len({(r.scenario, r.seed) for r in runs})
     settings = sum(len(k) for k in DEFAULT_KNOBS.values())
     progress(f"evaluating {len(runs)} runs: {paths} paths x {settings} policy settings")

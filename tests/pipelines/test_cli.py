@@ -158,11 +158,33 @@ def test_help_and_console_script():
 
 
 def test_demo_runs_and_prints_the_summary_table():
-    r = _run("demo", "--set", "accounts.count=2000", "--set", "steps=300")
+    r = _run("demo", "--stress-only", "--set", "accounts.count=2000", "--set", "steps=300")
     assert r.exit_code == 0, r.output
     for column in ("liquidations", "bad debt", "IF before", "IF after", "ADL notional"):
         assert column in r.output
     assert "value conserved exactly" in r.output
+
+
+def test_the_demo_runs_the_whole_pipeline(tmp_path):
+    out = tmp_path / "demo"
+    r = _run(
+        "demo",
+        "--quick",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--set",
+        "accounts.count=1000",
+        "--set",
+        "steps=200",
+    )
+    assert r.exit_code == 0, r.output
+    assert "registered breach-forecaster v1 as champion" in r.output
+    assert "vs baseline" in r.output and str(out / "report" / "report.html") in r.output
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["lineage"]["model_version"] == 1 and summary["frontier"]["predictive"]
+    assert (out / "models" / "breach-forecaster" / "model.txt").exists()
 
 
 def test_unwritable_output_fails_before_running(tmp_path, config_file):
