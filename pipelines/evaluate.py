@@ -36,8 +36,9 @@ DEFAULT_KNOBS: dict[str, tuple[float, ...]] = {
 at knob 0 forecasts but does nothing — the reactive venue — which anchors the low-cost end of
 its frontier."""
 REFERENCE_KNOB = {"static": 1.0, "vol_scaled": 3.0, "oi_scaled": 1.0, "analytic": 1.0}
+"""Each baseline's reference setting: the venue's own tiers, z = 3, dYdX-like OI scaling, and
+the predictive mechanics at knob 1 fed by the first-passage probability."""
 PREDICTIVE_REFERENCE_KNOB = 1.0
-"""The setting of each baseline the headline matches: the venue's own tiers, z = 3, ..."""
 BASELINES = tuple(REFERENCE_KNOB)
 METRICS = (
     "bad_debt",
@@ -58,11 +59,9 @@ METRICS = (
 )
 COVERAGE_LEVEL = 0.99
 """The coverage a margin is taken to promise: moves beyond it in 1% of liquidation periods."""
-
-
 REPLAY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "replay.toml"
 """The venue and population a real crash is replayed into (its market follows the file)."""
-REPLAY_KNOBS = {**REFERENCE_KNOB, "predictive": 1.0}
+REPLAY_KNOBS = {**REFERENCE_KNOB, "predictive": PREDICTIVE_REFERENCE_KNOB}
 """Each policy's setting on the replays: the baselines' reference knobs, predictive at 1."""
 
 
@@ -146,15 +145,20 @@ def plan(
             cfg = load_config(path, (*overrides, f"seed={seed}"))
             for policy, grid in knobs.items():
                 for knob in grid:
-                    if policy == "predictive":
-                        source = ForecastSource("model", model)
-                    elif policy == "analytic":
-                        source = ForecastSource("analytic")
-                    else:
-                        source = ForecastSource()
                     pcfg = policy_config(cfg, policy, knob, horizon)
-                    runs.append(PathRun(name, seed, policy, knob, pcfg, source))
+                    runs.append(
+                        PathRun(name, seed, policy, knob, pcfg, forecasts_for(policy, model))
+                    )
     return runs
+
+
+def forecasts_for(policy: str, model: Any) -> ForecastSource:
+    """Return where a policy's forecasts come from (none for the non-predictive ones)."""
+    if policy == "predictive":
+        return ForecastSource("model", model)
+    if policy == "analytic":
+        return ForecastSource("analytic")
+    return ForecastSource()
 
 
 FORECAST_ACCOUNT_FRACTION = 0.25
@@ -326,17 +330,10 @@ def replay_plan(
                 f"markets.{k}.position_sigma_base={notional / opening!r}",
             ),
         )
+        stem = f.name.split(".")[0]
         for policy, knob in REPLAY_KNOBS.items():
-            if policy == "predictive":
-                source = ForecastSource("model", model)
-            elif policy == "analytic":
-                source = ForecastSource("analytic")
-            else:
-                source = ForecastSource()
-            stem = f.name.split(".")[0]
-            runs.append(
-                PathRun(stem, seed, policy, knob, policy_config(cfg, policy, knob, horizon), source)
-            )
+            pcfg = policy_config(cfg, policy, knob, horizon)
+            runs.append(PathRun(stem, seed, policy, knob, pcfg, forecasts_for(policy, model)))
     return runs
 
 
