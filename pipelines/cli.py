@@ -16,6 +16,14 @@ from engine.history import OutputExistsError, OutputPathError, check_writable_ro
 from engine.prices import ReplayError
 from pipelines.simulate import POLICY_CHOICES
 
+tracking_uri_option = click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI; models:/ and runs:/ resolve there (default "
+    "sqlite:///mlruns/mlflow.db, or MLFLOW_TRACKING_URI).",
+)
+
 
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"error: {message}", err=True)
@@ -97,12 +105,7 @@ def main() -> None:
     help="Forecaster for --policy predictive: models:/breach-forecaster@champion, "
     "runs:/RUN_ID/model, or an export folder such as models/breach-forecaster.",
 )
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI for models:/ and runs:/ (default sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 @click.option(
     "--forecaster-url",
     default=None,
@@ -394,12 +397,7 @@ if __name__ == "__main__":
 )
 @click.option("--seed", type=int, default=None, help="Training seed (sampling, LightGBM).")
 @click.option("--experiment", default=None, help="MLflow experiment (default breach-forecaster).")
-@click.option(
-    "--tracking-uri",
-    default=None,
-    envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 @click.option(
     "--export-dir",
     default="models",
@@ -468,12 +466,7 @@ def train(
     help="Address to listen on (127.0.0.1: this machine only).",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True)
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> None:
     """Serve a registered forecaster over HTTP (`mlflow models serve`) for --forecaster-url."""
     import os
@@ -553,12 +546,7 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
     show_default=True,
     help="Paired bootstrap draws for the confidence intervals.",
 )
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    default=None,
-    help="MLflow tracking URI for models:/ and runs:/ (default sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 def evaluate(
     model_uri: str,
     scenario_places: tuple[str, ...],

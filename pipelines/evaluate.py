@@ -349,29 +349,9 @@ def execute(
     runs: list[PathRun], workers: int = 1, scheduler: str | None = None, timelines: bool = False
 ) -> Iterator[PathResult]:
     """Run every path, serially or on Dask; yield each path's results as it finishes."""
-    groups = by_path(runs)
-    if workers <= 1 and scheduler is None:
-        for g in groups:
-            yield run_path(g, timelines)
-        return
-    from distributed import Client, LocalCluster, as_completed
+    from pipelines.cluster import map_tasks
 
-    cluster = None
-    if scheduler is not None:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
-    try:
-        futures = [client.submit(run_path, g, timelines, pure=False) for g in groups]
-        for fut in as_completed(futures):
-            yield fut.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    yield from map_tasks(run_path, by_path(runs), workers, scheduler, timelines)
 
 
 # ---- aggregation -------------------------------------------------------------------------------

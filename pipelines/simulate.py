@@ -213,25 +213,6 @@ def run_sweep(
     source: ForecastSource = NO_FORECASTS,
 ) -> Iterator[dict]:
     """Run many seeds; yield each seed's result as it finishes (any order)."""
-    if workers <= 1 and scheduler is None:
-        for cfg in cfgs:
-            yield run_seed(cfg, out, overwrite, source)
-        return
-    from distributed import Client, LocalCluster, as_completed
+    from pipelines.cluster import map_tasks
 
-    if scheduler is not None:
-        client = Client(scheduler)
-        cluster = None
-    else:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
-    try:
-        futures = [client.submit(run_seed, cfg, out, overwrite, source, pure=False) for cfg in cfgs]
-        for fut in as_completed(futures):
-            yield fut.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    yield from map_tasks(run_seed, cfgs, workers, scheduler, out, overwrite, source)

@@ -1,0 +1,41 @@
+"""Many independent tasks (seeds, paths) run here or on Dask, results yielded as they finish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+
+def map_tasks(
+    fn: Callable[..., Any],
+    items: Iterable[Any],
+    workers: int = 1,
+    scheduler: str | None = None,
+    *args: Any,
+) -> Iterator[Any]:
+    """Yield ``fn(item, *args)`` for every item: in this process, in order, when ``workers`` is 1
+    and no scheduler is given; else on a dask.distributed client — a LocalCluster of
+    ``workers`` processes, or the scheduler at ``scheduler`` — in the order they finish."""
+    items = list(items)
+    if workers <= 1 and scheduler is None:
+        for item in items:
+            yield fn(item, *args)
+        return
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is not None:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        futures = [client.submit(fn, item, *args, pure=False) for item in items]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
