@@ -14,6 +14,7 @@ import click
 from engine.config import ConfigError, load_config
 from engine.history import OutputExistsError, OutputPathError, check_writable_root
 from engine.prices import ReplayError
+from pipelines.cluster import ClusterError
 from pipelines.simulate import POLICY_CHOICES
 
 tracking_uri_option = click.option(
@@ -177,7 +178,7 @@ def simulate(
         sim, path = simulate_to(cfg, Path(out), overwrite, source)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
-    except (OutputExistsError, OutputPathError, ReplayError) as e:
+    except (OutputExistsError, OutputPathError, ReplayError, ClusterError) as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {out}: {e.strerror or e}", 1)
@@ -579,7 +580,15 @@ def evaluate(
             tracking_uri,
             progress=lambda m: click.echo(m, err=True),
         )
-    except (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError) as e:
+    except (
+        EvaluationError,
+        ModelError,
+        ConfigError,
+        ReplayError,
+        TrackingError,
+        ClusterError,
+        ValueError,
+    ) as e:
         _fail(str(e))
     click.echo(format_headline(summary))
     click.echo(f"report: {Path(out) / 'report.html'}")

@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+CONNECT_TIMEOUT_S = 10
+"""How long to wait for a scheduler before giving up (Dask's own default is 30 s)."""
+
+
+class ClusterError(RuntimeError):
+    """A scheduler that cannot be reached; the message is one line naming it."""
+
 
 def map_tasks(
     fn: Callable[..., Any],
@@ -25,7 +32,11 @@ def map_tasks(
 
     cluster = None
     if scheduler is not None:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ClusterError(f"Dask scheduler {scheduler} is unreachable: {reason}") from None
     else:
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None

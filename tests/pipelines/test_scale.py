@@ -1,0 +1,180 @@
+"""Scale-out: Dask clusters give the serial results, survive a killed worker, and an unreachable
+scheduler or tracking server is a one-line error; every pipeline works against `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.config import load_config
+from pipelines.cli import main
+from pipelines.simulate import run_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+CASCADE = ROOT / "configs" / "scenarios" / "cascade.toml"
+SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipelines.cluster.CONNECT_TIMEOUT_S", 2)
+    args = ["simulate", "--config", str(CASCADE), "--seeds", "0-1", *SMALL]
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    r = CliRunner().invoke(main, [*args, "--scheduler", address, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and time.monotonic() - started < 30
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unreachable" in errors[0] and address in errors[0]
+
+
+def test_a_killed_worker_is_retried_and_the_sweep_is_complete_and_identical(tmp_path):
+    from distributed import Client, LocalCluster
+
+    cfgs = [
+        load_config(CASCADE, ["accounts.count=1500", "steps=720", f"seed={s}"]) for s in range(4)
+    ]
+    serial = tmp_path / "serial"
+    list(run_sweep(cfgs, str(serial), False, 1, None))
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        out = tmp_path / "cluster"
+        results: list[dict] = []
+        sweep = threading.Thread(
+            target=lambda: results.extend(
+                run_sweep(cfgs, str(out), False, 1, cluster.scheduler_address)
+            )
+        )
+        sweep.start()
+        victim = None
+        deadline = time.monotonic() + 60
+        while victim is None and time.monotonic() < deadline:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                victim = busy[0]
+            else:
+                time.sleep(0.05)
+        assert victim is not None, "no task started"
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)  # mid-task: the nanny restarts it, Dask retries the task
+        sweep.join(timeout=300)
+    assert sorted(r["seed"] for r in results) == [0, 1, 2, 3]
+    assert _files(out) == _files(serial)
+
+
+def test_evaluation_on_a_cluster_equals_the_serial_evaluation(trained_model, tmp_path):
+    uri, _ = trained_model
+    common = [
+        "evaluate",
+        *("--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval")),
+        *("--seeds", "20-21", "--bootstrap", "200", *SMALL),
+    ]
+    serial = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "serial")])
+    assert serial.exit_code == 0, serial.output
+    parallel = CliRunner().invoke(
+        main, [*common, "--workers", "2", "--out", str(tmp_path / "parallel")]
+    )
+    assert parallel.exit_code == 0, parallel.output
+    for name in ("summary.json", "runs.parquet"):
+        a = (tmp_path / "serial" / name).read_bytes()
+        assert a == (tmp_path / "parallel" / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """`mlflow server` on 127.0.0.1 with a SQLite backend in a temporary folder."""
+    root = tmp_path_factory.mktemp("server")
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
+            *("--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"),
+            *("--artifacts-destination", str(root / "artifacts"), "--workers", "1"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail("mlflow server did not come up")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_train_register_evaluate_and_load_through_a_tracking_server(
+    tracking_server, small_histories, tmp_path
+):
+    from predictor.serving import load_forecaster
+
+    url = tracking_server
+    trained = CliRunner().invoke(
+        main,
+        ["train", "--data", str(small_histories), "--tracking-uri", url]
+        + ["--export-dir", str(tmp_path / "models")],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "registered breach-forecaster v1 as champion" in trained.output
+    evaluated = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            *("--tracking-uri", url, "--scenarios", str(ROOT / "configs" / "eval")),
+            *("--seeds", "30", "--bootstrap", "200", "--out", str(tmp_path / "report"), *SMALL),
+        ],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["lineage"]["model_version"] == 1 and summary["lineage"]["tracking_uri"] == url
+    champion = load_forecaster("models:/breach-forecaster@champion", tracking_uri=url)
+    exported = (tmp_path / "models" / "breach-forecaster" / "model.txt").read_text()
+    assert champion.booster_.model_to_string().strip() == exported.strip()
+
+
+def test_an_unreachable_tracking_server_is_a_one_line_error(small_histories, tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    r = CliRunner().invoke(main, ["train", "--data", str(small_histories), "--tracking-uri", url])
+    assert r.exit_code == 2 and time.monotonic() - started < 60
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unreachable" in errors[0]
