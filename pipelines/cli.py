@@ -377,10 +377,6 @@ def demo(
     click.echo(f"\nreport: {Path(out).resolve() / 'report' / 'report.html'}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command()
 @click.option(
     "--data",
@@ -405,6 +401,20 @@ if __name__ == "__main__":
     type=click.Path(file_okay=False),
     help="Where the champion is exported (default models/).",
 )
+@click.option(
+    "--dask",
+    "use_dask",
+    is_flag=True,
+    help="Grow the trees with lightgbm.dask on a Dask cluster (--workers or --scheduler).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Local Dask worker processes for --dask.",
+)
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="A Dask scheduler for --dask.")
 def train(
     data: str,
     horizon: str | None,
@@ -413,6 +423,9 @@ def train(
     experiment: str | None,
     tracking_uri: str | None,
     export_dir: str,
+    use_dask: bool,
+    workers: int,
+    scheduler: str | None,
 ) -> None:
     """Train a breach forecaster and its baselines, log them to MLflow, promote a champion."""
     import time
@@ -430,13 +443,18 @@ def train(
         )
         connect(uri)  # fail before hours of work, not after
         t0 = time.perf_counter()
-        result = run_training(
-            data,
-            cfg,
-            progress=lambda m: click.echo(f"[{time.perf_counter() - t0:6.1f}s] {m}", err=True),
-            log_every=50,
-        )
-    except (DataError, TrackingError) as e:
+
+        def progress(message: str) -> None:
+            click.echo(f"[{time.perf_counter() - t0:6.1f}s] {message}", err=True)
+
+        if use_dask:
+            from pipelines.cluster import dask_client
+
+            with dask_client(workers, scheduler) as client:
+                result = run_training(data, cfg, progress=progress, client=client)
+        else:
+            result = run_training(data, cfg, progress=progress, log_every=50)
+    except (DataError, TrackingError, ClusterError) as e:
         _fail(str(e))
     click.echo(format_result(result))
     try:
@@ -593,3 +611,7 @@ def evaluate(
     click.echo(format_headline(summary))
     click.echo(f"report: {Path(out) / 'report.html'}")
     click.echo(f"wrote {Path(out) / 'summary.json'}; logged evaluation run {run_id}")
+
+
+if __name__ == "__main__":
+    main()

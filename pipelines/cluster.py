@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 CONNECT_TIMEOUT_S = 10
@@ -28,25 +29,34 @@ def map_tasks(
         for item in items:
             yield fn(item, *args)
         return
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
+    with dask_client(workers, scheduler) as client:
+        futures = [client.submit(fn, item, *args, pure=False) for item in items]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+@contextmanager
+def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """Yield a dask.distributed Client: of the scheduler at ``scheduler`` (ClusterError when it
+    does not answer within CONNECT_TIMEOUT_S), or of a LocalCluster of ``workers`` processes
+    with one thread each, closed afterwards."""
+    from distributed import Client, LocalCluster
+
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ClusterError(f"Dask scheduler {scheduler} is unreachable: {reason}") from None
-    else:
-        cluster = LocalCluster(
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
-    try:
-        futures = [client.submit(fn, item, *args, pure=False) for item in items]
-        for fut in as_completed(futures):
-            yield fut.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -215,4 +215,6 @@ def run_sweep(
     """Run many seeds; yield each seed's result as it finishes (any order)."""
     from pipelines.cluster import map_tasks
 
+    # Workers have their own working directories: hand them an absolute path.
+    out = str(Path(out).resolve())
     yield from map_tasks(run_seed, cfgs, workers, scheduler, out, overwrite, source)

@@ -103,25 +103,37 @@ class BreachForecaster:
         X_cal: np.ndarray,
         y_cal: np.ndarray,
         log_every: int = 0,
+        client: Any = None,
     ) -> BreachForecaster:
-        """Train on (X, y), stop early on (X_stop, y_stop), calibrate on (X_cal, y_cal)."""
+        """Train on (X, y), stop early on (X_stop, y_stop), calibrate on (X_cal, y_cal).
+
+        With ``client`` (a dask.distributed Client) the trees are grown by ``lightgbm.dask``
+        across the cluster's workers, data-parallel; lightgbm.dask has no early stopping, so
+        every round is grown and the stopping point is chosen afterwards, as the round with
+        the lowest log loss on (X_stop, y_stop) — the round early stopping would keep.
+        """
         params = {**DEFAULT_PARAMS, **(self.params or {}), "seed": self.seed}
-        train = lgb.Dataset(X, y, feature_name=list(FEATURES), free_raw_data=True)
-        valid = lgb.Dataset(X_stop, y_stop, reference=train)
-        callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
-        if log_every:
-            callbacks.append(lgb.log_evaluation(log_every))
-        booster = lgb.train(
-            params,
-            train,
-            num_boost_round=self.num_boost_round,
-            valid_sets=[valid],
-            valid_names=["stop"],
-            callbacks=callbacks,
-        )
+        if client is not None:
+            booster = _train_on_dask(params, X, y, self.num_boost_round, client)
+            best = _best_iteration(booster, X_stop, y_stop)
+        else:
+            train = lgb.Dataset(X, y, feature_name=list(FEATURES), free_raw_data=True)
+            valid = lgb.Dataset(X_stop, y_stop, reference=train)
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+            if log_every:
+                callbacks.append(lgb.log_evaluation(log_every))
+            booster = lgb.train(
+                params,
+                train,
+                num_boost_round=self.num_boost_round,
+                valid_sets=[valid],
+                valid_names=["stop"],
+                callbacks=callbacks,
+            )
+            best = int(booster.best_iteration)
         # Keep only the trees early stopping chose, so model.txt is exactly what is served.
-        self.booster_ = lgb.Booster(model_str=booster.model_to_string(booster.best_iteration))
-        self.best_iteration_ = int(booster.best_iteration)
+        self.booster_ = lgb.Booster(model_str=booster.model_to_string(best))
+        self.best_iteration_ = best
         calibrated = CalibratedClassifierCV(
             FrozenEstimator(_BoosterClassifier(self.booster_)), method="isotonic"
         ).fit(X_cal, y_cal)
@@ -183,6 +195,43 @@ class BreachForecaster:
         model.calibration_y_ = np.asarray(doc["calibration"]["y"], np.float64)
         model.meta_ = doc
         return model
+
+
+def _train_on_dask(
+    params: dict[str, Any], X: np.ndarray, y: np.ndarray, rounds: int, client: Any
+) -> lgb.Booster:
+    """Grow ``rounds`` trees with lightgbm.dask on the client's workers, one row block each."""
+    import dask.array as da
+    from lightgbm.dask import DaskLGBMClassifier
+
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    block = int(np.ceil(len(X) / workers))
+    # Rows come grouped by scenario and seed; each worker bins and samples its own block, so
+    # give every worker a shuffled share of every path (a fixed permutation: reproducible).
+    order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(X))
+    dX = da.from_array(X[order], chunks=(block, X.shape[1]))
+    dy = da.from_array(y[order], chunks=block)
+    # lightgbm.dask sets each worker's threads from its Dask nthreads; passing them is an error.
+    settings = {k: v for k, v in params.items() if k not in ("num_threads", "verbosity")}
+    model = DaskLGBMClassifier(client=client, n_estimators=rounds, verbose=-1, **settings)
+    model.fit(dX, dy, feature_name=list(FEATURES))
+    return model.to_local().booster_
+
+
+def _best_iteration(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, step: int = 1) -> int:
+    """Return the number of trees with the lowest binary log loss on (X, y), adding the trees'
+    raw scores incrementally (one pass over the ensemble)."""
+    total = booster.num_trees()
+    raw = np.zeros(len(X))
+    best, best_loss = 1, np.inf
+    yf = y.astype(np.float64)
+    for start in range(0, total, step):
+        raw += booster.predict(X, raw_score=True, start_iteration=start, num_iteration=step)
+        # log(1 + e^-z) for positives, log(1 + e^z) for negatives, computed stably.
+        loss = float(np.mean(np.logaddexp(0.0, -raw) * yf + np.logaddexp(0.0, raw) * (1 - yf)))
+        if loss < best_loss:
+            best, best_loss = start + step, loss
+    return min(best, total)
 
 
 def calibrate(raw: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -180,10 +180,13 @@ def build_sets(
     label: str,
     split: SeedSplit,
     progress: Progress = _quiet,
+    client: Any = None,
 ) -> dict[str, Rows]:
-    """Return the fit, calibration and test rows of every partition."""
-    out: dict[str, list[Rows]] = {"fit": [], "calibration": [], "test": []}
+    """Return the fit, calibration and test rows of every partition (each partition's features
+    computed on a Dask worker with ``client``: the workers must see ``parts``' paths)."""
+    jobs = []
     for i, part in enumerate(parts):
+        # Sampling generators are seeded per partition, so any worker builds the same rows.
         rng = sampling_rng(cfg.seed, part)
         if part.seed in split.test:
             role, sample = "test", accounts_sampler(cfg.eval_account_fraction, rng)
@@ -191,7 +194,15 @@ def build_sets(
             role, sample = "calibration", accounts_sampler(cfg.eval_account_fraction, rng)
         else:
             role, sample = "fit", negatives_sampler(cfg.negative_rate, rng)
-        out[role].append(build_path(part, i, horizon, label, sample))
+        jobs.append((role, (part, i, horizon, label, sample)))
+    if client is None:
+        built = (build_path(*args) for _, args in jobs)
+    else:
+        futures = [client.submit(build_path, *args, pure=False) for _, args in jobs]
+        built = (future.result() for future in futures)
+    out: dict[str, list[Rows]] = {"fit": [], "calibration": [], "test": []}
+    for (role, (part, i, *_)), rows in zip(jobs, built, strict=True):
+        out[role].append(rows)
         progress(f"features {i + 1}/{len(parts)}: {part.scenario} seed {part.seed} ({role})")
     sets = {}
     for role, items in out.items():
@@ -211,15 +222,17 @@ def fit_all(
     fit: Rows,
     cal: Rows,
     log_every: int = 0,
+    client: Any = None,
 ) -> tuple[BreachForecaster, dict[str, Any]]:
-    """Fit the forecaster and its baselines on the same rows."""
+    """Fit the forecaster (on a Dask cluster with ``client``) and its baselines on the same
+    rows."""
     model = BreachForecaster(
         horizon_minutes=horizon,
         params=cfg.lgb_params(),
         seed=cfg.seed,
         num_boost_round=cfg.num_boost_round,
         early_stopping_rounds=cfg.early_stopping_rounds,
-    ).fit(fit.X, fit.y, cal.X, cal.y, cal.X, cal.y, log_every=log_every)
+    ).fit(fit.X, fit.y, cal.X, cal.y, cal.X, cal.y, log_every=log_every, client=client)
     baselines = {
         "analytic": AnalyticBaseline(horizon_minutes=horizon).fit(cal.X, cal.y),
         "logistic": LogisticBaseline(seed=cfg.seed, negative_rate=cfg.negative_rate).fit(
@@ -303,15 +316,18 @@ def train(
     cfg: TrainConfig,
     progress: Progress = _quiet,
     log_every: int = 0,
+    client: Any = None,
 ) -> TrainResult:
-    """Run the whole training protocol on the histories under ``data``."""
+    """Run the whole training protocol on the histories under ``data`` (features and boosting
+    on a Dask cluster with ``client``, see :func:`build_sets` and :meth:`BreachForecaster.fit`)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    parts = discover(data)
+    # Dask workers read the partitions from their own working directories: use absolute paths.
+    parts = discover(data if client is None else Path(data).resolve())
     horizon = parse_horizon(cfg.horizon)
     label = check_horizon(parts, horizon)
     split = split_seeds([p.seed for p in parts], cfg.test_fraction, cfg.calibration_fraction)
-    sets = build_sets(parts, cfg, horizon, label, split, progress)
+    sets = build_sets(parts, cfg, horizon, label, split, progress, client)
     fit, cal, test = sets["fit"], sets["calibration"], sets["test"]
     k = int(np.median([p.keeper_capacity for p in parts if p.seed in split.test]))
     timings["features_s"] = time.perf_counter() - t0
@@ -319,7 +335,7 @@ def train(
 
     progress(f"training on {len(fit):,} rows x {len(FEATURES)} features")
     t1 = time.perf_counter()
-    model, baselines = fit_all(cfg, horizon, fit, cal, log_every)
+    model, baselines = fit_all(cfg, horizon, fit, cal, log_every, client)
     timings["train_s"] = time.perf_counter() - t1
 
     progress(f"evaluating on {len(test):,} held-out rows")
@@ -335,7 +351,7 @@ def train(
         f_test = test.take(in_family[test.path])
         if f_test.y.sum() > 0 and f_fit.y.sum() > 0 and f_cal.y.sum() > 0:
             progress(f"regime shift: refitting without {family}, testing on it")
-            shift_model, shift_baselines = fit_all(cfg, horizon, f_fit, f_cal)
+            shift_model, shift_baselines = fit_all(cfg, horizon, f_fit, f_cal, client=client)
             shift_eval = evaluate(shift_model, shift_baselines, f_cal, f_test, k)
         else:
             family = None
