@@ -201,20 +201,29 @@ def _train_on_dask(
     params: dict[str, Any], X: np.ndarray, y: np.ndarray, rounds: int, client: Any
 ) -> lgb.Booster:
     """Grow ``rounds`` trees with lightgbm.dask on the client's workers, one row block each."""
+    import warnings
+
     import dask.array as da
     from lightgbm.dask import DaskLGBMClassifier
 
-    workers = max(1, len(client.scheduler_info()["workers"]))
-    block = int(np.ceil(len(X) / workers))
+    workers = sorted(client.scheduler_info()["workers"])
     # Rows come grouped by scenario and seed; each worker bins and samples its own block, so
     # give every worker a shuffled share of every path (a fixed permutation: reproducible).
     order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(X))
-    dX = da.from_array(X[order], chunks=(block, X.shape[1]))
-    dy = da.from_array(y[order], chunks=block)
+    blocks = np.array_split(order, len(workers))
+    # Send each block to its worker once (not inside the task graph), one block per worker.
+    parts_X, parts_y = [], []
+    for worker, rows in zip(workers, blocks, strict=True):
+        fx, fy = client.scatter([X[rows], y[rows]], workers=[worker])
+        parts_X.append(da.from_delayed(fx, shape=(len(rows), X.shape[1]), dtype=X.dtype))
+        parts_y.append(da.from_delayed(fy, shape=(len(rows),), dtype=y.dtype))
     # lightgbm.dask sets each worker's threads from its Dask nthreads; passing them is an error.
     settings = {k: v for k, v in params.items() if k not in ("num_threads", "verbosity")}
     model = DaskLGBMClassifier(client=client, n_estimators=rounds, verbose=-1, **settings)
-    model.fit(dX, dy, feature_name=list(FEATURES))
+    with warnings.catch_warnings():
+        # The sklearn wrapper always carries n_jobs, which lightgbm.dask then says it ignores.
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        model.fit(da.concatenate(parts_X), da.concatenate(parts_y), feature_name=list(FEATURES))
     return model.to_local().booster_
 
 

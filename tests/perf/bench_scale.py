@@ -69,8 +69,8 @@ def main() -> None:
     cfgs = [load_config(CASCADE, [f"seed={s}"]) for s in range(args.seeds)]
     n = len(cfgs)
     serial = sweep_time(cfgs, None)
-    one = _on_cluster(lambda address, out: list(run_sweep(cfgs, out, False, 1, address)), 1)
-    two = _on_cluster(lambda address, out: list(run_sweep(cfgs, out, False, 1, address)), 2)
+    one, _ = _on_cluster(lambda address, out: list(run_sweep(cfgs, out, False, 1, address)), 1)
+    two, _ = _on_cluster(lambda address, out: list(run_sweep(cfgs, out, False, 1, address)), 2)
     print(f"seed sweep, cascade at full size, {n} seeds (partitions written):")
     print(f"  serial:      {serial:6.1f} s  {60 * n / serial:5.1f} seeds/min")
     print(f"  1 worker:    {one:6.1f} s  {60 * n / one:5.1f} seeds/min")
@@ -82,12 +82,19 @@ def main() -> None:
     paths = plan([("cascade", CASCADE)], list(range(5000, 5000 + n)), DEFAULT_KNOBS, model, 5.0, ())
     groups = by_path(paths)
     settings = sum(len(k) for k in DEFAULT_KNOBS.values())
-    t_one = _on_cluster(lambda a, _: list(map_tasks(run_path, groups, 1, a)), 1)
-    t_two = _on_cluster(lambda a, _: list(map_tasks(run_path, groups, 1, a)), 2)
+    t_one, alone = _on_cluster(lambda a, _: list(map_tasks(timed_path, groups, 1, a)), 1)
+    t_two, busy = _on_cluster(lambda a, _: list(map_tasks(timed_path, groups, 1, a)), 2)
     per_path = t_two / n
     print(f"evaluation paths (cascade, {settings} policy settings each), {n} paths:")
     print(f"  1 worker:    {t_one:6.1f} s  {t_one / n:5.1f} s per path")
     print(f"  2 workers:   {t_two:6.1f} s  {per_path:5.1f} s per path: {t_one / t_two:.2f} x")
+    # A path's own time with the other core idle and with both busy: the difference is what
+    # the two processes take from each other (shared cache and memory bandwidth), not Dask.
+    print(
+        f"  one path's time inside its task: {sum(alone) / n:.1f} s alone, "
+        f"{sum(busy) / n:.1f} s beside another ({sum(busy) / sum(alone):.2f} x); "
+        f"2 workers busy {sum(busy) / (2 * t_two):.0%} of the wall time"
+    )
     hours = 10_000 * per_path / 3600
     print(
         f"  a 10,000-path evaluation at 2 workers: about {hours:.1f} h here; "
@@ -95,9 +102,16 @@ def main() -> None:
     )
 
 
-def _on_cluster(fn, workers: int) -> float:
-    """Return the wall time of ``fn(scheduler address, output folder)`` on a fresh LocalCluster
-    of ``workers`` processes (start-up excluded)."""
+def timed_path(group) -> float:
+    """Run one evaluation path (a task on a worker); return its time on the worker."""
+    t0 = time.perf_counter()
+    run_path(group)
+    return time.perf_counter() - t0
+
+
+def _on_cluster(fn, workers: int) -> tuple[float, object]:
+    """Return the wall time and the result of ``fn(scheduler address, output folder)`` on a
+    fresh LocalCluster of ``workers`` processes (start-up excluded)."""
     from distributed import LocalCluster
 
     with (
@@ -107,8 +121,8 @@ def _on_cluster(fn, workers: int) -> float:
         ) as cluster,
     ):
         t0 = time.perf_counter()
-        fn(cluster.scheduler_address, out)
-        return time.perf_counter() - t0
+        result = fn(cluster.scheduler_address, out)
+        return time.perf_counter() - t0, result
 
 
 if __name__ == "__main__":
