@@ -165,14 +165,28 @@ FORECAST_ACCOUNT_FRACTION = 0.25
 """Share of each path's accounts whose sampled rows score the forecasts (all of their rows, so
 the breach rate is the path's own)."""
 
+FORECAST_FULL_SHARE_PATHS = 100
+"""Evaluations of up to this many paths score FORECAST_ACCOUNT_FRACTION of every path's
+accounts; larger ones score a smaller share, so that the forecasts gathered by the driver stay
+about this many paths' worth (a full-size path sends 2.4 MB: 10,000 paths would be 24 GB)."""
+
+
+def forecast_fraction(paths: int) -> float:
+    """Return the share of each path's accounts that scores the forecasts in an evaluation of
+    ``paths`` paths."""
+    return FORECAST_ACCOUNT_FRACTION * min(1.0, FORECAST_FULL_SHARE_PATHS / max(paths, 1))
+
 
 PathResult = tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, pd.DataFrame]]
 
 
-def run_path(runs: list[PathRun], timelines: bool = False) -> PathResult:
+def run_path(
+    runs: list[PathRun], timelines: bool = False, fraction: float = FORECAST_ACCOUNT_FRACTION
+) -> PathResult:
     """Run one path (scenario, seed) under every policy of ``runs``; return one row of outcomes
-    per run, the forecasts of the path's reactive history (labels, model, analytic), and with
-    ``timelines`` each policy's mark, liquidations and insurance fund per block.
+    per run, the forecasts of the path's reactive history (labels, model, analytic) on a
+    ``fraction`` of its accounts, and with ``timelines`` each policy's mark, liquidations and
+    insurance fund per block.
 
     The reactive run (static, knob 1) goes first: the accounts it sees breach tell which
     pre-emptive de-risking of later runs fell on accounts that would not have breached, and its
@@ -198,7 +212,7 @@ def run_path(runs: list[PathRun], timelines: bool = False) -> PathResult:
         if reactive:
             breachers = np.unique(sim.onsets()[1])
             if model is not None:
-                forecasts = score_history(sim, model, run.seed)
+                forecasts = score_history(sim, model, run.seed, fraction)
         outcome = run_outcomes(sim, breachers)
         rows.append(
             {"scenario": run.scenario, "seed": run.seed, "policy": run.policy, "knob": run.knob}
@@ -227,9 +241,11 @@ def timeline(sim) -> pd.DataFrame:
     )
 
 
-def score_history(sim, model: Any, seed: int) -> dict[str, np.ndarray]:
-    """Return labels and the model's and the analytic forecasts on a share of the accounts of
-    a finished reactive run (rows whose horizon runs past the end are left out)."""
+def score_history(
+    sim, model: Any, seed: int, fraction: float = FORECAST_ACCOUNT_FRACTION
+) -> dict[str, np.ndarray]:
+    """Return labels and the model's and the analytic forecasts on a ``fraction`` of the
+    accounts of a finished reactive run (rows whose horizon runs past the end are left out)."""
     from predictor.baselines import first_passage_probability
     from predictor.features import FEATURES, account_features, market_arrays, market_features
 
@@ -241,7 +257,7 @@ def score_history(sim, model: Any, seed: int) -> dict[str, np.ndarray]:
     names = [mk.name for mk in sim.cfg.markets]
     rng = np.random.default_rng(seed)
     ids = np.unique(accounts["account"].to_numpy())
-    chosen = rng.choice(ids, max(1, int(FORECAST_ACCOUNT_FRACTION * ids.size)), replace=False)
+    chosen = rng.choice(ids, max(1, int(fraction * ids.size)), replace=False)
     y = accounts[label].to_numpy()
     keep = np.flatnonzero((y >= 0) & np.isin(accounts["account"].to_numpy(), chosen))
     market = market_features(market_arrays(sim.market_frame(), names), sim.cfg.tick_ms)
@@ -260,9 +276,11 @@ def score_history(sim, model: Any, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def forecast_quality(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def forecast_quality(
+    parts: list[dict[str, np.ndarray]], fraction: float = FORECAST_ACCOUNT_FRACTION
+) -> dict[str, Any]:
     """Return PR-AUC, prevalence, Brier and ECE of the model and the analytic forecast on the
-    evaluation paths' reactive histories."""
+    evaluation paths' reactive histories (scored on a ``fraction`` of each path's accounts)."""
     from sklearn.metrics import average_precision_score, brier_score_loss
 
     from predictor.metrics import expected_calibration_error
@@ -271,7 +289,11 @@ def forecast_quality(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     if not parts:
         return {}
     y = np.concatenate([p["y"] for p in parts])
-    out: dict[str, Any] = {"rows": int(y.size), "prevalence": float(y.mean())}
+    out: dict[str, Any] = {
+        "rows": int(y.size),
+        "account_fraction": fraction,
+        "prevalence": float(y.mean()),
+    }
     for name in ("model", "analytic"):
         p = np.concatenate([part[name] for part in parts]).astype(np.float64)
         positives = bool(y.any())
@@ -351,7 +373,9 @@ def execute(
     """Run every path, serially or on Dask; yield each path's results as it finishes."""
     from pipelines.cluster import map_tasks
 
-    yield from map_tasks(run_path, by_path(runs), workers, scheduler, timelines)
+    groups = by_path(runs)
+    fraction = forecast_fraction(len(groups))
+    yield from map_tasks(run_path, groups, workers, scheduler, timelines, fraction)
 
 
 # ---- aggregation -------------------------------------------------------------------------------
@@ -636,11 +660,11 @@ def run_evaluation(
     settings = sum(len(k) for k in DEFAULT_KNOBS.values())
     progress(f"evaluating {len(runs)} runs: {paths} paths x {settings} policy settings")
     t0 = time.perf_counter()
-    rows, scored = [], []
+    rows, scored = [], {}
     for done, (path_rows, forecasts, _) in enumerate(execute(runs, workers, scheduler), start=1):
         rows.extend(path_rows)
-        scored.append(forecasts)
         first = path_rows[0]
+        scored[first["scenario"], first["seed"]] = forecasts
         progress(
             f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
             f"{first['scenario']} seed {first['seed']}"
@@ -674,7 +698,8 @@ def run_evaluation(
         lineage,
         bootstrap,
         replays,
-        forecast_quality(scored),
+        # In path order, not finishing order: the same figures serially and on a cluster.
+        forecast_quality([scored[key] for key in sorted(scored)], forecast_fraction(paths)),
         replay_series,
     )
     try:

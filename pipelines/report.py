@@ -232,7 +232,8 @@ def write_report(
             ]
         )
         parts.append(
-            f"<p>{forecast['rows']:,} account rows of the reactive runs, breach rate "
+            f"<p>{forecast['rows']:,} account rows of the reactive runs "
+            f"({forecast.get('account_fraction', 0.25):.1%} of each path's accounts), breach rate "
             f"{forecast['prevalence']:.3%}.</p>"
         )
         parts.append(_frame_table(quality, "forecast"))

@@ -16,6 +16,7 @@ Prints, on this machine:
 from __future__ import annotations
 
 import argparse
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -49,16 +50,17 @@ def cluster_start_time() -> float:
     return time.perf_counter() - t0
 
 
-def write_share(cfg) -> float:
-    """Return the share of one seed's time spent writing its partition."""
+def write_share(cfg) -> tuple[float, int]:
+    """Return the share of one seed's time spent writing its partition, and its bytes."""
     t0 = time.perf_counter()
     sim = Simulation(cfg)
     sim.run()
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         write_run(sim, out)
-    t2 = time.perf_counter()
-    return (t2 - t1) / (t2 - t0)
+        t2 = time.perf_counter()
+        size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+    return (t2 - t1) / (t2 - t0), size
 
 
 def main() -> None:
@@ -75,7 +77,8 @@ def main() -> None:
     print(f"  serial:      {serial:6.1f} s  {60 * n / serial:5.1f} seeds/min")
     print(f"  1 worker:    {one:6.1f} s  {60 * n / one:5.1f} seeds/min")
     print(f"  2 workers:   {two:6.1f} s  {60 * n / two:5.1f} seeds/min: {one / two:.2f} x 1 worker")
-    print(f"  writing Parquet: {write_share(cfgs[0]):.0%} of a seed's time (serial)")
+    share, size = write_share(cfgs[0])
+    print(f"  writing Parquet: {share:.0%} of a seed's time (serial), {size / 1e6:.0f} MB per seed")
     print(f"  starting a 2-process LocalCluster: {cluster_start_time():.1f} s")
 
     model = BreachForecaster.load(args.model)
@@ -90,11 +93,14 @@ def main() -> None:
     print(f"  2 workers:   {t_two:6.1f} s  {per_path:5.1f} s per path: {t_one / t_two:.2f} x")
     # A path's own time with the other core idle and with both busy: the difference is what
     # the two processes take from each other (shared cache and memory bandwidth), not Dask.
+    alone_s, busy_s = sum(t for t, _ in alone), sum(t for t, _ in busy)
     print(
-        f"  one path's time inside its task: {sum(alone) / n:.1f} s alone, "
-        f"{sum(busy) / n:.1f} s beside another ({sum(busy) / sum(alone):.2f} x); "
-        f"2 workers busy {sum(busy) / (2 * t_two):.0%} of the wall time"
+        f"  one path's time inside its task: {alone_s / n:.1f} s alone, "
+        f"{busy_s / n:.1f} s beside another ({busy_s / alone_s:.2f} x); "
+        f"2 workers busy {busy_s / (2 * t_two):.0%} of the wall time"
     )
+    gathered = sum(b for _, b in busy) / n
+    print(f"  result gathered by the driver: {gathered / 1e6:.1f} MB per path")
     hours = 10_000 * per_path / 3600
     print(
         f"  a 10,000-path evaluation at 2 workers: about {hours:.1f} h here; "
@@ -102,11 +108,12 @@ def main() -> None:
     )
 
 
-def timed_path(group) -> float:
-    """Run one evaluation path (a task on a worker); return its time on the worker."""
+def timed_path(group) -> tuple[float, int]:
+    """Run one evaluation path (a task on a worker); return its time on the worker and the
+    size of the result the driver gathers."""
     t0 = time.perf_counter()
-    run_path(group)
-    return time.perf_counter() - t0
+    result = run_path(group)
+    return time.perf_counter() - t0, len(pickle.dumps(result))
 
 
 def _on_cluster(fn, workers: int) -> tuple[float, object]:

@@ -11,7 +11,16 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.evaluate import DEFAULT_KNOBS, frontier, headline, kupiec, tail_mean
+from pipelines.evaluate import (
+    DEFAULT_KNOBS,
+    FORECAST_ACCOUNT_FRACTION,
+    FORECAST_FULL_SHARE_PATHS,
+    forecast_fraction,
+    frontier,
+    headline,
+    kupiec,
+    tail_mean,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
@@ -65,6 +74,16 @@ def test_frontier_reports_tail_statistics_per_knob():
     point = f["predictive"][0]
     assert point["paths"] == 30 and point["bad_debt_es99"] >= point["bad_debt_var95"]
     assert tail_mean(np.arange(100.0), 0.99) == 99.0
+
+
+def test_forecast_scoring_share_keeps_large_evaluations_within_the_drivers_memory():
+    # Up to the threshold every path scores the usual share; beyond, paths x share stays put.
+    assert forecast_fraction(20) == forecast_fraction(FORECAST_FULL_SHARE_PATHS)
+    assert forecast_fraction(20) == FORECAST_ACCOUNT_FRACTION
+    for paths in (101, 1_000, 10_000):
+        assert forecast_fraction(paths) < FORECAST_ACCOUNT_FRACTION
+        budget = FORECAST_FULL_SHARE_PATHS * FORECAST_ACCOUNT_FRACTION
+        assert paths * forecast_fraction(paths) == pytest.approx(budget)
 
 
 def test_kupiec_accepts_the_promised_rate_and_rejects_a_worse_one():
