@@ -405,7 +405,8 @@ def demo(
     "--dask",
     "use_dask",
     is_flag=True,
-    help="Grow the trees with lightgbm.dask on a Dask cluster (--workers or --scheduler).",
+    help="Build the features and grow the trees (lightgbm.dask) on a Dask cluster: --workers "
+    "local processes, or --scheduler.",
 )
 @click.option(
     "--workers",
@@ -414,7 +415,9 @@ def demo(
     show_default=True,
     help="Local Dask worker processes for --dask.",
 )
-@click.option("--scheduler", default=None, metavar="ADDRESS", help="A Dask scheduler for --dask.")
+@click.option(
+    "--scheduler", default=None, metavar="ADDRESS", help="A Dask scheduler (implies --dask)."
+)
 def train(
     data: str,
     horizon: str | None,
@@ -447,7 +450,7 @@ def train(
         def progress(message: str) -> None:
             click.echo(f"[{time.perf_counter() - t0:6.1f}s] {message}", err=True)
 
-        if use_dask:
+        if use_dask or scheduler is not None:
             from pipelines.cluster import dask_client
 
             with dask_client(workers, scheduler) as client:

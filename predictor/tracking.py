@@ -121,6 +121,11 @@ def params(result: TrainResult) -> dict[str, Any]:
         "regime_shift_tested_on": result.regime_shift_scenario or "none",
         "precision_k": result.keeper_k,
         "best_iteration": result.model.best_iteration_,
+        "boosting": (
+            f"lightgbm.dask on {int(result.timings['dask_workers'])} workers"
+            if "dask_workers" in result.timings
+            else "lightgbm, one machine"
+        ),
         "feature_count": len(FEATURES),
         "feature_schema_version": SCHEMA_VERSION,
         "analytic_half_life_minutes": result.baselines["analytic"].half_life_,

@@ -321,6 +321,8 @@ def train(
     """Run the whole training protocol on the histories under ``data`` (features and boosting
     on a Dask cluster with ``client``, see :func:`build_sets` and :meth:`BreachForecaster.fit`)."""
     timings: dict[str, float] = {}
+    if client is not None:
+        timings["dask_workers"] = float(len(client.scheduler_info()["workers"]))
     t0 = time.perf_counter()
     # Dask workers read the partitions from their own working directories: use absolute paths.
     parts = discover(data if client is None else Path(data).resolve())

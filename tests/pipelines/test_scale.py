@@ -225,3 +225,8 @@ def test_predliq_train_dask_registers_a_model(small_histories, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "registered breach-forecaster v1 as champion" in r.output
+    import mlflow
+
+    run_id = r.output.split("logged run ")[1].split()[0]
+    run = mlflow.MlflowClient(uri).get_run(run_id)
+    assert run.data.params["boosting"] == "lightgbm.dask on 2 workers"
