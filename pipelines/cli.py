@@ -435,6 +435,7 @@ def train(
 
     from pipelines.train import format_result
     from predictor.data import DataError
+    from predictor.model import DistributedTrainingError
     from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_training
     from predictor.train import load_train_config
     from predictor.train import train as run_training
@@ -457,7 +458,7 @@ def train(
                 result = run_training(data, cfg, progress=progress, client=client)
         else:
             result = run_training(data, cfg, progress=progress, log_every=50)
-    except (DataError, TrackingError, ClusterError) as e:
+    except (DataError, TrackingError, ClusterError, DistributedTrainingError) as e:
         _fail(str(e))
     click.echo(format_result(result))
     try:

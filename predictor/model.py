@@ -197,6 +197,10 @@ class BreachForecaster:
         return model
 
 
+class DistributedTrainingError(RuntimeError):
+    """Boosting with lightgbm.dask failed (a lost worker, a closed socket); one line."""
+
+
 def _train_on_dask(
     params: dict[str, Any], X: np.ndarray, y: np.ndarray, rounds: int, client: Any
 ) -> lgb.Booster:
@@ -223,7 +227,14 @@ def _train_on_dask(
     with warnings.catch_warnings():
         # The sklearn wrapper always carries n_jobs, which lightgbm.dask then says it ignores.
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
-        model.fit(da.concatenate(parts_X), da.concatenate(parts_y), feature_name=list(FEATURES))
+        try:
+            model.fit(da.concatenate(parts_X), da.concatenate(parts_y), feature_name=list(FEATURES))
+        except Exception as exc:  # whatever the cluster raised, said in one line
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            raise DistributedTrainingError(
+                f"boosting on the Dask cluster failed ({type(exc).__name__}: {reason}); "
+                "LightGBM cannot resume when a worker is lost: run the training again"
+            ) from exc
     return model.to_local().booster_
 
 

@@ -40,6 +40,19 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _kill_a_worker_running(client, task: str, timeout: float = 60) -> None:
+    """SIGKILL the process of the first worker seen running a task whose key names ``task``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = [w for w, keys in client.processing().items() if any(task in str(k) for k in keys)]
+        if busy:
+            pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {task} task started within {timeout} s")
+
+
 def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr("pipelines.cluster.CONNECT_TIMEOUT_S", 2)
     args = ["simulate", "--config", str(CASCADE), "--seeds", "0-1", *SMALL]
@@ -73,17 +86,7 @@ def test_a_killed_worker_is_retried_and_the_sweep_is_complete_and_identical(tmp_
             )
         )
         sweep.start()
-        victim = None
-        deadline = time.monotonic() + 60
-        while victim is None and time.monotonic() < deadline:
-            busy = [w for w, tasks in client.processing().items() if tasks]
-            if busy:
-                victim = busy[0]
-            else:
-                time.sleep(0.05)
-        assert victim is not None, "no task started"
-        pid = client.run(os.getpid, workers=[victim])[victim]
-        os.kill(pid, signal.SIGKILL)  # mid-task: the nanny restarts it, Dask retries the task
+        _kill_a_worker_running(client, "run_seed")  # the nanny restarts it, Dask retries the task
         sweep.join(timeout=300)
     assert sorted(r["seed"] for r in results) == [0, 1, 2, 3]
     assert _files(out) == _files(serial)
@@ -230,3 +233,34 @@ def test_predliq_train_dask_registers_a_model(small_histories, tmp_path):
     run_id = r.output.split("logged run ")[1].split()[0]
     run = mlflow.MlflowClient(uri).get_run(run_id)
     assert run.data.params["boosting"] == "lightgbm.dask on 2 workers"
+
+
+def test_a_worker_lost_while_boosting_is_a_one_line_error(small_histories):
+    from distributed import Client, LocalCluster
+
+    from predictor.model import DistributedTrainingError
+    from predictor.train import load_train_config, train
+
+    cfg = load_train_config(None, {"horizon": "5m"})
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            train(small_histories, cfg, client=client)
+        except DistributedTrainingError as exc:
+            errors.append(exc)
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        training = threading.Thread(target=run)
+        training.start()
+        _kill_a_worker_running(client, "_train_part")  # lightgbm.dask's boosting task
+        training.join(timeout=120)
+        assert not training.is_alive(), "training hung after losing a worker"
+    assert len(errors) == 1
+    message = str(errors[0])
+    assert "\n" not in message and "run the training again" in message
