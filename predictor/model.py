@@ -238,20 +238,29 @@ def _train_on_dask(
     return model.to_local().booster_
 
 
-def _best_iteration(booster: lgb.Booster, X: np.ndarray, y: np.ndarray, step: int = 1) -> int:
-    """Return the number of trees with the lowest binary log loss on (X, y), adding the trees'
-    raw scores incrementally (one pass over the ensemble)."""
-    total = booster.num_trees()
-    raw = np.zeros(len(X))
-    best, best_loss = 1, np.inf
-    yf = y.astype(np.float64)
-    for start in range(0, total, step):
-        raw += booster.predict(X, raw_score=True, start_iteration=start, num_iteration=step)
-        # log(1 + e^-z) for positives, log(1 + e^z) for negatives, computed stably.
-        loss = float(np.mean(np.logaddexp(0.0, -raw) * yf + np.logaddexp(0.0, raw) * (1 - yf)))
-        if loss < best_loss:
-            best, best_loss = start + step, loss
-    return min(best, total)
+def _best_iteration(
+    booster: lgb.Booster, X: np.ndarray, y: np.ndarray, chunk: int = 100_000
+) -> int:
+    """Return the number of trees with the lowest binary log loss on (X, y).
+
+    One pass: each chunk of rows is routed through every tree once (its leaf per tree), and the
+    log loss after each tree is summed from the leaves' values. Calling ``predict`` once per
+    tree would parse all rows once per tree, which costs minutes on millions of rows.
+    """
+    trees = booster.num_trees()
+    counts = [info["num_leaves"] for info in booster.dump_model()["tree_info"]]
+    value = np.zeros((trees, max(counts)))
+    for t, count in enumerate(counts):
+        value[t, :count] = [booster.get_leaf_output(t, k) for k in range(count)]
+    loss = np.zeros(trees)
+    for start in range(0, len(X), chunk):
+        route = booster.predict(X[start : start + chunk], pred_leaf=True).reshape(-1, trees)
+        sign = np.where(y[start : start + chunk] == 1, -1.0, 1.0)  # log(1 + e^(-z)) for positives
+        raw = np.zeros(len(route))
+        for t in range(trees):
+            raw += value[t, route[:, t]]  # the first tree's leaves hold the initial score
+            loss[t] += np.logaddexp(0.0, sign * raw).sum()
+    return int(np.argmin(loss)) + 1
 
 
 def calibrate(raw: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

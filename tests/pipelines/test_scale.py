@@ -219,17 +219,23 @@ def test_training_on_a_dask_cluster_matches_single_machine_training(small_histor
     assert m_dask["ece"] < 0.01  # calibrated on the calibration seeds like the local model
 
 
-def test_predliq_train_dask_registers_a_model(small_histories, tmp_path):
+@pytest.mark.parametrize("cluster_args", [["--dask", "--workers", "2"], ["--scheduler"]])
+def test_predliq_train_on_dask_registers_a_model(small_histories, tmp_path, cluster_args):
+    import mlflow
+    from distributed import LocalCluster
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = CliRunner().invoke(
-        main,
-        ["train", "--data", str(small_histories), "--tracking-uri", uri, "--dask"]
-        + ["--workers", "2", "--export-dir", str(tmp_path / "models")],
-    )
+    args = ["train", "--data", str(small_histories), "--tracking-uri", uri]
+    args += ["--export-dir", str(tmp_path / "models")]
+    if cluster_args == ["--scheduler"]:  # a running cluster; --scheduler implies --dask
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
+            r = CliRunner().invoke(main, [*args, "--scheduler", cluster.scheduler_address])
+    else:
+        r = CliRunner().invoke(main, args + cluster_args)
     assert r.exit_code == 0, r.output
     assert "registered breach-forecaster v1 as champion" in r.output
-    import mlflow
-
     run_id = r.output.split("logged run ")[1].split()[0]
     run = mlflow.MlflowClient(uri).get_run(run_id)
     assert run.data.params["boosting"] == "lightgbm.dask on 2 workers"

@@ -136,3 +136,30 @@ def test_walk_forward_folds_purge_and_embargo_h_at_every_inner_edge():
     # Folds of 25 minutes; 5 minutes dropped on each side of the three inner edges.
     assert [f["rows"] for f in folds] == [20, 15, 15, 20]
     assert [f["share_of_path"] for f in folds] == ["0%-25%", "25%-50%", "50%-75%", "75%-100%"]
+
+
+def test_best_iteration_is_the_round_with_the_lowest_log_loss():
+    import lightgbm as lgb
+
+    from predictor.model import _best_iteration
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20_000, 6))
+    y = (X[:, 0] * X[:, 1] + X[:, 2] + rng.normal(size=X.shape[0]) > 2.0).astype(np.int8)
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing values take the trees' default branches
+    params = {"objective": "binary", "learning_rate": 0.1, "num_leaves": 31, "verbosity": -1}
+    booster = lgb.train(params, lgb.Dataset(X[:10_000], y[:10_000]), num_boost_round=150)
+    Xs, ys = X[10_000:], y[10_000:]
+    # One predict per tree count, the slow and obvious way.
+    losses = [
+        np.mean(
+            np.logaddexp(
+                0.0,
+                np.where(ys == 1, -1.0, 1.0) * booster.predict(Xs, raw_score=True, num_iteration=k),
+            )
+        )
+        for k in range(1, booster.num_trees() + 1)
+    ]
+    expected = int(np.argmin(losses)) + 1
+    assert 1 < expected < booster.num_trees()  # the loss turns: the test can tell
+    assert _best_iteration(booster, Xs, ys, chunk=3_333) == expected
