@@ -212,7 +212,7 @@ def _train_on_dask(
 
     workers = sorted(client.scheduler_info()["workers"])
     # Rows come grouped by scenario and seed; each worker bins and samples its own block, so
-    # give every worker a shuffled share of every path (a fixed permutation: reproducible).
+    # give every worker a shuffled share of every path (a fixed permutation of the rows).
     order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(X))
     blocks = np.array_split(order, len(workers))
     # Send each block to its worker once (not inside the task graph), one block per worker.
