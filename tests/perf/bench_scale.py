@@ -8,9 +8,13 @@ Prints, on this machine:
    process), and on a LocalCluster of 1 and of 2 worker processes — seeds per minute and the
    speed-up of 2 workers over 1;
 2. evaluation paths (every policy and knob of ``predliq evaluate`` on one scenario and seed):
-   the same, and the projected wall time of a 10,000-path evaluation at 2 workers;
+   the same, a path's own time alone and beside another (contention between the processes),
+   the bytes each path sends the driver, and the projected wall time of a 10,000-path
+   evaluation at 2 workers;
 3. where the time goes that does not scale: cluster start-up, and the share of a sweep's time
-   spent writing Parquet (measured on the serial run).
+   spent writing Parquet and the bytes written per seed (measured on the serial run).
+
+The models need ``models/breach-forecaster`` (``predliq train --data data/histories``).
 """
 
 from __future__ import annotations
