@@ -14,7 +14,7 @@ Prints, on this machine:
 3. where the time goes that does not scale: cluster start-up, and the share of a sweep's time
    spent writing Parquet and the bytes written per seed (measured on the serial run).
 
-The models need ``models/breach-forecaster`` (``predliq train --data data/histories``).
+The evaluation part needs ``models/breach-forecaster`` (``predliq train --data data/histories``).
 """
 
 from __future__ import annotations
