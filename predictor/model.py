@@ -221,7 +221,7 @@ def _train_on_dask(
         fx, fy = client.scatter([X[rows], y[rows]], workers=[worker])
         parts_X.append(da.from_delayed(fx, shape=(len(rows), X.shape[1]), dtype=X.dtype))
         parts_y.append(da.from_delayed(fy, shape=(len(rows),), dtype=y.dtype))
-    # lightgbm.dask sets each worker's threads from its Dask nthreads; passing them is an error.
+    # lightgbm.dask sets each worker's threads from its Dask nthreads (and ignores num_threads).
     settings = {k: v for k, v in params.items() if k not in ("num_threads", "verbosity")}
     model = DaskLGBMClassifier(client=client, n_estimators=rounds, verbose=-1, **settings)
     with warnings.catch_warnings():

@@ -122,8 +122,8 @@ def params(result: TrainResult) -> dict[str, Any]:
         "precision_k": result.keeper_k,
         "best_iteration": result.model.best_iteration_,
         "boosting": (
-            f"lightgbm.dask on {int(result.timings['dask_workers'])} workers"
-            if "dask_workers" in result.timings
+            f"lightgbm.dask on {result.dask_workers} workers"
+            if result.dask_workers
             else "lightgbm, one machine"
         ),
         "feature_count": len(FEATURES),

@@ -164,6 +164,7 @@ class TrainResult:
     timings: dict[str, float]
     fit_rows: Rows = field(repr=False)
     test_rows: Rows = field(repr=False)
+    dask_workers: int = 0  # workers that grew the trees with lightgbm.dask; 0 = one machine
 
 
 Progress = Callable[[str], None]
@@ -321,8 +322,6 @@ def train(
     """Run the whole training protocol on the histories under ``data`` (features and boosting
     on a Dask cluster with ``client``, see :func:`build_sets` and :meth:`BreachForecaster.fit`)."""
     timings: dict[str, float] = {}
-    if client is not None:
-        timings["dask_workers"] = float(len(client.scheduler_info()["workers"]))
     t0 = time.perf_counter()
     # Dask workers read the partitions from their own working directories: use absolute paths.
     parts = discover(data if client is None else Path(data).resolve())
@@ -380,4 +379,5 @@ def train(
         timings=timings,
         fit_rows=fit,
         test_rows=test,
+        dask_workers=0 if client is None else len(client.scheduler_info()["workers"]),
     )
