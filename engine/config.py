@@ -594,7 +594,9 @@ class PolicyConfig:
       accounts with s >= ``warn_score`` get a margin call (answered like a breach, with the
       traders' top-up probability and delay), at most once per ``warn_cooldown_ticks``.
       Requirements never fall below the base; when the forecaster fails, the block runs the
-      reactive (static, knob 1) policy and the fallback is counted.
+      reactive (static, knob 1) policy and the fallback is counted. Accounts without a
+      position or already in breach are not scored and get no early action (the reactive path
+      handles a breach); an account with a top-up pending gets no margin call.
     """
 
     name: Literal["static", "vol_scaled", "oi_scaled", "predictive"] = "static"
@@ -617,6 +619,10 @@ class PolicyConfig:
     forecast_timeout_s: float = 0.0
     """A forecast that takes longer is discarded as a fallback (0: no limit; with a limit, the
     outputs of a run depend on the machine's speed)."""
+    act_on_breached: bool = False
+    """Score and act on accounts already in breach too (the ``breached_only`` control arm of
+    an evaluation: what the predictive mechanics buy as reactive extras). By default an account
+    in breach is left to the reactive path alone."""
 
     def __post_init__(self) -> None:
         _require(

@@ -2,6 +2,25 @@
 
 All amounts are in quote units. ``run_outcomes`` reads a finished :class:`Simulation` (its market
 and policy tables and its event log); nothing here changes a run.
+
+**The all-in cost** prices every lever a policy pulls in one unit — a share of the run's mean
+open-interest notional — so that policies pulling different levers are compared like for like:
+
+* ``capital_cost``: the traders' maintenance margin held per unit of open interest,
+  time-weighted (measured every 20 blocks) — what raising requirements costs;
+* ``deposit_cost``: collateral deposited answering margin calls / mean open interest — capital
+  the policy made traders post, counted in full (as if held for the whole run: a deposit is
+  never cheaper than margin held);
+* ``derisk_cost``: what pre-emptive reductions paid the book (each fill's distance from the
+  index the book quotes around — impact and spread — and taker fees) / mean open interest —
+  money the traders lost, counted in full;
+* ``refusal_cost``: the notional of orders refused by gating (orders that passed initial
+  margin), priced at the margin model's own maintenance rate (its margin per unit of open
+  interest over the run) / mean open interest — the margin-equivalent of the exposure denied;
+  a trader who retries is refused, and counted, again.
+
+``all_in_cost`` is their sum. Breach top-ups are not a policy's cost (the reactive venue has
+them too); only deposits answering the policy's own calls are.
 """
 
 from __future__ import annotations
@@ -60,6 +79,21 @@ def run_outcomes(sim: Simulation, reactive_breachers: np.ndarray | None = None) 
         needless = float(derisk["amount"].abs().to_numpy()[spared].sum()) / 1e6
     windows, exceeded = margin_coverage(sim, held, oi)
     summary = sim.policy.summary()
+    mean_oi = float(oi.mean()) if oi.size else 0.0
+    base_ratio = np.zeros_like(base)
+    np.divide(base, oi, out=base_ratio, where=oi > 0)
+    levers = {
+        "call_deposits": float(table[:, columns["call_deposits"], :].sum()),
+        "derisk_paid": float(table[:, columns["derisk_paid"], :].sum()),
+        "refused_notional": float(table[:, columns["refused_notional"], :].sum()),
+    }
+    costs = all_in_cost(
+        float(ratio.mean()),
+        levers["call_deposits"],
+        levers["derisk_paid"],
+        levers["refused_notional"] * float(base_ratio.mean()),
+        mean_oi,
+    )
     return {
         "bad_debt": float(r["bad_debt"][1:t_end].sum()),
         "liquidations": float(liqs.sum()),
@@ -70,7 +104,8 @@ def run_outcomes(sim: Simulation, reactive_breachers: np.ndarray | None = None) 
         "if_exhausted": exhausted,
         "adl_notional": float(r["adl_notional"][1:t_end].sum() + r["socialized"][1:t_end].sum()),
         "liquidation_slippage": slippage,
-        "capital_cost": float(ratio.mean()),
+        **costs,
+        **levers,
         "trader_cost": float((held - base).sum() * tick_hours),
         "derisked_notional": derisked,
         "derisked_needless": needless,
@@ -78,6 +113,25 @@ def run_outcomes(sim: Simulation, reactive_breachers: np.ndarray | None = None) 
         "coverage_windows": float(windows),
         "coverage_exceedances": float(exceeded),
     }
+
+
+def all_in_cost(
+    capital_cost: float, deposits: float, derisk_paid: float, refused_margin: float, mean_oi: float
+) -> dict[str, float]:
+    """Return the all-in cost and its parts (see the module docstring): ``capital_cost`` is
+    already a share of open interest; the other amounts are quote units over the run, divided
+    by ``mean_oi`` (zero when there was no open interest)."""
+
+    def share(x: float) -> float:
+        return x / mean_oi if mean_oi > 0 else 0.0
+
+    parts = {
+        "capital_cost": capital_cost,
+        "deposit_cost": share(deposits),
+        "derisk_cost": share(derisk_paid),
+        "refusal_cost": share(refused_margin),
+    }
+    return {**parts, "all_in_cost": float(sum(parts.values()))}
 
 
 def margin_coverage(sim: Simulation, held: np.ndarray, oi: np.ndarray) -> tuple[int, int]:

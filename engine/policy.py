@@ -83,10 +83,19 @@ POLICY_COLUMNS = (
     "im_factor",
     "mm_held",
     "mm_base",
+    "call_deposits",
+    "derisk_paid",
+    "refused_notional",
 )
 """Columns of the per-(block, market) policy table. ``mm_held`` and ``mm_base`` are the
 traders' maintenance margin in quote units under the policy and under the margin model alone,
-measured every ``CAPITAL_EVERY_TICKS`` blocks and carried between measurements."""
+measured every ``CAPITAL_EVERY_TICKS`` blocks and carried between measurements.
+``call_deposits`` is the collateral traders deposited answering margin calls (cross deposits
+booked to the first market), ``derisk_paid`` what pre-emptive reductions paid the book (each
+fill's distance from the index the book quotes around, and taker fees) and ``refused_notional`` the notional of risk-increasing orders
+that passed initial margin but were refused by gating, all in quote units."""
+
+_COL = {c: i for i, c in enumerate(POLICY_COLUMNS)}
 
 CAPITAL_EVERY_TICKS = 20
 """Blocks between measurements of the margin the policy makes traders hold (a full pass over
@@ -126,6 +135,7 @@ class Policy:
         self.derisk_order = np.empty(0, np.float64)
         self.last_warned = np.full(n, -(10**9), np.int64)
         self.last_scored = np.full(n, -(10**9), np.int64)
+        self.scored_rows = np.empty(0, np.int64)
         self.horizon_ticks = max(1, round(cfg.horizon_minutes * 60_000 / sim.cfg.tick_ms))
         self.onsets = 0
         self.onsets_in_band = 0
@@ -208,8 +218,17 @@ class Policy:
             self._record(sim, None, 0, 0)
             return
         rows = self._triage(sim)
+        accounts = sim.account_rows(rows)
+        if not cfg.act_on_breached:
+            # An account already in breach of the margin model's own requirement is the
+            # reactive path's (keepers, liquidation): a forecast of it would only dress a
+            # reaction up as anticipation, so it is neither scored nor acted on.
+            keep = ~base_breach(accounts)
+            rows = rows[keep]
+            accounts = {k: v[keep] for k, v in accounts.items()}
         self.last_scored[rows] = sim.t
-        reason, p = self._forecast(sim, rows)
+        self.scored_rows = rows
+        reason, p = self._forecast(sim, rows, accounts)
         warned = 0
         previous = self.account_factor
         assert previous is not None
@@ -249,27 +268,32 @@ class Policy:
         self.onsets_in_band += int((self.last_scored[accounts] >= t - self.horizon_ticks).sum())
 
     def _triage(self, sim: Simulation) -> np.ndarray:
-        """Return the accounts to score: traders whose margin a move of risk_band_sigmas x
-        sigma x sqrt(H) could use up (by the breach screen's conservative safe move)."""
+        """Return the candidates to score: traders with an open position whose margin a move
+        of risk_band_sigmas x sigma x sqrt(H) could use up (by the breach screen's
+        conservative safe move). Accounts already in breach are dropped by the caller."""
         n = sim.ledger.size.shape[0]
         traders = np.arange(1, n)
+        traders = traders[(sim.ledger.size[1:] != 0).any(axis=1)]
         band = self.cfg.risk_band_sigmas
         if band == 0 or sim.always_evaluate or not sim.screen:
             return traders
         horizon_ticks = self.cfg.horizon_minutes * 60_000 / sim.cfg.tick_ms
         move = band * float(np.sqrt(sim.ewma_var.max() * horizon_ticks))
-        safe = sim.safe_move[1:] - np.float32(sim.current_drift())
+        safe = sim.safe_move[traders] - np.float32(sim.current_drift())
         return traders[safe <= move]
 
-    def _forecast(self, sim: Simulation, rows: np.ndarray) -> tuple[Fallback, np.ndarray]:
-        """Ask the forecaster about ``rows``; return (fallback reason, probabilities)."""
+    def _forecast(
+        self, sim: Simulation, rows: np.ndarray, accounts: Mapping[str, np.ndarray]
+    ) -> tuple[Fallback, np.ndarray]:
+        """Ask the forecaster about ``rows`` (whose sampled columns are ``accounts``); return
+        (fallback reason, probabilities)."""
         assert self.forecaster is not None
         request = ForecastRequest(
             tick=sim.t,
             tick_ms=sim.cfg.tick_ms,
             markets=tuple(mk.name for mk in sim.cfg.markets),
             market_history=sim.market_history(),
-            accounts=sim.account_rows(rows),
+            accounts=accounts,
         )
         started = time.perf_counter()
         try:
@@ -308,8 +332,10 @@ class Policy:
         self.gated = forecast > self.cfg.gate_depth_multiple * depth
 
     def _warn(self, sim: Simulation, rows: np.ndarray) -> int:
-        """Send margin calls; return how many went out."""
+        """Send margin calls (not to accounts with a top-up already pending); return how many
+        went out."""
         due = rows[sim.t - self.last_warned[rows] >= self.cfg.warn_cooldown_ticks]
+        due = due[~sim.topup_pending[due]]
         self.last_warned[due] = sim.t
         sim.margin_call(due)
         return int(due.size)
@@ -321,7 +347,9 @@ class Policy:
         if rows.size == 0:
             return rows, rows
         size = sim.ledger.size[rows, k]
-        keep = (size != 0) & ~sim.in_breach[rows]
+        keep = size != 0
+        if not self.cfg.act_on_breached:
+            keep &= ~sim.in_breach[rows]
         rows, size = rows[keep], size[keep]
         dsize = -np.sign(size) * np.ceil(np.abs(size) * self.cfg.derisk_fraction).astype(np.int64)
         notional = np.abs(dsize * sim.mark_q[k]) / 1e6
@@ -346,8 +374,16 @@ class Policy:
         row[8] = self.mm_held
         row[9] = self.mm_base
 
-    def add_derisked(self, t: int, k: int, notional: float) -> None:
-        self.table[t, 3, k] += notional
+    def add_derisked(self, t: int, k: int, notional: float, paid: float) -> None:
+        self.table[t, _COL["derisked_notional"], k] += notional
+        self.table[t, _COL["derisk_paid"], k] += paid
+
+    def add_call_deposit(self, t: int, k: int, amount_q: float) -> None:
+        """Book ``amount_q`` quote quantums deposited at block t answering margin calls."""
+        self.table[t, _COL["call_deposits"], k] += amount_q / 1e6
+
+    def add_refused(self, t: int, k: int, notional: float) -> None:
+        self.table[t, _COL["refused_notional"], k] += notional
 
     def summary(self) -> dict[str, float | int]:
         """Return the policy's totals over the run."""
@@ -359,9 +395,20 @@ class Policy:
             "policy_warnings": int(t[:, 2, 0].sum()),
             "policy_derisked_notional": float(t[:, 3, :].sum()),
             "policy_gated_blocks": int(t[:, 4, :].sum()),
+            "policy_call_deposits": float(t[:, _COL["call_deposits"], :].sum()),
+            "policy_derisk_paid": float(t[:, _COL["derisk_paid"], :].sum()),
+            "policy_refused_notional": float(t[:, _COL["refused_notional"], :].sum()),
             "policy_breach_onsets": self.onsets,
             "policy_onsets_scored_within_horizon": self.onsets_in_band,
         }
+
+
+def base_breach(accounts: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Return bool (rows,): the account is in breach of its margin model's own maintenance
+    requirement (equity below a positive MM), from sampled-account columns — the breach a
+    reactive venue would liquidate, whatever add-on a policy holds on top."""
+    mm = np.asarray(accounts["maintenance_margin"])
+    return (mm > 0) & (np.asarray(accounts["equity"]) < mm)
 
 
 def _base_mm_rate(sim: Simulation, k: int) -> float:
@@ -384,35 +431,68 @@ def _probe(sim: Simulation, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class OracleForecaster:
-    """Perfect foresight, for evaluation only: p = 1 for accounts that breach within the
-    horizon in the reactive run of the same config and seed, else 0 (the upper bound of what
-    any forecast could give the predictive policy)."""
+    """Perfect foresight, for evaluation only: p = 1 for accounts with a foreseen event within
+    the horizon — by default the bad debt their liquidation leaves in the reactive run of the
+    same config and seed (``foresee="loss"``), or their breach onset (``"breach"``) — else 0:
+    the upper bound of what a forecast could give the predictive policy."""
 
-    def __init__(self, onset_ticks: np.ndarray, onset_accounts: np.ndarray, horizon_ticks: int):
-        order = np.lexsort((onset_ticks, onset_accounts))
-        self.accounts = onset_accounts[order]
-        self.ticks = onset_ticks[order]
+    def __init__(self, event_ticks: np.ndarray, event_accounts: np.ndarray, horizon_ticks: int):
+        order = np.lexsort((event_ticks, event_accounts))
+        self.accounts = event_accounts[order]
+        self.ticks = event_ticks[order]
         self.horizon_ticks = horizon_ticks
 
     def predict_breach(self, request: ForecastRequest) -> np.ndarray:
         acct = np.asarray(request.accounts["account"], np.int64)
         t = request.tick
-        # The first onset of each account after t: onsets sorted by (account, tick).
-        span = int(self.ticks.max(initial=0)) + 2
-        keys = self.accounts * span + self.ticks
-        pos = np.searchsorted(keys, acct * span + t, side="right")
-        pos = np.minimum(pos, max(keys.size - 1, 0))
-        if keys.size == 0:
+        if self.ticks.size == 0:
             return np.zeros(acct.size)
+        # The first event of each account after t: events sorted by (account, tick).
+        span = int(self.ticks.max()) + 2
+        keys = self.accounts * span + self.ticks
+        pos = np.minimum(np.searchsorted(keys, acct * span + t, side="right"), keys.size - 1)
         hit = (self.accounts[pos] == acct) & (self.ticks[pos] > t)
         hit &= self.ticks[pos] <= t + self.horizon_ticks
         return hit.astype(np.float64)
 
 
-def oracle_forecaster(sim_cfg, horizon_minutes: float, index_path: np.ndarray | None = None):
-    """Return an :class:`OracleForecaster` from a reactive (static, knob 1) run of ``sim_cfg``."""
+class BreachedOnlyForecaster:
+    """The ``breached_only`` control arm: p = 1 for accounts already in breach, else 0 — no
+    forecast at all. Run with ``act_on_breached``, it measures what the predictive mechanics
+    buy as reactive extras (margin calls, add-ons and de-risking of breached accounts)."""
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        return base_breach(request.accounts).astype(np.float64)
+
+
+class RandomRankingForecaster:
+    """The ``random`` control arm: each forecast of ``inner`` shuffled among the accounts it
+    scored, so that the same number of accounts get each action (the same budget) but the
+    forecast no longer says which. Shuffles are keyed by block (paired across runs)."""
+
+    def __init__(self, inner: Forecaster, seed: int) -> None:
+        from engine.draws import Draws
+
+        self.inner = inner
+        self.draws = Draws(np.random.SeedSequence([seed, 7]), 1)
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        from engine.draws import Purpose
+
+        p = self.inner.predict_breach(request)
+        if validate_probabilities(p, len(request.accounts["account"])) != Fallback.NONE:
+            return p  # let the policy see the inner forecaster's failure as it is
+        return self.draws.block(Purpose.RANDOM_RANKING, request.tick).permutation(p)
+
+
+def oracle_forecaster(
+    sim_cfg, horizon_minutes: float, index_path: np.ndarray | None = None, foresee: str = "loss"
+):
+    """Return an :class:`OracleForecaster` from a reactive (static, knob 1) run of ``sim_cfg``
+    that foresees each account's bad debt (``"loss"``) or its breach onset (``"breach"``)."""
     import dataclasses
 
+    from engine.events import EventKind
     from engine.sim import Simulation
 
     reactive = dataclasses.replace(
@@ -422,6 +502,12 @@ def oracle_forecaster(sim_cfg, horizon_minutes: float, index_path: np.ndarray | 
     )
     sim = Simulation(reactive, index_path=index_path)
     sim.run()
-    ticks, accounts = sim.onsets()
+    if foresee == "breach":
+        ticks, accounts = sim.onsets()
+    else:
+        events = sim.events.to_frame()
+        loss = events[(events["kind"] == int(EventKind.BAD_DEBT)) & (events["account"] > 0)]
+        ticks = loss["tick"].to_numpy(np.int64)
+        accounts = loss["account"].to_numpy(np.int64)
     horizon_ticks = max(1, round(horizon_minutes * 60_000 / sim_cfg.tick_ms))
     return OracleForecaster(ticks, accounts, horizon_ticks)

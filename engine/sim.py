@@ -31,6 +31,7 @@ import pandas as pd
 
 from engine.book import Book
 from engine.config import SimConfig, VolScaledMargin
+from engine.draws import Draws, Purpose
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
 from engine.labels import breach_labels, next_onset
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
@@ -192,16 +193,14 @@ class Simulation:
         markets = cfg.markets
         m = len(markets)
         self.m = m
-        # Children are numbered: adding one later leaves the earlier streams as they were.
+        # Children are numbered: adding one later leaves the earlier streams as they were. The
+        # index and the population come from sequential streams (drawn before the run, so
+        # every policy gets the same); every draw during the run is keyed by its purpose and
+        # block or account (engine.draws), so that a policy's changes do not shift it.
         streams = np.random.SeedSequence(cfg.seed).spawn(6)
-        (
-            rng_index,
-            self.rng_oracle,
-            rng_accounts,
-            self.rng_orders,
-            self.rng_traders,
-            self.rng_policy,
-        ) = (np.random.default_rng(s) for s in streams)
+        rng_index = np.random.default_rng(streams[0])
+        rng_accounts = np.random.default_rng(streams[2])
+        self.draws = Draws(streams[3], cfg.accounts.count + 1)
         self.dt_years = cfg.tick_ms / MS_PER_YEAR
         if index_path is None:
             drawn = simulate_index(cfg, rng_index)
@@ -308,6 +307,10 @@ class Simulation:
         self.last_order_tick = np.zeros(n, np.int64)
         self.last_topup_tick = np.full(n, -1, np.int64)
         self._topups: list[tuple[int, np.ndarray]] = []
+        self.topup_pending = np.zeros(n, bool)
+        """Accounts with a top-up scheduled and not yet made: nobody rolls a second one."""
+        self.topup_called = np.zeros(n, bool)
+        """Accounts whose pending top-up answers a margin call (its deposit is the policy's)."""
         if cfg.history.sample_every_ticks:
             self._sample()
         self.policy = Policy(cfg.policy, self, forecaster)
@@ -408,7 +411,8 @@ class Simulation:
         observed = self.index_path[self.oracle_seen]
         previous_oracle = self.oracle
         if cfg.oracle.stale_probability > 0:
-            updates = self.rng_oracle.random(self.m) >= cfg.oracle.stale_probability
+            u = self.draws.block(Purpose.ORACLE_UPDATE, t).random(self.m)
+            updates = u >= cfg.oracle.stale_probability
             self.oracle = np.where(updates, observed, self.oracle)
             self.oracle_updated = np.where(updates, t, self.oracle_updated)
         else:
@@ -501,7 +505,7 @@ class Simulation:
         acc = self.cfg.accounts
         led = self.ledger
         active, market_of, units, close_fraction = self.traders.orders(
-            self.rng_orders, self.trader_type, led.size, self.m
+            self.draws, self.t, self.trader_type, led.size, self.m
         )
         if active.size == 0:
             return counts
@@ -529,13 +533,20 @@ class Simulation:
                 self._market_orders(idx, k, dsize, EventKind.TRADE)
         return counts
 
-    def _market_orders(self, idx: np.ndarray, k: int, dsize: np.ndarray, kind: EventKind) -> float:
+    def _market_orders(
+        self, idx: np.ndarray, k: int, dsize: np.ndarray, kind: EventKind
+    ) -> tuple[float, float]:
         """Fill market orders ``dsize`` of accounts ``idx`` in market k against the maker, in
-        order, on the book (taker fee to the fee pool); return the quote notional traded."""
+        order, on the book (taker fee to the fee pool); return (the quote notional traded, what
+        the takers paid to the book: impact and spread plus fees, quote units)."""
         led = self.ledger
         price_q, taker_usd = self.book_fills(k, dsize)
         quote = np.floor(-dsize * price_q).astype(np.int64)
         fee = np.ceil(np.abs(quote) * self.cfg.markets[k].taker_fee).astype(np.int64)
+        # The book's impact and spread: the distance of each fill from the price the book
+        # quotes around (the index), always against the taker.
+        reference_q = float(self.index_path[self.t, k]) * self.price_scale[k]
+        impact = float((np.abs(dsize) * np.abs(price_q - reference_q)).sum())
         led.trade(idx, k, dsize, quote)
         led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
         self.events.add(self.t, kind, idx, k, self.maker, dsize, quote, price_q)
@@ -544,7 +555,7 @@ class Simulation:
             led.fee_pool[k] += int(fee.sum())
             self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
         self.book.consume(k, taker_usd)
-        return float(np.abs(taker_usd).sum())
+        return float(np.abs(taker_usd).sum()), (impact + float(fee.sum())) / 1e6
 
     def _apply_topups(self) -> None:
         """Deposit collateral for the accounts whose top-up is due, back to the target margin
@@ -554,6 +565,9 @@ class Simulation:
             return
         self._topups = [(tick, acc) for tick, acc in self._topups if tick > self.t]
         accounts = np.unique(np.concatenate(due))
+        called = self.topup_called[accounts]
+        self.topup_pending[accounts] = False
+        self.topup_called[accounts] = False
         led = self.ledger
         value, _, mm = self.margin_of(led.size[accounts], initial=False, rows=accounts)
         target = self.cfg.traders.topup_target_ratio
@@ -562,6 +576,7 @@ class Simulation:
         need = np.ceil(target * mm.sum(axis=1) - equity)
         amount = np.where(cross & (mm.sum(axis=1) > 0), np.maximum(need, 0), 0).astype(np.int64)
         paid = amount > 0
+        forced = np.where(called, amount, 0).sum(axis=0)
         if paid.any():
             led.deposit(accounts[paid], 0, amount[paid])
             self.events.add(self.t, EventKind.DEPOSIT, accounts[paid], 0, NOBODY, 0, amount[paid])
@@ -572,11 +587,14 @@ class Simulation:
             iso_paid = amount_k > 0
             if iso_paid.any():
                 led.deposit(accounts[iso_paid], k, amount_k[iso_paid])
+                self.policy.add_call_deposit(self.t, k, float(amount_k[iso_paid & called].sum()))
                 self.events.add(
                     self.t, EventKind.DEPOSIT, accounts[iso_paid], k, NOBODY, 0, amount_k[iso_paid]
                 )
                 paid |= iso_paid
         self.last_topup_tick[accounts[paid]] = self.t
+        if forced:  # cross deposits sit in the quote pool; the policy books them to market 0
+            self.policy.add_call_deposit(self.t, 0, float(forced))
 
     def _passes_initial_margin(self, idx: np.ndarray, k: int, dsize: np.ndarray) -> np.ndarray:
         """Return bool (len(idx),): reducing orders pass; risk-increasing ones need equity >= IM
@@ -605,6 +623,10 @@ class Simulation:
         required = np.where(cross, im.sum(axis=1), im[:, k])
         ok = ~increases | (equity >= required)
         if self.policy.gated[k]:  # the predictive policy holds new leverage back
+            refused = increases & ok
+            if refused.any():
+                notional = float(np.abs(dsize[refused] * self.mark_q[k]).sum()) / 1e6
+                self.policy.add_refused(self.t, k, notional)
             ok &= ~increases
         if mk.oi_cap_base > 0:
             cap = base_to_quantums(mk.oi_cap_base, mk.base_quantum_exponent)
@@ -823,11 +845,7 @@ class Simulation:
             ids = np.flatnonzero(onset) if isinstance(rows, slice) else rows[onset]
             self._onsets.append((self.t, ids))
             self.policy.observe_onsets(self.t, ids)
-            p = self.cfg.traders.topup_probability
-            if p > 0:
-                answer = ids[self.rng_traders.random(ids.size) < p]
-                if answer.size:
-                    self._topups.append((self.t + self.cfg.traders.topup_delay_ticks, answer))
+            self._schedule_topups(ids, Purpose.BREACH_TOPUP)
         self.in_breach[rows] = in_breach
 
     def _cross_targets(self, rows: np.ndarray) -> np.ndarray:
@@ -1001,15 +1019,27 @@ class Simulation:
 
     # ---- the predictive policy's actions ---------------------------------------------------
 
-    def margin_call(self, accounts: np.ndarray) -> None:
+    def margin_call(self, accounts: np.ndarray) -> int:
         """Warn ``accounts`` of a forecast breach; each tops up like after a breach (same
-        probability and delay, from the policy's own random stream)."""
+        probability and delay, from its own keyed draws); return how many answer.
+
+        An account with a top-up already pending rolls no second one.
+        """
+        return int(self._schedule_topups(accounts, Purpose.CALL_TOPUP).size)
+
+    def _schedule_topups(self, accounts: np.ndarray, purpose: Purpose) -> np.ndarray:
+        """Roll, for each of ``accounts`` (unique ids) without a pending top-up, whether it
+        tops up after the traders' delay; schedule and return those that will."""
         p = self.cfg.traders.topup_probability
+        accounts = accounts[~self.topup_pending[accounts]]
         if accounts.size == 0 or p <= 0:
-            return
-        answer = accounts[self.rng_policy.random(accounts.size) < p]
+            return accounts[:0]
+        answer = accounts[self.draws.account_uniforms(purpose, accounts) < p]
         if answer.size:
             self._topups.append((self.t + self.cfg.traders.topup_delay_ticks, answer))
+            self.topup_pending[answer] = True
+            self.topup_called[answer] = purpose == Purpose.CALL_TOPUP
+        return answer
 
     def _derisk(self) -> None:
         """Reduce the positions the predictive policy flagged, as market orders on the book
@@ -1019,8 +1049,8 @@ class Simulation:
         for k in range(self.m):
             idx, dsize = self.policy.derisk_plan(self, k)
             if idx.size:
-                traded = self._market_orders(idx, k, dsize, EventKind.DERISK)
-                self.policy.add_derisked(self.t, k, traded)
+                traded, paid = self._market_orders(idx, k, dsize, EventKind.DERISK)
+                self.policy.add_derisked(self.t, k, traded, paid)
 
     def onsets(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (ticks, accounts) of every breach onset so far, int64 arrays."""

@@ -23,6 +23,7 @@ from enum import IntEnum
 import numpy as np
 
 from engine.config import SimConfig
+from engine.draws import Draws, Purpose, poisson_count
 
 MOMENTUM_AGREEMENT = 0.8
 """Probability that a momentum trader trades with the recent move (a hedger: against it, 0.6)."""
@@ -30,6 +31,9 @@ HEDGER_AGREEMENT = 0.4
 SIZE_MULTIPLE = np.array([1.0, 1.5, 0.5])
 """Order size multiple by trader type (noise, momentum, hedger)."""
 TREND_HALF_LIFE_TICKS = 5.0
+TREND_SCALE = 0.25
+"""A trend (EWMA of block log returns) of this many typical block moves leans traders by
+tanh(1) = 76% of their full lean."""
 
 
 class TraderType(IntEnum):
@@ -88,39 +92,67 @@ class Traders:
         return types, lo + (hi - lo) * rng.random(n)
 
     def orders(
-        self, rng: np.random.Generator, types: np.ndarray, sizes: np.ndarray, m: int
+        self, draws: Draws, t: int, types: np.ndarray, sizes: np.ndarray, m: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Return this block's orders as (account ids, markets, signed sizes, close fractions).
+        """Return block ``t``'s orders as (account ids, markets, signed sizes, close fractions).
 
         Sizes are in units of the market's ``order_size_fraction x position_sigma_base``; an
         order with a close fraction f > 0 instead closes that fraction of the account's position.
-        Ids are unique; ``types`` and ``sizes`` (positions, (n, m)) include the maker in row 0.
+        Ids are unique and ascending; ``types`` and ``sizes`` (positions, (n, m)) include the
+        maker in row 0.
+
+        Draws are keyed by block and purpose (:mod:`engine.draws`): who may trade this block
+        and what each would send are fixed by the block alone, and the intensity only decides
+        how many of them do — the first ``count`` in the block's priority order — so a run whose
+        intensity differs sees the same orders plus or minus the last ones.
         """
         acc = self.cfg.accounts
+        n = self.n_traders
         if self.tc.model == "uniform":
             if acc.order_rate == 0.0:
                 empty = np.empty(0, np.int64)
                 return empty, empty, np.empty(0), np.empty(0)
-            active = np.flatnonzero(np.less(rng.random(self.n_traders + 1), acc.order_rate))
-            active = active[active != 0]
-            market_of = rng.integers(0, m, active.size)
-            return active, market_of, rng.standard_normal(active.size), np.zeros(active.size)
+            arrive = draws.block(Purpose.ORDER_ARRIVALS, t).random(n)
+            active = np.flatnonzero(arrive < acc.order_rate) + 1
+            which = draws.block(Purpose.ORDER_MARKET, t).random(n)
+            market_of = np.minimum((which[active - 1] * m).astype(np.int64), m - 1)
+            size = draws.block(Purpose.ORDER_SIZE, t).standard_normal(n)[active - 1]
+            return active, market_of, size, np.zeros(active.size)
         self.intensity = self.mu + self.excitation
-        count = min(int(rng.poisson(self.intensity)), self.n_traders)
-        idx = np.sort(rng.choice(self.n_traders, count, replace=False)) + 1
-        market_of = rng.integers(0, m, count)
+        count = min(poisson_count(draws.block(Purpose.ORDER_ARRIVALS, t), self.intensity), n)
+        priority = draws.block(Purpose.ORDER_PRIORITY, t).random(n)
+        if count < n:
+            first = np.argpartition(priority, count)[:count]
+        else:
+            first = np.arange(n)
+        ranked = first[np.argsort(priority[first], kind="stable")]
+        # Attributes are drawn by rank in the priority order (prefix-consistent in count).
+        which = draws.block(Purpose.ORDER_MARKET, t).random(count)
+        market_of = np.minimum((which * m).astype(np.int64), m - 1)
+        u_side = draws.block(Purpose.ORDER_SIDE, t).random(count)
+        normal = draws.block(Purpose.ORDER_SIZE, t).standard_normal(count)
+        u_close = draws.block(Purpose.ORDER_CLOSE, t).random(count)
+        u_fraction = draws.block(Purpose.ORDER_CLOSE_FRACTION, t).random(count)
+        order = np.argsort(ranked, kind="stable")  # ascending account ids, as the book expects
+        idx = ranked[order] + 1
+        market_of, u_side, normal = market_of[order], u_side[order], normal[order]
+        u_close, u_fraction = u_close[order], u_fraction[order]
         kind = types[idx]
-        trend = np.sign(self.trend[market_of])
-        trend = np.where(trend == 0, 1.0, trend)
-        agree = np.select(
+        # Traders lean with (momentum) or against (hedgers) the recent move in proportion to its
+        # strength: a trend well beyond the market's typical block move gives the full lean, a
+        # flat one none. (A lean on the trend's sign alone would flip every order of the block
+        # whenever a trend near zero changed sign.)
+        strength = np.tanh(self.trend[market_of] / (TREND_SCALE * self.sigma_ref[market_of]))
+        lean = np.select(
             [kind == TraderType.MOMENTUM, kind == TraderType.HEDGER],
-            [MOMENTUM_AGREEMENT, HEDGER_AGREEMENT],
-            0.5,
+            [MOMENTUM_AGREEMENT - 0.5, HEDGER_AGREEMENT - 0.5],
+            0.0,
         )
-        side = np.where(rng.random(count) < agree, trend, -trend)
-        size = np.abs(rng.standard_normal(count)) * SIZE_MULTIPLE[kind]
-        closing = (rng.random(count) < self.tc.close_probability) & (sizes[idx, market_of] != 0)
-        fraction = np.where(closing, rng.uniform(0.3, 1.0, count), 0.0)
+        buy = 0.5 + lean * strength
+        side = np.where(u_side < buy, 1.0, -1.0)
+        size = np.abs(normal) * SIZE_MULTIPLE[kind]
+        closing = (u_close < self.tc.close_probability) & (sizes[idx, market_of] != 0)
+        fraction = np.where(closing, 0.3 + 0.7 * u_fraction, 0.0)
         return idx, market_of, side * size, fraction
 
     def observe(self, returns: np.ndarray, liquidations: int, orders: int) -> None:

@@ -37,8 +37,8 @@ def main() -> None:
 
     Simulate a venue's margin and liquidation engine under stress, train forecasters of margin
     breaches on the simulated histories, run the venue under margin policies that act on those
-    forecasts (simulate --policy, serve), and (in a later version) evaluate anticipatory against
-    reactive liquidation.
+    forecasts (simulate --policy, serve), and evaluate anticipatory against reactive liquidation
+    at matched all-in cost (evaluate).
     """
 
 
@@ -95,7 +95,7 @@ def main() -> None:
     default=None,
     help="Margin policy (default: the config's [policy], static). predictive needs --model; "
     "analytic and oracle are the predictive policy fed by the first-passage probability or by "
-    "perfect foresight of the reactive run (evaluation only).",
+    "perfect foresight of the bad debt of the reactive run (evaluation only).",
 )
 @click.option("--knob", type=float, default=None, help="The policy's aggressiveness setting.")
 @click.option(
@@ -372,7 +372,7 @@ def demo(
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {out}: {e.strerror or e}", 1)
-    click.echo("\nheadline: bad debt of the predictive policy at each baseline's capital cost")
+    click.echo("\nheadline: the predictive policy and the control arms against each baseline")
     click.echo(format_headline(summary))
     click.echo(f"\nreport: {Path(out).resolve() / 'report' / 'report.html'}")
 
@@ -543,7 +543,17 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
     type=click.Path(),
     help="Scenario configs to evaluate on: a folder of *.toml or a file (repeatable).",
 )
-@click.option("--seeds", required=True, metavar="RANGE", help="Evaluation seeds, e.g. 1000-1099.")
+@click.option(
+    "--seeds", required=True, metavar="RANGE", help="Evaluation seeds (reported), e.g. 1000-1099."
+)
+@click.option(
+    "--tune-seeds",
+    "tune_seeds",
+    required=True,
+    metavar="RANGE",
+    help="Tuning seeds on which each policy's knob is chosen at the matched cost (never "
+    "reported; must not overlap --seeds or the model's training seeds), e.g. 900-919.",
+)
 @click.option(
     "--replays",
     "replay_places",
@@ -574,6 +584,7 @@ def evaluate(
     model_uri: str,
     scenario_places: tuple[str, ...],
     seeds: str,
+    tune_seeds: str,
     replay_places: tuple[str, ...],
     out: str,
     overrides: tuple[str, ...],
@@ -582,8 +593,9 @@ def evaluate(
     bootstrap: int,
     tracking_uri: str | None,
 ) -> None:
-    """Compare anticipatory with reactive liquidation on held-out paths, at matched capital
-    cost: every policy on the same paths, knobs swept into frontiers, bootstrap intervals."""
+    """Compare anticipatory with reactive liquidation on held-out paths, at matched all-in
+    cost: every policy and control arm on the same paths, knobs chosen on tuning seeds and
+    reported on evaluation seeds, per family and pooled, with paired bootstrap intervals."""
     from pipelines.evaluate import EvaluationError, format_headline, run_evaluation
     from predictor.model import ModelError
     from predictor.tracking import TrackingError
@@ -601,6 +613,7 @@ def evaluate(
             bootstrap,
             tracking_uri,
             progress=lambda m: click.echo(m, err=True),
+            tune_seeds=tune_seeds,
         )
     except (
         EvaluationError,

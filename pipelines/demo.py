@@ -4,8 +4,9 @@
 2. a small training set: shipped crash scenarios at demo size, seeds 0-3;
 3. a breach forecaster trained, validated and registered — in the demo's own MLflow store
    (``<out>/mlruns``), so a demo never becomes the champion of a real registry;
-4. an evaluation of every policy on held-out seeds, including a scenario family the model never
-   saw and the real crash replays beside the project, with its headline and report.
+4. an evaluation of every policy and control arm: knobs chosen on tuning seeds 90-93, reported
+   on held-out seeds 100-103, including a scenario family the model never saw and the real crash
+   replays beside the project, with its headline and report.
 
 Every step resumes: partitions already written are kept, so a second run mostly re-trains and
 re-evaluates.
@@ -45,6 +46,7 @@ class DemoScale:
     train_scenarios: tuple[str, ...]
     train_seeds: tuple[int, ...]
     eval_seeds: str
+    tune_seeds: str
     bootstrap: int
     replay_steps: int  # 0: whole files
 
@@ -55,6 +57,7 @@ FULL = DemoScale(
     train_scenarios=("cascade", "flash_crash", "volatile", "correlated_crash"),
     train_seeds=(0, 1, 2, 3),
     eval_seeds="100-103",
+    tune_seeds="90-93",
     bootstrap=1000,
     replay_steps=0,
 )
@@ -64,6 +67,7 @@ QUICK = DemoScale(
     train_scenarios=("cascade", "flash_crash"),
     train_seeds=(0, 1, 2, 3),
     eval_seeds="100",
+    tune_seeds="90",
     bootstrap=200,
     replay_steps=200,
 )
@@ -130,6 +134,7 @@ def run_pipeline(
         tracking_uri=uri,
         progress=lambda m: stamp(m.split("] ", 1)[-1]),
         replay_overrides=replay_size,
+        tune_seeds=scale.tune_seeds,
     )
     stamp(f"evaluation logged as run {run_id}")
     return summary

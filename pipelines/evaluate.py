@@ -1,12 +1,15 @@
-"""`predliq evaluate`: anticipatory against reactive liquidation, at matched capital cost.
+"""`predliq evaluate`: anticipatory against reactive liquidation, at matched all-in cost.
 
-Every policy faces the same paths (common random numbers: the same scenario config and seed give
-the same index path, population and shocks whatever the policy), so results are paired per
-path. Each policy's knob is swept to trace a frontier of capital cost against bad debt; the
-headline compares ``predictive`` with each baseline at one capital cost — the higher of the two
-policies' costs at their reference settings — both read off their efficient frontiers (the
-least bad debt any knob reaches at that cost or less, interpolated), with paired bootstrap
-confidence intervals over paths.
+Every policy faces the same paths — the same index path, population and shocks, and during the
+run random draws keyed by purpose (:mod:`engine.draws`), so that one changed liquidation does not
+shift any later draw — so results are paired per path. Each policy's knob is swept on *tuning*
+seeds; there, for each comparison, the matched cost is the higher of the two policies' all-in
+costs at their reference settings, and each policy's knob is the one with the least mean bad
+debt at that cost or less. The comparison is then reported on separate *evaluation* seeds only,
+per scenario family and pooled, with paired bootstrap intervals and the number of paths. Control
+arms (``breached_only``, ``random``, ``oracle``) say how much of predictive's gain the forecast
+itself explains. The in-sample frontier (every knob on the evaluation seeds) stays in the summary,
+labelled as such.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from pipelines.simulate import ForecastSource
 DEFAULT_KNOBS: dict[str, tuple[float, ...]] = {
     "static": (1.0, 1.1, 1.25, 1.5),
     "vol_scaled": (2.0, 3.0, 4.0, 6.0),
-    "oi_scaled": (0.5, 1.0, 2.0, 4.0),
+    "oi_scaled": (1.0, 4.0),
     "analytic": (0.5, 1.0, 2.0, 4.0),
-    "predictive": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    "predictive": (0.0, 0.5, 1.0, 2.0, 4.0),
+    "breached_only": (0.5, 1.0, 2.0, 4.0),
+    "random": (0.5, 1.0, 2.0, 4.0),
+    "oracle": (0.5, 1.0, 2.0, 4.0),
 }
-"""Knob sweeps per policy (predictive and analytic share their mechanics and knob). Predictive
+"""Knob sweeps per policy. Every forecast-driven arm runs the predictive mechanics; predictive
 at knob 0 forecasts but does nothing — the reactive venue — which anchors the low-cost end of
 its frontier."""
 REFERENCE_KNOB = {"static": 1.0, "vol_scaled": 3.0, "oi_scaled": 1.0, "analytic": 1.0}
@@ -40,6 +46,16 @@ REFERENCE_KNOB = {"static": 1.0, "vol_scaled": 3.0, "oi_scaled": 1.0, "analytic"
 the predictive mechanics at knob 1 fed by the first-passage probability."""
 PREDICTIVE_REFERENCE_KNOB = 1.0
 BASELINES = tuple(REFERENCE_KNOB)
+CONTROLS = ("breached_only", "random", "oracle")
+"""Control arms, each the predictive mechanics fed by: p = 1 for accounts already in breach
+(and allowed to act on them) — what the mechanics buy as reactive extras; the model's forecast
+shuffled among the accounts it scored — the same action budget on random accounts of the risk
+band; and perfect foresight of each account's bad debt within the horizon (the reactive run's
+own future)."""
+FORECAST_POLICIES = ("analytic", "predictive", *CONTROLS)
+COST = "all_in_cost"
+"""What policies are matched on (engine.outcomes: margin held, forced deposits, de-risking paid,
+refused orders, in one unit)."""
 METRICS = (
     "bad_debt",
     "liquidations",
@@ -50,6 +66,13 @@ METRICS = (
     "adl_notional",
     "liquidation_slippage",
     "capital_cost",
+    "deposit_cost",
+    "derisk_cost",
+    "refusal_cost",
+    "all_in_cost",
+    "call_deposits",
+    "derisk_paid",
+    "refused_notional",
     "trader_cost",
     "derisked_notional",
     "derisked_needless",
@@ -62,7 +85,8 @@ COVERAGE_LEVEL = 0.99
 REPLAY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "replay.toml"
 """The venue and population a real crash is replayed into (its market follows the file)."""
 REPLAY_KNOBS = {**REFERENCE_KNOB, "predictive": PREDICTIVE_REFERENCE_KNOB}
-"""Each policy's setting on the replays: the baselines' reference knobs, predictive at 1."""
+"""Each policy's setting on the replays when no knob was tuned: the baselines' reference knobs,
+predictive at 1. An evaluation replays each policy at the knob chosen on its tuning seeds."""
 
 
 class EvaluationError(ValueError):
@@ -79,12 +103,20 @@ class PathRun:
     knob: float
     cfg: SimConfig
     source: ForecastSource = field(default_factory=ForecastSource)
+    role: str = "eval"  # "tune": chooses knobs; "eval": reports
 
 
 def policy_config(cfg: SimConfig, policy: str, knob: float, horizon: float) -> SimConfig:
-    """Return ``cfg`` under ``policy`` at ``knob`` (analytic runs the predictive mechanics)."""
-    engine_name = "predictive" if policy == "analytic" else policy
-    chosen = dataclasses.replace(cfg.policy, name=engine_name, knob=knob, horizon_minutes=horizon)
+    """Return ``cfg`` under ``policy`` at ``knob`` (every forecast-driven arm runs the
+    predictive mechanics; ``breached_only`` may act on accounts in breach)."""
+    engine_name = "predictive" if policy in FORECAST_POLICIES else policy
+    chosen = dataclasses.replace(
+        cfg.policy,
+        name=engine_name,
+        knob=knob,
+        horizon_minutes=horizon,
+        act_on_breached=policy == "breached_only",
+    )
     return dataclasses.replace(
         cfg, policy=chosen, history=dataclasses.replace(cfg.history, sample_every_ticks=0)
     )
@@ -111,15 +143,28 @@ def scenario_configs(places: list[Path]) -> list[tuple[str, Path]]:
     return [(f.stem, f) for f in found]
 
 
-def check_held_out(model_meta: dict[str, Any], seeds: list[int], scenarios: list[str]) -> None:
-    """Refuse evaluation seeds the model was trained, stopped or calibrated on, and a scenario
-    set made only of families it was trained on."""
+def check_held_out(
+    model_meta: dict[str, Any],
+    seeds: list[int],
+    scenarios: list[str],
+    tune_seeds: list[int] | None = None,
+) -> None:
+    """Refuse evaluation or tuning seeds the model was trained, stopped or calibrated on,
+    tuning seeds that are also evaluation seeds, and a scenario set made only of families the
+    model was trained on."""
     trained = sorted({s for role in model_meta.get("seeds", {}).values() for s in role})
-    overlap = sorted(set(trained) & set(seeds))
-    if overlap:
+    for option, chosen in (("--seeds", seeds), ("--tune-seeds", tune_seeds or [])):
+        overlap = sorted(set(trained) & set(chosen))
+        if overlap:
+            raise EvaluationError(
+                f"{option} {overlap[:5]}{'...' if len(overlap) > 5 else ''} were used to "
+                f"train the model (its seeds: {trained}); choose seeds outside them"
+            )
+    both = sorted(set(seeds) & set(tune_seeds or []))
+    if both:
         raise EvaluationError(
-            f"evaluation seeds {overlap[:5]}{'...' if len(overlap) > 5 else ''} were used to "
-            f"train the model (its seeds: {trained}); choose seeds outside them"
+            f"--tune-seeds and --seeds share {both[:5]}{'...' if len(both) > 5 else ''}: knobs "
+            "chosen on a seed cannot be reported on it"
         )
     families = set(model_meta.get("scenarios", []))
     if families and not set(scenarios) - families:
@@ -136,28 +181,32 @@ def plan(
     model: Any,
     horizon: float,
     overrides: tuple[str, ...] = (),
+    tune_seeds: list[int] | None = None,
 ) -> list[PathRun]:
-    """Return every run of the evaluation: each path under the reactive policy first, then
-    every other (policy, knob)."""
+    """Return every run of the evaluation: each path (tuning paths first) under every
+    (policy, knob) of ``knobs``."""
     runs = []
-    for name, path in configs:
-        for seed in seeds:
-            cfg = load_config(path, (*overrides, f"seed={seed}"))
-            for policy, grid in knobs.items():
-                for knob in grid:
-                    pcfg = policy_config(cfg, policy, knob, horizon)
-                    runs.append(
-                        PathRun(name, seed, policy, knob, pcfg, forecasts_for(policy, model))
-                    )
+    for role, chosen in (("tune", tune_seeds or []), ("eval", seeds)):
+        for name, path in configs:
+            for seed in chosen:
+                cfg = load_config(path, (*overrides, f"seed={seed}"))
+                for policy, grid in knobs.items():
+                    for knob in grid:
+                        pcfg = policy_config(cfg, policy, knob, horizon)
+                        source = forecasts_for(policy, model)
+                        runs.append(PathRun(name, seed, policy, knob, pcfg, source, role))
     return runs
 
 
 def forecasts_for(policy: str, model: Any) -> ForecastSource:
-    """Return where a policy's forecasts come from (none for the non-predictive ones)."""
+    """Return where a policy's forecasts come from (none for the non-predictive ones; the
+    oracle's is built from the path's reactive run, see run_path)."""
     if policy == "predictive":
         return ForecastSource("model", model)
-    if policy == "analytic":
-        return ForecastSource("analytic")
+    if policy == "random":
+        return ForecastSource("random", model)
+    if policy in ("analytic", "breached_only", "oracle"):
+        return ForecastSource(policy)
     return ForecastSource()
 
 
@@ -189,33 +238,54 @@ def run_path(
     insurance fund per block.
 
     The reactive run (static, knob 1) goes first: the accounts it sees breach tell which
-    pre-emptive de-risking of later runs fell on accounts that would not have breached, and its
-    labelled history scores the forecasts out of sample.
+    pre-emptive de-risking of later runs fell on accounts that would not have breached, its bad
+    debt events are what the ``oracle`` arm foresees, and (on evaluation paths) its labelled
+    history scores the forecasts out of sample.
     """
+    from engine.events import EventKind
+    from engine.policy import OracleForecaster
     from engine.sim import Simulation
 
     ordered = sorted(runs, key=lambda r: r.policy != "static" or r.knob != 1.0)
-    model = next((r.source.model for r in runs if r.source.kind == "model"), None)
+    model = next((r.source.model for r in runs if r.source.model is not None), None)
+    score = model is not None and runs[0].role == "eval"
     rows, breachers = [], None
+    loss_events: tuple[np.ndarray, np.ndarray] | None = None
     forecasts: dict[str, np.ndarray] = {}
     series: dict[str, pd.DataFrame] = {}
     for run in ordered:
         reactive = breachers is None and run.policy == "static" and run.knob == 1.0
         cfg = run.cfg
-        if reactive and model is not None:
+        if reactive and score:
             every = max(1, round(5 * 60_000 / cfg.tick_ms))  # sampled as the training set
             cfg = dataclasses.replace(
                 cfg, history=dataclasses.replace(cfg.history, sample_every_ticks=every)
             )
-        sim = Simulation(cfg, forecaster=run.source.build(cfg))
+        if run.source.kind == "oracle":
+            if loss_events is None:
+                raise EvaluationError("the oracle arm needs the path's reactive run (static 1)")
+            horizon_ticks = max(1, round(cfg.policy.horizon_minutes * 60_000 / cfg.tick_ms))
+            forecaster = OracleForecaster(*loss_events, horizon_ticks)
+        else:
+            forecaster = run.source.build(cfg)
+        sim = Simulation(cfg, forecaster=forecaster)
         sim.run()
         if reactive:
             breachers = np.unique(sim.onsets()[1])
-            if model is not None:
+            events = sim.events.to_frame()
+            loss = events[(events["kind"] == int(EventKind.BAD_DEBT)) & (events["account"] > 0)]
+            loss_events = (loss["tick"].to_numpy(np.int64), loss["account"].to_numpy(np.int64))
+            if score:
                 forecasts = score_history(sim, model, run.seed, fraction)
         outcome = run_outcomes(sim, breachers)
         rows.append(
-            {"scenario": run.scenario, "seed": run.seed, "policy": run.policy, "knob": run.knob}
+            {
+                "scenario": run.scenario,
+                "seed": run.seed,
+                "role": run.role,
+                "policy": run.policy,
+                "knob": run.knob,
+            }
             | outcome
         )
         if timelines:
@@ -269,41 +339,67 @@ def score_history(
         X[:, col["ewma_sigma_30m"]],
         horizon,
     )
+    # Where the policy acts: an open position, not in breach, inside the risk band (the
+    # distance to liquidation within risk_band_sigmas x sigma x sqrt(H), sigma the 30-minute
+    # EWMA per minute — the screen's bound, read off the row).
+    band = sim.cfg.policy.risk_band_sigmas
+    rows = accounts.iloc[keep]
+    distance = X[:, col["distance_to_liquidation"]]
+    sigma = X[:, col["ewma_sigma_30m"]]
+    acted = (rows["notional"].to_numpy() > 0) & ~rows["breached_now"].to_numpy(bool)
+    if band > 0:
+        acted &= distance <= band * sigma * np.sqrt(horizon)
     return {
         "y": y[keep].astype(np.int8),
         "model": model.predict_proba(X).astype(np.float32),
         "analytic": analytic.astype(np.float32),
+        "acted": acted,
     }
 
 
 def forecast_quality(
-    parts: list[dict[str, np.ndarray]], fraction: float = FORECAST_ACCOUNT_FRACTION
+    parts: dict[tuple[str, int], dict[str, np.ndarray]],
+    fraction: float = FORECAST_ACCOUNT_FRACTION,
 ) -> dict[str, Any]:
     """Return PR-AUC, prevalence, Brier and ECE of the model and the analytic forecast on the
-    evaluation paths' reactive histories (scored on a ``fraction`` of each path's accounts)."""
-    from sklearn.metrics import average_precision_score, brier_score_loss
-
-    from predictor.metrics import expected_calibration_error
-
-    parts = [p for p in parts if p]
-    if not parts:
+    evaluation paths' reactive histories (a ``fraction`` of each path's accounts), keyed by
+    (scenario, seed): ``acted`` — the rows the policy acts on (open position, not in breach,
+    inside the risk band), pooled and per family — and ``all_rows`` — every labelled row (the
+    figure earlier versions reported; it includes rows no forecast is ever asked about)."""
+    kept = {key: part for key, part in parts.items() if part}
+    if not kept:
         return {}
-    y = np.concatenate([p["y"] for p in parts])
-    out: dict[str, Any] = {
-        "rows": int(y.size),
+
+    def score(chosen: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> dict[str, Any]:
+        from sklearn.metrics import average_precision_score, brier_score_loss
+
+        from predictor.metrics import expected_calibration_error
+
+        y = np.concatenate([part["y"][sel] for part, sel in chosen])
+        out: dict[str, Any] = {"rows": int(y.size)}
+        if y.size == 0:
+            return out
+        out["prevalence"] = float(y.mean())
+        for name in ("model", "analytic"):
+            p = np.concatenate([part[name][sel] for part, sel in chosen]).astype(np.float64)
+            out[name] = {
+                "pr_auc": float(average_precision_score(y, p)) if y.any() else None,
+                "brier": float(brier_score_loss(y, p)),
+                "ece": expected_calibration_error(y, p),
+                "reliability": reliability(y, p),
+            }
+        return out
+
+    families = sorted({scenario for scenario, _ in kept})
+    ordered = [kept[key] for key in sorted(kept)]
+    acted = {"pooled": score([(p, p["acted"]) for p in ordered])}
+    for family in families:
+        acted[family] = score([(kept[k], kept[k]["acted"]) for k in sorted(kept) if k[0] == family])
+    return {
         "account_fraction": fraction,
-        "prevalence": float(y.mean()),
+        "acted": acted,
+        "all_rows": score([(p, np.ones(p["y"].size, bool)) for p in ordered]),
     }
-    for name in ("model", "analytic"):
-        p = np.concatenate([part[name] for part in parts]).astype(np.float64)
-        positives = bool(y.any())
-        out[name] = {
-            "pr_auc": float(average_precision_score(y, p)) if positives else None,
-            "brier": float(brier_score_loss(y, p)),
-            "ece": expected_calibration_error(y, p),
-            "reliability": reliability(y, p),
-        }
-    return out
 
 
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[list[float]]:
@@ -324,8 +420,10 @@ def replay_plan(
     model: Any,
     horizon: float,
     overrides: tuple[str, ...] = (),
+    knobs: dict[str, float] | None = None,
 ) -> list[PathRun]:
-    """Return the replay runs: every file under each policy at REPLAY_KNOBS, one population.
+    """Return the replay runs: every file under each policy at ``knobs`` (default
+    REPLAY_KNOBS; a policy whose knob is None is left out), one population.
 
     Each file is checked first (a malformed row is refused with its line). The population's
     positions are scaled to the file's opening price, so every event puts the same notional at
@@ -353,7 +451,9 @@ def replay_plan(
             ),
         )
         stem = f.name.split(".")[0]
-        for policy, knob in REPLAY_KNOBS.items():
+        for policy, knob in (knobs or REPLAY_KNOBS).items():
+            if knob is None:
+                continue
             pcfg = policy_config(cfg, policy, knob, horizon)
             runs.append(PathRun(stem, seed, policy, knob, pcfg, forecasts_for(policy, model)))
     return runs
@@ -361,20 +461,25 @@ def replay_plan(
 
 def by_path(runs: list[PathRun]) -> list[list[PathRun]]:
     """Group runs by path (scenario, seed), in order."""
-    groups: dict[tuple[str, int], list[PathRun]] = {}
+    groups: dict[tuple[str, str, int], list[PathRun]] = {}
     for r in runs:
-        groups.setdefault((r.scenario, r.seed), []).append(r)
+        groups.setdefault((r.role, r.scenario, r.seed), []).append(r)
     return list(groups.values())
 
 
 def execute(
-    runs: list[PathRun], workers: int = 1, scheduler: str | None = None, timelines: bool = False
+    runs: list[PathRun],
+    workers: int = 1,
+    scheduler: str | None = None,
+    timelines: bool = False,
+    fraction_paths: int | None = None,
 ) -> Iterator[PathResult]:
-    """Run every path, serially or on Dask; yield each path's results as it finishes."""
+    """Run every path, serially or on Dask; yield each path's results as it finishes.
+    ``fraction_paths`` (default: every path) sets the forecast-scoring share."""
     from pipelines.cluster import map_tasks
 
     groups = by_path(runs)
-    fraction = forecast_fraction(len(groups))
+    fraction = forecast_fraction(fraction_paths or len(groups))
     yield from map_tasks(run_path, groups, workers, scheduler, timelines, fraction)
 
 
@@ -404,15 +509,6 @@ def frontier(results: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
     return out
 
 
-def _matrices(results: pd.DataFrame, policy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (knobs, capital cost, bad debt) of ``policy``: (K,), (paths, K), (paths, K), rows
-    in the order of the paths (scenario, seed)."""
-    frame = results[results["policy"] == policy]
-    cost = frame.pivot_table(index=["scenario", "seed"], columns="knob", values="capital_cost")
-    bad = frame.pivot_table(index=["scenario", "seed"], columns="knob", values="bad_debt")
-    return cost.columns.to_numpy(float), cost.to_numpy(), bad.to_numpy()
-
-
 def efficient(cost: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return the efficient frontier of knob points (cost, value): sorted by cost, each value
     the lowest any knob reaches at that cost or less (a venue would not pay more for worse)."""
@@ -420,82 +516,208 @@ def efficient(cost: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return cost[order], np.minimum.accumulate(value[order])
 
 
-def _match(
-    pred_cost: np.ndarray,
-    pred_bad: np.ndarray,
-    base_cost: np.ndarray,
-    base_bad: np.ndarray,
-    references: tuple[int, int],
-    stat: Callable[[np.ndarray], float],
-) -> tuple[float, float, float] | None:
-    """Return (matched capital cost, predictive's and the baseline's bad-debt statistic there,
-    each read off its own efficient frontier), or None when either cannot be that cheap.
-
-    The matched cost is the higher of the two policies' costs at their reference knobs: the
-    baseline's setting, or predictive's, whichever holds more margin — so predictive is never
-    judged at a cost below what its add-ons require (at the reactive venue's own cost it *is*
-    the reactive venue). ``*_cost`` and ``*_bad`` are (paths, knobs); statistics over paths.
-    """
-    x_base = base_cost.mean(axis=0)
-    y_base = np.array([stat(base_bad[:, j]) for j in range(base_bad.shape[1])])
-    x_pred = pred_cost.mean(axis=0)
-    y_pred = np.array([stat(pred_bad[:, j]) for j in range(pred_bad.shape[1])])
-    cost = float(max(x_base[references[1]], x_pred[references[0]]))
-    xp, yp = efficient(x_pred, y_pred)
-    xb, yb = efficient(x_base, y_base)
-    if cost < xp[0] - 1e-12 or cost < xb[0] - 1e-12:
-        return None
-    return cost, float(np.interp(cost, xp, yp)), float(np.interp(cost, xb, yb))
+def reference_knob(policy: str) -> float:
+    """Return a policy's reference setting (every forecast-driven arm: knob 1)."""
+    return REFERENCE_KNOB.get(policy, PREDICTIVE_REFERENCE_KNOB)
 
 
-def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Return, per baseline, predictive's bad-debt reduction at the baseline's capital cost
-    (mean and ES99 over paths), with paired bootstrap 95% intervals (paths resampled with
-    replacement, the same draw for both policies)."""
-    rng = np.random.default_rng(seed)
-    stats = {"mean": lambda x: float(np.mean(x)), "es99": lambda x: tail_mean(x, 0.99)}
-    out: dict[str, dict[str, Any]] = {}
-    if "predictive" not in set(results["policy"]):
+def _knob_means(results: pd.DataFrame, policy: str) -> pd.DataFrame:
+    """Return per knob of ``policy`` the mean all-in cost and bad debt over paths."""
+    frame = results[results["policy"] == policy]
+    return frame.groupby("knob")[[COST, "bad_debt"]].mean()
+
+
+def choose_knobs(tune: pd.DataFrame, policy: str, baseline: str) -> dict[str, Any]:
+    """Return the matched cost and each policy's knob for ``policy`` against ``baseline``, read
+    off the tuning paths: the cost is the higher of the two policies' mean all-in costs at
+    their reference knobs, each knob the one with the least mean bad debt at that cost or less
+    (None: the policy cannot be that cheap — reported as not reached, never clamped)."""
+    means = {p: _knob_means(tune, p) for p in (policy, baseline)}
+    refs = {}
+    for p in (policy, baseline):
+        ref = reference_knob(p)
+        if ref not in means[p].index:
+            raise EvaluationError(f"the tuning runs of {p} lack its reference knob {ref:g}")
+        refs[p] = float(means[p].loc[ref, COST])
+    cost = max(refs.values())
+    knobs: dict[str, float | None] = {}
+    for p, m in means.items():
+        affordable = m[m[COST] <= cost * (1 + 1e-9)]
+        knobs[p] = None if affordable.empty else float(affordable["bad_debt"].idxmin())
+    return {
+        "matched_cost": cost,
+        "reference_costs": refs,
+        "knobs": knobs,
+        "cheapest": {p: float(m[COST].min()) for p, m in means.items()},
+    }
+
+
+def _path_values(results: pd.DataFrame, policy: str, knob: float, column: str) -> pd.Series:
+    sel = results[(results["policy"] == policy) & (results["knob"] == knob)]
+    return sel.set_index(["scenario", "seed"])[column].sort_index()
+
+
+def _stratified_draws(groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Return (n_boot, paths) bootstrap indices resampled with replacement within each group
+    (each family keeps its number of paths in every draw)."""
+    picks = np.empty((n_boot, groups.size), np.int64)
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        picks[:, members] = members[rng.integers(0, members.size, (n_boot, members.size))]
+    return picks
+
+
+HALF_WIDTH_TARGET = 0.03
+"""A headline interval is precise enough when its half-width is at most this share of the
+baseline's mean bad debt."""
+
+
+def paired_comparison(
+    results: pd.DataFrame,
+    policy: str,
+    knob: float,
+    baseline: str,
+    base_knob: float,
+    n_boot: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Return ``baseline``'s bad debt less ``policy``'s, path by path, on ``results`` (one or
+    more families): mean, paired bootstrap 95% interval (paths resampled within each family),
+    its half-width as a share of the baseline's bad debt and the paths that would bring it to
+    HALF_WIDTH_TARGET, the paired correlation, and both policies' mean costs."""
+    base = _path_values(results, baseline, base_knob, "bad_debt")
+    mine = _path_values(results, policy, knob, "bad_debt").reindex(base.index)
+    if base.empty or mine.isna().any():
+        raise EvaluationError(f"{policy} {knob:g} and {baseline} {base_knob:g} lack paired paths")
+    diff = (base - mine).to_numpy()
+    groups = np.array([scenario for scenario, _ in base.index])
+    picks = _stratified_draws(groups, n_boot, np.random.default_rng(seed))
+    draws = diff[picks].mean(axis=1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    base_mean = float(base.mean())
+    half = float((high - low) / 2.0)
+    share = half / base_mean if base_mean > 0 else float("nan")
+    n = int(diff.size)
+    needed = int(np.ceil(n * (share / HALF_WIDTH_TARGET) ** 2)) if np.isfinite(share) else None
+    a, b = base.to_numpy(), mine.to_numpy()
+    corr = float(np.corrcoef(a, b)[0, 1]) if n >= 3 and a.std() > 0 and b.std() > 0 else None
+    costs = {
+        p: float(_path_values(results, p, k, COST).mean())
+        for p, k in ((policy, knob), (baseline, base_knob))
+    }
+    return {
+        "paths": n,
+        "baseline_bad_debt": base_mean,
+        "policy_bad_debt": float(mine.mean()),
+        "reduction": float(diff.mean()),
+        "reduction_share": float(diff.mean()) / base_mean if base_mean > 0 else 0.0,
+        "ci95": [float(low), float(high)],
+        "half_width_share": share,
+        "paths_for_target": needed,
+        "paired_correlation": corr,
+        "paired_sd": float(diff.std(ddof=1)) if n > 1 else None,
+        "all_in_cost": costs,
+    }
+
+
+def _families(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Return ("pooled", every path), then each family alone."""
+    families = sorted(results["scenario"].unique())
+    out = [("pooled", results)]
+    if len(families) > 1:
+        out += [(f, results[results["scenario"] == f]) for f in families]
+    return out
+
+
+def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Return the out-of-sample headline: knobs chosen on the tuning paths (``role`` "tune"),
+    reported on the evaluation paths per family and pooled — predictive against each baseline,
+    and each control arm against the reactive venue at predictive's matched cost, with the
+    share of predictive's reduction it reproduces."""
+    tune = results[results["role"] == "tune"]
+    evaluation = results[results["role"] == "eval"]
+    policies = set(results["policy"])
+    if tune.empty or evaluation.empty:
+        raise EvaluationError("an evaluation needs both tuning and evaluation paths")
+    out: dict[str, Any] = {"comparisons": {}, "controls": {}}
+    if "predictive" not in policies:
         return out
-    pred_knobs, pred_cost, pred_bad = _matrices(results, "predictive")
-    pred_ref = np.flatnonzero(pred_knobs == PREDICTIVE_REFERENCE_KNOB)
-    if pred_ref.size == 0:
-        return out
-    n_paths = pred_cost.shape[0]
-    picks = rng.integers(0, n_paths, (n_boot, n_paths))
-    for baseline in BASELINES:
-        if baseline not in set(results["policy"]):
-            continue
-        knobs, base_cost, base_bad = _matrices(results, baseline)
-        col = np.flatnonzero(knobs == REFERENCE_KNOB[baseline])
-        entry: dict[str, Any] = {"reference_knob": REFERENCE_KNOB[baseline]}
-        for label, stat in stats.items():
-            point = None
-            if col.size:
-                refs = (int(pred_ref[0]), int(col[0]))
-                point = _match(pred_cost, pred_bad, base_cost, base_bad, refs, stat)
-            if point is None:
-                entry[label] = None
-                continue
-            cost, pred_value, base_value = point
-            draws = []
-            for pick in picks:
-                again = _match(
-                    pred_cost[pick], pred_bad[pick], base_cost[pick], base_bad[pick], refs, stat
-                )
-                if again is not None:
-                    draws.append(again[2] - again[1])
-            low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
-            entry[label] = {
-                "baseline": base_value,
-                "predictive": pred_value,
-                "reduction": base_value - pred_value,
-                "reduction_share": (base_value - pred_value) / base_value if base_value else 0.0,
-                "ci95": [float(low), float(high)],
-                "bootstrap_draws_matched": len(draws),
+
+    def entry(policy: str, baseline: str, choice: dict[str, Any]) -> dict[str, Any]:
+        knobs = choice["knobs"]
+        row: dict[str, Any] = {"tuning": choice}
+        missing = [p for p in (policy, baseline) if knobs[p] is None]
+        if missing:
+            row["not_reached"] = {
+                p: f"its cheapest knob costs {choice['cheapest'][p]:.4f} on the tuning seeds, "
+                f"above the matched cost {choice['matched_cost']:.4f}"
+                for p in missing
             }
-            entry["capital_cost"] = cost
-        out[baseline] = entry
+            return row
+        row["families"] = {
+            name: paired_comparison(
+                frame, policy, knobs[policy], baseline, knobs[baseline], n_boot, seed
+            )
+            for name, frame in _families(evaluation)
+        }
+        return row
+
+    for baseline in BASELINES:
+        if baseline in policies:
+            choice = choose_knobs(tune, "predictive", baseline)
+            out["comparisons"][baseline] = entry("predictive", baseline, choice)
+    if "static" in policies:
+        static_cost = out["comparisons"]["static"]["tuning"]["matched_cost"]
+        gains = out["comparisons"]["static"].get("families", {})
+        for arm in CONTROLS:
+            if arm not in policies:
+                continue
+            choice = choose_knobs(tune, arm, "static")
+            # Every control is matched at predictive's cost against the reactive venue.
+            means = _knob_means(tune, arm)
+            affordable = means[means[COST] <= static_cost * (1 + 1e-9)]
+            choice = {
+                **choice,
+                "matched_cost": static_cost,
+                "knobs": {
+                    arm: None if affordable.empty else float(affordable["bad_debt"].idxmin()),
+                    "static": out["comparisons"]["static"]["tuning"]["knobs"]["static"],
+                },
+            }
+            row = entry(arm, "static", choice)
+            for name, figures in row.get("families", {}).items():
+                gain = gains.get(name, {}).get("reduction")
+                figures["share_of_predictive_reduction"] = (
+                    figures["reduction"] / gain if gain else None
+                )
+            out["controls"][arm] = row
+    return out
+
+
+def pairing(results: pd.DataFrame, knobs: dict[str, float]) -> dict[str, Any]:
+    """Return per family the correlation of bad debt across evaluation paths between every two
+    policies at ``knobs`` (the common random numbers at work) and its minimum."""
+    evaluation = results[results["role"] == "eval"]
+    out: dict[str, Any] = {}
+    for name, frame in _families(evaluation):
+        columns = {
+            p: _path_values(frame, p, k, "bad_debt") for p, k in knobs.items() if k is not None
+        }
+        table = pd.DataFrame(columns).dropna()
+        if len(table) < 3:
+            continue
+        corr = table.corr()
+        pairs = {
+            f"{a}~{b}": float(corr.loc[a, b])
+            for i, a in enumerate(corr.columns)
+            for b in corr.columns[i + 1 :]
+            if np.isfinite(corr.loc[a, b])
+        }
+        out[name] = {
+            "paths": int(len(table)),
+            "min": min(pairs.values()) if pairs else None,
+            "pairs": pairs,
+        }
     return out
 
 
@@ -542,6 +764,21 @@ def coverage(results: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+def chosen_knobs(head: dict[str, Any]) -> dict[str, float | None]:
+    """Return each policy's knob for the replays and the pairing table: predictive's and the
+    controls' as chosen against the reactive venue, each baseline's as chosen against
+    predictive."""
+    knobs: dict[str, float | None] = {}
+    static = head["comparisons"].get("static")
+    if static:
+        knobs.update(static["tuning"]["knobs"])
+    for baseline, row in head["comparisons"].items():
+        knobs.setdefault(baseline, row["tuning"]["knobs"][baseline])
+    for arm, row in head["controls"].items():
+        knobs[arm] = row["tuning"]["knobs"][arm]
+    return knobs
+
+
 def write_summary(
     out: Path,
     results: pd.DataFrame,
@@ -550,6 +787,7 @@ def write_summary(
     replays: pd.DataFrame | None = None,
     forecast: dict[str, Any] | None = None,
     replay_series: dict[str, dict[str, pd.DataFrame]] | None = None,
+    head: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write runs.parquet (and replays.parquet), summary.json and report.html into ``out`` —
     all or nothing: a failure leaves no partial report — and return the summary."""
@@ -559,12 +797,18 @@ def write_summary(
 
     from pipelines.report import write_report
 
+    head = head if head is not None else headline(results, n_boot)
+    evaluation = results[results["role"] == "eval"]
+    knobs = chosen_knobs(head)
     summary = {
-        "headline": headline(results, n_boot),
-        "frontier": frontier(results),
+        "headline": head,
+        "knobs": knobs,
+        "pairing": pairing(results, knobs),
+        "frontier_in_sample": frontier(evaluation),
+        "frontier_tuning": frontier(results[results["role"] == "tune"]),
         "replays": {} if replays is None else replay_table(replays),
         "forecast": forecast or {},
-        "coverage": coverage(results),
+        "coverage": coverage(evaluation),
         "lineage": lineage,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -585,22 +829,40 @@ def write_summary(
 
 
 def format_headline(summary: dict[str, Any]) -> str:
-    """Return the headline as a plain-text table."""
+    """Return the headline as a plain-text table: per comparison and family, bad debt of both
+    policies at the knobs chosen on the tuning seeds, the reduction with its 95% interval and
+    the number of paths."""
+    head = summary["headline"]
     lines = [
-        f"{'vs baseline':<12} {'capital cost':>12} {'bad debt (base)':>16} {'predictive':>12} "
-        f"{'reduction':>10} {'95% CI':>24}   (mean over paths)"
+        "out of sample: knobs chosen on the tuning seeds at matched all-in cost, reported on "
+        "the evaluation seeds",
+        f"{'policy':<13} {'vs':<11} {'family':<14} {'paths':>5} {'cost (both)':>17} "
+        f"{'baseline':>11} {'policy':>11} {'reduction':>9} {'95% CI':>22} {'corr':>5}",
     ]
-    for baseline, entry in summary["headline"].items():
-        m = entry.get("mean")
-        if m is None:
-            lines.append(f"{baseline:<12} not matched: its capital cost is outside the frontier")
-            continue
-        lo, hi = m["ci95"]
-        lines.append(
-            f"{baseline:<12} {entry['capital_cost']:>12.4f} {m['baseline']:>16,.0f} "
-            f"{m['predictive']:>12,.0f} {m['reduction_share']:>9.1%} "
-            f"{f'[{lo:,.0f}, {hi:,.0f}]':>24}"
-        )
+
+    def add(policy: str, baseline: str, row: dict[str, Any]) -> None:
+        if "not_reached" in row:
+            for p, why in row["not_reached"].items():
+                lines.append(f"{policy:<13} {baseline:<11} not reached: {p}'s {why}")
+            return
+        for family, f in row["families"].items():
+            lo, hi = f["ci95"]
+            cost = f"{f['all_in_cost'][policy]:.4f}/{f['all_in_cost'][baseline]:.4f}"
+            corr = "–" if f["paired_correlation"] is None else f"{f['paired_correlation']:.2f}"
+            lines.append(
+                f"{policy:<13} {baseline:<11} {family:<14} {f['paths']:>5} {cost:>17} "
+                f"{f['baseline_bad_debt']:>11,.0f} {f['policy_bad_debt']:>11,.0f} "
+                f"{f['reduction_share']:>9.1%} {f'[{lo:,.0f}, {hi:,.0f}]':>22} {corr:>5}"
+            )
+
+    for baseline, row in head["comparisons"].items():
+        add("predictive", baseline, row)
+    for arm, row in head["controls"].items():
+        add(arm, "static", row)
+    for arm, row in head["controls"].items():
+        share = row.get("families", {}).get("pooled", {}).get("share_of_predictive_reduction")
+        if share is not None:
+            lines.append(f"{arm} reproduces {share:.0%} of predictive's pooled reduction")
     for stem, policies in summary.get("replays", {}).items():
         cells = ", ".join(f"{p} {v['bad_debt']:,.0f}" for p, v in policies.items())
         lines.append(f"replay {stem}: bad debt {cells}")
@@ -620,6 +882,7 @@ def run_evaluation(
     tracking_uri: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
     replay_overrides: tuple[str, ...] | None = None,
+    tune_seeds: str = "",
 ) -> tuple[dict[str, Any], str]:
     """Run a whole evaluation into ``out`` and log it; return (summary, MLflow run id).
 
@@ -638,40 +901,60 @@ def run_evaluation(
     uri = tracking_uri or DEFAULT_TRACKING_URI
     connect(uri)  # fail before the runs, not after
     seed_list = parse_seeds(seeds)
+    if not tune_seeds:
+        raise EvaluationError("--tune-seeds is required: knobs are chosen on seeds of their own")
+    tune_list = parse_seeds(tune_seeds)
     configs = scenario_configs(scenario_places)
     model = load_forecaster(model_uri, tracking_uri=uri)
-    check_held_out(model.meta_, seed_list, [name for name, _ in configs])
-    runs = plan(configs, seed_list, DEFAULT_KNOBS, model, model.horizon_minutes, overrides)
-    replay_runs: list[PathRun] = []
+    check_held_out(model.meta_, seed_list, [name for name, _ in configs], tune_list)
+    runs = plan(
+        configs, seed_list, DEFAULT_KNOBS, model, model.horizon_minutes, overrides, tune_list
+    )
+    files: list[Path] = []
     if replay_places:
         files = real_files([str(p) for p in replay_places])
         if not files:
             raise EvaluationError(
                 f"--replays {', '.join(map(str, replay_places))} holds no 1-minute bar files"
             )
+        # Checked now (a malformed file is refused before any run); run after tuning.
+        replay_plan(files, seed_list[0], model, model.horizon_minutes, replay_overrides or ())
+    paths = len({(r.role, r.scenario, r.seed) for r in runs})
+    settings = sum(len(k) for k in DEFAULT_KNOBS.values())
+    progress(
+        f"evaluating {len(runs)} runs: {paths} paths ({len(tune_list)} tuning and "
+        f"{len(seed_list)} evaluation seeds x {len(configs)} families) x {settings} settings"
+    )
+    t0 = time.perf_counter()
+    rows, scored = [], {}
+    eval_paths = len(configs) * len(seed_list)
+    for done, (path_rows, forecasts, _) in enumerate(
+        execute(runs, workers, scheduler, fraction_paths=eval_paths), start=1
+    ):
+        rows.extend(path_rows)
+        first = path_rows[0]
+        if first["role"] == "eval":
+            scored[first["scenario"], first["seed"]] = forecasts
+        progress(
+            f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
+            f"{first['scenario']} seed {first['seed']} ({first['role']})"
+        )
+    results = pd.DataFrame(rows).sort_values(["role", "scenario", "seed", "policy", "knob"])
+    results = results.reset_index(drop=True)
+    head = headline(results, bootstrap)
+    replays = None
+    replay_series: dict[str, dict[str, pd.DataFrame]] = {}
+    replay_runs = []
+    if files:
         replay_runs = replay_plan(
             files,
             seed_list[0],
             model,
             model.horizon_minutes,
             overrides if replay_overrides is None else replay_overrides,
+            # The reactive venue itself (static 1) is always replayed: the oracle foresees it.
+            {**chosen_knobs(head), "static": 1.0},
         )
-    paths = len({(r.scenario, r.seed) for r in runs})
-    settings = sum(len(k) for k in DEFAULT_KNOBS.values())
-    progress(f"evaluating {len(runs)} runs: {paths} paths x {settings} policy settings")
-    t0 = time.perf_counter()
-    rows, scored = [], {}
-    for done, (path_rows, forecasts, _) in enumerate(execute(runs, workers, scheduler), start=1):
-        rows.extend(path_rows)
-        first = path_rows[0]
-        scored[first["scenario"], first["seed"]] = forecasts
-        progress(
-            f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
-            f"{first['scenario']} seed {first['seed']}"
-        )
-    results = pd.DataFrame(rows).sort_values(["scenario", "seed", "policy", "knob"])
-    replays = None
-    replay_series: dict[str, dict[str, pd.DataFrame]] = {}
     if replay_runs:
         replay_rows = []
         for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
@@ -688,19 +971,23 @@ def run_evaluation(
         "training_seeds": sorted({s for role in meta.get("seeds", {}).values() for s in role}),
         "training_scenarios": meta.get("scenarios", []),
         "evaluation_seeds": seed_list,
-        "scenarios": {r.scenario: r.cfg.hash() for r in runs if r.policy == "static"},
+        "tuning_seeds": tune_list,
+        "scenarios": {
+            r.scenario: r.cfg.hash() for r in runs if r.policy == "static" and r.role == "eval"
+        },
         "knobs": {k: list(v) for k, v in DEFAULT_KNOBS.items()},
         "tracking_uri": uri,
     }
     summary = write_summary(
         out,
-        results.reset_index(drop=True),
+        results,
         lineage,
         bootstrap,
         replays,
         # In path order, not finishing order: the same figures serially and on a cluster.
-        forecast_quality([scored[key] for key in sorted(scored)], forecast_fraction(paths)),
+        forecast_quality(scored, forecast_fraction(eval_paths)),
         replay_series,
+        head,
     )
     try:
         run_id = log_evaluation(uri, out, summary)

@@ -25,7 +25,7 @@ class ForecastSource:
     """Where each run's forecaster comes from. Every run builds a fresh one (online features
     follow one run), on whichever process runs it."""
 
-    kind: str = "none"  # none | model | remote | analytic | oracle
+    kind: str = "none"  # none | model | remote | analytic | oracle | breached_only | random
     model: Any = None  # a BreachForecaster for kind "model", the server's URL for "remote"
     compiled: bool = True  # score with the compiled trees (same outputs, faster)
     timeout_s: float = 2.0  # how long a remote forecaster may take
@@ -47,6 +47,16 @@ class ForecastSource:
             from predictor.serving import AnalyticForecaster
 
             return AnalyticForecaster(horizon_minutes=cfg.policy.horizon_minutes)
+        if self.kind == "breached_only":
+            from engine.policy import BreachedOnlyForecaster
+
+            return BreachedOnlyForecaster()
+        if self.kind == "random":
+            from engine.policy import RandomRankingForecaster
+            from predictor.serving import ModelForecaster
+
+            inner = ModelForecaster(self.model, compiled=self.compiled)
+            return RandomRankingForecaster(inner, cfg.seed)
         from engine.policy import oracle_forecaster
 
         return oracle_forecaster(cfg, cfg.policy.horizon_minutes)

@@ -91,7 +91,7 @@ def test_kinds_choose_leverage_and_side():
     tr = sim.traders
     tr.trend[:] = -0.01
     tr.excitation = 5000.0
-    idx, _, side, frac = tr.orders(np.random.default_rng(0), sim.trader_type, sim.ledger.size, 1)
+    idx, _, side, frac = tr.orders(sim.draws, 11, sim.trader_type, sim.ledger.size, 1)
     kind = sim.trader_type[idx]
     opening = frac == 0
     assert (side[(kind == TraderType.MOMENTUM) & opening] < 0).mean() > 0.7
