@@ -92,8 +92,9 @@ traders' maintenance margin in quote units under the policy and under the margin
 measured every ``CAPITAL_EVERY_TICKS`` blocks and carried between measurements.
 ``call_deposits`` is the collateral traders deposited answering margin calls (cross deposits
 booked to the first market), ``derisk_paid`` what pre-emptive reductions paid the book (each
-fill's distance from the index the book quotes around, and taker fees) and ``refused_notional`` the notional of risk-increasing orders
-that passed initial margin but were refused by gating, all in quote units."""
+fill's distance from the index the book quotes around, and taker fees) and
+``refused_notional`` the notional of risk-increasing orders that passed initial margin but were
+refused by gating, all in quote units."""
 
 _COL = {c: i for i, c in enumerate(POLICY_COLUMNS)}
 

@@ -843,7 +843,7 @@ def format_headline(summary: dict[str, Any]) -> str:
     def add(policy: str, baseline: str, row: dict[str, Any]) -> None:
         if "not_reached" in row:
             for p, why in row["not_reached"].items():
-                lines.append(f"{policy:<13} {baseline:<11} not reached: {p}'s {why}")
+                lines.append(f"{policy:<13} {baseline:<11} not reached: {p}: {why}")
             return
         for family, f in row["families"].items():
             lo, hi = f["ci95"]

@@ -12,13 +12,18 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.evaluate import (
+    CONTROLS,
     DEFAULT_KNOBS,
     FORECAST_ACCOUNT_FRACTION,
     FORECAST_FULL_SHARE_PATHS,
+    METRICS,
+    choose_knobs,
     forecast_fraction,
+    format_headline,
     frontier,
     headline,
     kupiec,
+    paired_comparison,
     tail_mean,
 )
 
@@ -28,62 +33,96 @@ REPLAY = ROOT.parent / "shared" / "data" / "market" / "BTCUSDT-PERP_1m_2020-03-1
 
 
 def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Results where predictive's bad debt falls linearly with capital cost (an efficient
-    frontier already) and static sits above that line by 10 per path."""
+    """Results on tuning and evaluation paths where predictive's knob 2 is best on the tuning
+    seeds and knob 1 on the evaluation seeds; static costs 1.5 at its reference knob, predictive
+    2 at knob 1 and 3 at knob 2 everywhere."""
     rng = np.random.default_rng(seed)
     rows = []
-    for p in range(n_paths):
-        noise = rng.normal(0, 1)
-        for knob, cost in zip((0.0, 1.0, 2.0), (1.0, 2.0, 3.0), strict=True):
-            rows.append(("predictive", knob, cost, 100 - 10 * cost + noise, p))
-        rows.append(("static", 1.0, 1.5, 95 + noise, p))  # 10 above the line (85 at 1.5)
-        rows.append(("vol_scaled", 3.0, 9.0, 50 + noise, p))  # dearer than every predictive knob
-        rows.append(("oi_scaled", 1.0, 0.5, 90 + noise, p))  # cheaper than any predictive knob
-    frame = pd.DataFrame(rows, columns=["policy", "knob", "capital_cost", "bad_debt", "seed"])
-    frame["scenario"] = "s"
-    frame["coverage_exceedances"] = 0.0
-    for m in ("liquidations", "liquidated_notional", "cascade_size", "if_drawdown_max"):
-        frame[m] = 0.0
-    for m in ("if_exhausted", "adl_notional", "liquidation_slippage", "trader_cost"):
-        frame[m] = 0.0
-    for m in ("derisked_notional", "derisked_needless", "fallbacks", "coverage_windows"):
-        frame[m] = 0.0
+    for role in ("tune", "eval"):
+        for p in range(n_paths):
+            noise = rng.normal(0, 1)
+            best = {"tune": 2.0, "eval": 1.0}[role]
+            for knob, cost in zip((0.0, 1.0, 2.0), (1.0, 2.0, 3.0), strict=True):
+                bad = 100 - (20 if knob == best else 10 if knob else 0) + noise
+                rows.append((role, "predictive", knob, cost, bad, p))
+            rows.append((role, "static", 1.0, 1.5, 95 + noise, p))
+            rows.append((role, "static", 1.5, 2.5, 90 + noise, p))
+            rows.append((role, "vol_scaled", 3.0, 9.0, 50 + noise, p))  # dearer than predictive
+            rows.append((role, "vol_scaled", 6.0, 12.0, 40 + noise, p))
+            rows.append((role, "oi_scaled", 1.0, 5.0, 90 + noise, p))
+            rows.append((role, "breached_only", 1.0, 1.6, 97 + noise, p))
+    frame = pd.DataFrame(
+        rows, columns=["role", "policy", "knob", "all_in_cost", "bad_debt", "seed"]
+    )
+    frame["scenario"] = np.where(frame["seed"] % 2 == 0, "a", "b")
+    frame["capital_cost"] = frame["all_in_cost"]
+    for m in METRICS:
+        if m not in frame:
+            frame[m] = 0.0
     return frame
 
 
-def test_headline_matches_costs_on_both_efficient_frontiers():
+def test_knobs_are_chosen_on_the_tuning_seeds_and_reported_on_the_evaluation_seeds():
     h = headline(_synthetic(), n_boot=300)
-    # Static's setting costs 1.5, predictive's reference knob (1) costs 2: they meet at 2, where
-    # predictive's frontier reads 80 and static's best at that cost or less is its 95.
-    mean = h["static"]["mean"]
-    assert h["static"]["capital_cost"] == pytest.approx(2.0)
-    assert mean["reduction"] == pytest.approx(15.0)
-    lo, hi = mean["ci95"]
-    assert lo <= 15.0 <= hi and hi - lo < 1e-9  # paired: the noise cancels path by path
-    # Dearer than every predictive knob: predictive offers its best (70) against 50.
-    assert h["vol_scaled"]["capital_cost"] == pytest.approx(9.0)
-    assert h["vol_scaled"]["mean"]["reduction"] == pytest.approx(-20.0)
-    # Cheaper than predictive can be: compared at predictive's cost, 90 against 80.
-    assert h["oi_scaled"]["mean"]["reduction"] == pytest.approx(10.0)
-    assert "analytic" not in h
+    static = h["comparisons"]["static"]
+    # Matched cost: the higher reference cost (predictive's 2.0 at knob 1). At that cost the
+    # tuning seeds pick predictive's knob 1 (knob 2 costs 3) and static's 1.0 (1.5 costs 2.5).
+    assert static["tuning"]["matched_cost"] == pytest.approx(2.0)
+    assert static["tuning"]["knobs"] == {"predictive": 1.0, "static": 1.0}
+    pooled = static["families"]["pooled"]
+    assert pooled["paths"] == 30 and pooled["reduction"] == pytest.approx(95 - 80)
+    assert set(static["families"]) == {"pooled", "a", "b"}
+    assert static["families"]["a"]["paths"] == 15
+    # Against vol_scaled (9.0 at z = 3) predictive's tuned best is knob 2 — best on the tuning
+    # seeds, not on the evaluation seeds, where knob 1 would have looked better.
+    vol = h["comparisons"]["vol_scaled"]
+    assert vol["tuning"]["knobs"] == {"predictive": 2.0, "vol_scaled": 3.0}
+    assert vol["families"]["pooled"]["policy_bad_debt"] == pytest.approx(90, abs=1)
+    # The breached_only control is matched at predictive's cost against static.
+    control = h["controls"]["breached_only"]["families"]["pooled"]
+    assert control["reduction"] == pytest.approx(-2.0)
+    assert control["share_of_predictive_reduction"] == pytest.approx(-2.0 / 15.0)
+
+
+def test_a_cost_no_knob_reaches_is_reported_as_not_reached():
+    results = _synthetic()
+    # The controls are matched at predictive's cost (2.0); make breached_only's only knob dearer.
+    results.loc[results["policy"] == "breached_only", "all_in_cost"] = 5.0
+    head = headline(results, n_boot=100)
+    row = head["controls"]["breached_only"]
+    assert "families" not in row
+    assert "above the matched cost 2.0000" in row["not_reached"]["breached_only"]
+    text = format_headline({"headline": head, "replays": {}})
+    assert "not reached: breached_only: its cheapest knob costs 5.0000" in text
+
+
+def test_the_paired_interval_says_how_many_paths_the_target_needs():
+    frame = _synthetic(n_paths=40)
+    frame = frame[frame["role"] == "eval"].copy()
+    mine = frame["policy"] == "predictive"
+    frame.loc[mine, "bad_debt"] += np.random.default_rng(1).normal(0, 5, mine.sum())
+    figures = paired_comparison(frame, "predictive", 1.0, "static", 1.0, 2000)
+    lo, hi = figures["ci95"]
+    assert lo < figures["reduction"] < hi
+    half = (hi - lo) / 2
+    assert figures["half_width_share"] == pytest.approx(half / figures["baseline_bad_debt"])
+    # A half-width of about 1.96 x 5 / sqrt(40) = 1.5 is 1.6% of 95: within the 3% target.
+    assert figures["paths_for_target"] <= 40
+    assert figures["paired_correlation"] < 0.5  # the noise added to one policy only
 
 
 def test_frontier_reports_tail_statistics_per_knob():
-    f = frontier(_synthetic())
+    f = frontier(_synthetic()[lambda d: d["role"] == "eval"])
     assert [p["knob"] for p in f["predictive"]] == [0.0, 1.0, 2.0]
-    point = f["predictive"][0]
-    assert point["paths"] == 30 and point["bad_debt_es99"] >= point["bad_debt_var95"]
+    assert f["predictive"][0]["paths"] == 30
+    assert "all_in_cost" in f["predictive"][0]
     assert tail_mean(np.arange(100.0), 0.99) == 99.0
 
 
 def test_forecast_scoring_share_keeps_large_evaluations_within_the_drivers_memory():
-    # Up to the threshold every path scores the usual share; beyond, paths x share stays put.
-    assert forecast_fraction(20) == forecast_fraction(FORECAST_FULL_SHARE_PATHS)
-    assert forecast_fraction(20) == FORECAST_ACCOUNT_FRACTION
-    for paths in (101, 1_000, 10_000):
-        assert forecast_fraction(paths) < FORECAST_ACCOUNT_FRACTION
-        budget = FORECAST_FULL_SHARE_PATHS * FORECAST_ACCOUNT_FRACTION
-        assert paths * forecast_fraction(paths) == pytest.approx(budget)
+    assert forecast_fraction(1) == FORECAST_ACCOUNT_FRACTION
+    assert forecast_fraction(FORECAST_FULL_SHARE_PATHS) == FORECAST_ACCOUNT_FRACTION
+    assert forecast_fraction(10 * FORECAST_FULL_SHARE_PATHS) == FORECAST_ACCOUNT_FRACTION / 10
 
 
 def test_kupiec_accepts_the_promised_rate_and_rejects_a_worse_one():
@@ -103,7 +142,8 @@ def evaluation(trained_model, tmp_path_factory):
         *("--model", "models:/breach-forecaster@champion", "--tracking-uri", uri),
         *("--scenarios", str(ROOT / "configs" / "eval")),
         *("--scenarios", str(ROOT / "configs" / "scenarios" / "cascade.toml")),
-        *("--seeds", "10-11", "--out", str(out), "--bootstrap", "200", *SMALL),
+        *("--seeds", "10-11", "--tune-seeds", "8", "--out", str(out), "--bootstrap", "200"),
+        *SMALL,
         *("--replays", str(REPLAY)),
     ]
     result = CliRunner().invoke(main, args)
@@ -114,41 +154,66 @@ def evaluation(trained_model, tmp_path_factory):
 def test_evaluation_writes_a_complete_summary(evaluation):
     out, output, _ = evaluation
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) >= {"headline", "frontier", "lineage"}
-    assert set(summary["frontier"]) == set(DEFAULT_KNOBS)
-    for policy, knobs in DEFAULT_KNOBS.items():
-        assert [p["knob"] for p in summary["frontier"][policy]] == list(knobs)
-        point = summary["frontier"][policy][0]
-        for key in ("capital_cost", "bad_debt_mean", "bad_debt_es99", "liquidated_notional"):
-            assert np.isfinite(point[key])
-        assert point["paths"] == 4
+    assert set(summary) >= {"headline", "frontier_in_sample", "frontier_tuning", "lineage"}
+    for key, paths in (("frontier_in_sample", 4), ("frontier_tuning", 2)):
+        assert set(summary[key]) == set(DEFAULT_KNOBS)
+        for policy, knobs in DEFAULT_KNOBS.items():
+            assert [p["knob"] for p in summary[key][policy]] == list(knobs)
+            point = summary[key][policy][0]
+            for m in ("all_in_cost", "capital_cost", "bad_debt_mean", "bad_debt_es99"):
+                assert np.isfinite(point[m])
+            assert point["paths"] == paths
     lineage = summary["lineage"]
     assert lineage["evaluation_seeds"] == [10, 11] and lineage["training_seeds"] == [0, 1, 2, 3]
+    assert lineage["tuning_seeds"] == [8]
     assert lineage["model_version"] == 1
     assert set(lineage["scenarios"]) == {"short_squeeze", "cascade"}
     runs = pd.read_parquet(out / "runs.parquet")
-    assert len(runs) == 4 * sum(len(k) for k in DEFAULT_KNOBS.values())
-    assert "vs baseline" in output
+    assert len(runs) == (4 + 2) * sum(len(k) for k in DEFAULT_KNOBS.values())
+    parts = runs[["capital_cost", "deposit_cost", "derisk_cost", "refusal_cost"]].sum(axis=1)
+    assert (runs["all_in_cost"] == parts).all()
+    head = summary["headline"]
+    assert set(head["comparisons"]) == {"static", "vol_scaled", "oi_scaled", "analytic"}
+    assert set(head["controls"]) == set(CONTROLS)
+    for row in [*head["comparisons"].values(), *head["controls"].values()]:
+        if "families" in row:
+            assert set(row["families"]) == {"pooled", "cascade", "short_squeeze"}
+            assert row["families"]["pooled"]["paths"] == 4
+    assert "out of sample" in output and "breached_only" in output
     cover = summary["coverage"]["static"]["1"]
     assert cover["windows"] > 0 and 0 <= cover["rate"] <= 1 and 0 <= cover["p_value"] <= 1
     forecast = summary["forecast"]
-    assert forecast["rows"] > 0 and 0 <= forecast["prevalence"] <= 1
+    everything = forecast["all_rows"]
+    acted = forecast["acted"]["pooled"]
+    assert everything["rows"] > acted["rows"] > 0 and 0 <= acted["prevalence"] <= 1
+    assert set(forecast["acted"]) == {"pooled", "cascade", "short_squeeze"}
     for name in ("model", "analytic"):
-        assert 0 <= forecast[name]["brier"] <= 1 and 0 <= forecast[name]["ece"] <= 1
-        assert forecast[name]["pr_auc"] is None or 0 <= forecast[name]["pr_auc"] <= 1
+        assert 0 <= acted[name]["brier"] <= 1 and 0 <= acted[name]["ece"] <= 1
+        assert acted[name]["pr_auc"] is None or 0 <= acted[name]["pr_auc"] <= 1
     replay = summary["replays"]["BTCUSDT-PERP_1m_2020-03-12"]
-    assert set(replay) == {"static", "vol_scaled", "oi_scaled", "analytic", "predictive"}
+    chosen = {p for p, k in summary["knobs"].items() if k is not None}
+    assert set(replay) == chosen | {"static"}
     assert all(np.isfinite(v["bad_debt"]) and v["liquidations"] >= 0 for v in replay.values())
 
 
 def test_every_policy_faces_the_same_paths(evaluation):
     out, _, _ = evaluation
-    runs = pd.read_parquet(out / "runs.parquet").set_index(["scenario", "seed"])
+    runs = pd.read_parquet(out / "runs.parquet").set_index(["role", "scenario", "seed"])
     static = runs[(runs["policy"] == "static") & (runs["knob"] == 1.0)]
     quiet = runs[(runs["policy"] == "predictive") & (runs["knob"] == 0.0)]
     # Forecasting without acting is the reactive venue on the same path: same outcomes.
-    for col in ("bad_debt", "liquidations", "liquidated_notional", "capital_cost"):
+    for col in ("bad_debt", "liquidations", "liquidated_notional", "all_in_cost"):
         assert (static[col] == quiet[col].reindex(static.index)).all(), col
+
+
+def test_the_headline_knob_never_comes_from_the_evaluation_seeds(evaluation):
+    out, _, _ = evaluation
+    summary = json.loads((out / "summary.json").read_text())
+    runs = pd.read_parquet(out / "runs.parquet")
+    tune = runs[runs["role"] == "tune"]
+    for baseline, row in summary["headline"]["comparisons"].items():
+        # The same choice again from the tuning runs alone.
+        assert choose_knobs(tune, "predictive", baseline)["knobs"] == row["tuning"]["knobs"]
 
 
 def test_the_evaluation_is_logged_as_its_own_run(evaluation):
@@ -176,6 +241,8 @@ def test_an_unreachable_tracking_uri_is_refused_before_any_run(tmp_path):
 
 def _refused(args: list[str], fragment: str, tmp_path: Path) -> None:
     out = tmp_path / "report"
+    if "--tune-seeds" not in args:
+        args = [*args, "--tune-seeds", "20"]
     result = CliRunner().invoke(main, ["evaluate", *args, "--out", str(out), *SMALL])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
@@ -188,6 +255,20 @@ def test_training_seeds_are_refused(trained_model, tmp_path):
     _refused(
         ["--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "3-5"],
         "were used to train the model",
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tune", "fragment"),
+    [("9-10", "--tune-seeds and --seeds share [10]"), ("2", "--tune-seeds [2] were used")],
+)
+def test_tuning_seeds_that_overlap_are_refused(trained_model, tmp_path, tune, fragment):
+    uri, _ = trained_model
+    _refused(
+        ["--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "10"]
+        + ["--tune-seeds", tune],
+        fragment,
         tmp_path,
     )
 
@@ -269,4 +350,5 @@ def test_the_report_opens_in_a_browser_with_every_figure(evaluation):
     assert loaded is not None, dom[-500:]
     shown, total = int(loaded.group(1)), int(loaded.group(2))
     assert total == 4 and shown == total  # frontiers, distributions, one replay, reliability
+    assert "breached_only" in dom and "out of sample" in dom
     assert 'id="headline"' in dom and "static" in dom and "Caveats" in dom

@@ -97,7 +97,7 @@ def test_evaluation_on_a_cluster_equals_the_serial_evaluation(trained_model, tmp
     common = [
         "evaluate",
         *("--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval")),
-        *("--seeds", "20-21", "--bootstrap", "200", *SMALL),
+        *("--seeds", "20-21", "--tune-seeds", "22", "--bootstrap", "200", *SMALL),
     ]
     serial = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "serial")])
     assert serial.exit_code == 0, serial.output
@@ -163,7 +163,8 @@ def test_train_register_evaluate_and_load_through_a_tracking_server(
         [
             "evaluate",
             *("--tracking-uri", url, "--scenarios", str(ROOT / "configs" / "eval")),
-            *("--seeds", "30", "--bootstrap", "200", "--out", str(tmp_path / "report"), *SMALL),
+            *("--seeds", "30", "--tune-seeds", "31", "--bootstrap", "200"),
+            *("--out", str(tmp_path / "report"), *SMALL),
         ],
     )
     assert evaluated.exit_code == 0, evaluated.output
