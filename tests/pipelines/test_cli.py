@@ -181,7 +181,7 @@ def test_the_demo_runs_the_whole_pipeline(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "registered breach-forecaster v1 as champion" in r.output
-    assert "vs baseline" in r.output and str(out / "report" / "report.html") in r.output
+    assert "out of sample" in r.output and str(out / "report" / "report.html") in r.output
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["lineage"]["model_version"] == 1 and summary["frontier_in_sample"]["predictive"]
     assert (out / "models" / "breach-forecaster" / "model.txt").exists()

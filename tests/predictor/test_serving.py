@@ -46,8 +46,10 @@ class Recording:
 
 @pytest.mark.parametrize("scenario", ["cascade", "correlated_crash"])
 def test_online_features_equal_the_dataset_builders_on_a_whole_run(scenario):
-    # Forecasts on the sampling cadence, every account scored: each forecast row has a history
-    # row, and their features must be the same bits.
+    # Forecasts on the sampling cadence, every eligible account scored (an open position, not
+    # in breach): each forecast row has a history row, and their features must be the same
+    # bits — except the margin-ratio slope of an account the previous forecast did not score,
+    # which the forecaster cannot know (NaN online, like an account's first sample).
     cfg = _config(
         scenario,
         'policy.name="predictive"',
@@ -66,14 +68,19 @@ def test_online_features_equal_the_dataset_builders_on_a_whole_run(scenario):
         for i, (t, a) in enumerate(zip(accounts["tick"], accounts["account"], strict=True))
     }
     assert len(recorder.seen) == cfg.steps // 20 + 1
-    compared = 0
+    slope = FEATURES.index("log_margin_ratio_slope")
+    compared, previous = 0, np.empty(0, np.int64)
     for tick, acct, X in recorder.seen:
         rows = np.array([index[(tick, a)] for a in acct])
-        same = (X == offline[rows]) | (np.isnan(X) & np.isnan(offline[rows]))
+        expected = offline[rows].copy()
+        unseen = ~np.isin(acct, previous)
+        expected[unseen, slope] = np.nan
+        same = (X == expected) | (np.isnan(X) & np.isnan(expected))
         bad = np.argwhere(~same)
         assert not bad.size, f"tick {tick}: {FEATURES[bad[0][1]]} differs"
-        compared += X.size
-    assert compared == offline.size
+        compared += X.shape[0]
+        previous = acct
+    assert compared > 0.5 * offline.shape[0]
 
 
 def test_market_stream_fed_in_pieces_equals_one_pass():
@@ -163,8 +170,11 @@ def test_requirements_never_fall_below_the_base():
     sim = Simulation(cfg, forecaster=AnalyticForecaster(horizon_minutes=5.0))
     n = sim.ledger.size.shape[0]
     rows = np.arange(n)
+    largest = 1.0
     while sim.t < 200:
         sim.step()
+        assert sim.policy.account_factor is not None
+        largest = max(largest, float(sim.policy.account_factor.max()))
         sizes = sim.ledger.size
         base = np.stack(
             [
@@ -181,7 +191,7 @@ def test_requirements_never_fall_below_the_base():
         assert (effective >= base).all()
         _, _, im = sim.margin_of(sizes, initial=True, rows=rows)
         assert (im >= base).all()
-    assert sim.policy.account_factor is not None and sim.policy.account_factor.max() > 1.0
+    assert largest > 1.0  # the policy did raise requirements
 
 
 def test_the_risk_band_reports_the_breach_recall_it_keeps():
@@ -198,8 +208,10 @@ def test_the_risk_band_reports_the_breach_recall_it_keeps():
 
     everyone, banded = run(0.0), run(3.0)
     assert everyone["policy_breach_onsets"] == banded["policy_breach_onsets"] > 0
-    # Scoring every account every forecast keeps every breach within reach ...
-    assert everyone["policy_onsets_scored_within_horizon"] == everyone["policy_breach_onsets"]
+    # Scoring every eligible account every forecast keeps nearly every breach within reach
+    # (not an account that opened its position and breached between two forecasts) ...
+    kept = everyone["policy_onsets_scored_within_horizon"]
+    assert 0.98 * everyone["policy_breach_onsets"] <= kept <= everyone["policy_breach_onsets"]
     # ... and a band scores fewer rows and can only keep fewer.
     assert banded["policy_scored_rows"] < everyone["policy_scored_rows"]
     assert banded["policy_onsets_scored_within_horizon"] <= banded["policy_breach_onsets"]
