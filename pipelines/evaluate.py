@@ -805,6 +805,9 @@ def write_summary(
         "knobs": knobs,
         "pairing": pairing(results, knobs),
         "frontier_in_sample": frontier(evaluation),
+        "frontier_in_sample_by_family": {
+            name: frontier(frame) for name, frame in _families(evaluation) if name != "pooled"
+        },
         "frontier_tuning": frontier(results[results["role"] == "tune"]),
         "replays": {} if replays is None else replay_table(replays),
         "forecast": forecast or {},
@@ -863,6 +866,13 @@ def format_headline(summary: dict[str, Any]) -> str:
         share = row.get("families", {}).get("pooled", {}).get("share_of_predictive_reduction")
         if share is not None:
             lines.append(f"{arm} reproduces {share:.0%} of predictive's pooled reduction")
+    for family, figures in summary.get("pairing", {}).items():
+        if figures["min"] is None:
+            continue
+        lines.append(
+            f"paired correlation of bad debt, {family} ({figures['paths']} paths): lowest "
+            f"{figures['min']:.2f} over every two policies at their tuned knobs"
+        )
     for stem, policies in summary.get("replays", {}).items():
         cells = ", ".join(f"{p} {v['bad_debt']:,.0f}" for p, v in policies.items())
         lines.append(f"replay {stem}: bad debt {cells}")
