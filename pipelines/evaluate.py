@@ -686,9 +686,10 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
             }
             row = entry(arm, "static", choice)
             for name, figures in row.get("families", {}).items():
+                # A share of a gain only means something when there is a gain to share.
                 gain = gains.get(name, {}).get("reduction")
                 figures["share_of_predictive_reduction"] = (
-                    figures["reduction"] / gain if gain else None
+                    figures["reduction"] / gain if gain is not None and gain > 0 else None
                 )
             out["controls"][arm] = row
     return out
@@ -862,6 +863,12 @@ def format_headline(summary: dict[str, Any]) -> str:
         add("predictive", baseline, row)
     for arm, row in head["controls"].items():
         add(arm, "static", row)
+    gain = head["comparisons"].get("static", {}).get("families", {}).get("pooled", {})
+    if gain and gain["reduction"] <= 0:
+        lines.append(
+            "predictive does not reduce pooled bad debt against the reactive venue: no control "
+            "has a gain of it to reproduce"
+        )
     for arm, row in head["controls"].items():
         share = row.get("families", {}).get("pooled", {}).get("share_of_predictive_reduction")
         if share is not None:
