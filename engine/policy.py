@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from engine.config import PolicyConfig
+from engine.draws import Draws, Purpose
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -407,7 +408,9 @@ class Policy:
 def base_breach(accounts: Mapping[str, np.ndarray]) -> np.ndarray:
     """Return bool (rows,): the account is in breach of its margin model's own maintenance
     requirement (equity below a positive MM), from sampled-account columns — the breach a
-    reactive venue would liquidate, whatever add-on a policy holds on top."""
+    reactive venue would liquidate, whatever add-on a policy holds on top. (An isolated
+    account's pools are taken together here; one pool in breach while the others carry it is
+    not excluded.)"""
     mm = np.asarray(accounts["maintenance_margin"])
     return (mm > 0) & (np.asarray(accounts["equity"]) < mm)
 
@@ -472,14 +475,10 @@ class RandomRankingForecaster:
     forecast no longer says which. Shuffles are keyed by block (paired across runs)."""
 
     def __init__(self, inner: Forecaster, seed: int) -> None:
-        from engine.draws import Draws
-
         self.inner = inner
         self.draws = Draws(np.random.SeedSequence([seed, 7]), 1)
 
     def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        from engine.draws import Purpose
-
         p = self.inner.predict_breach(request)
         if validate_probabilities(p, len(request.accounts["account"])) != Fallback.NONE:
             return p  # let the policy see the inner forecaster's failure as it is
