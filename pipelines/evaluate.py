@@ -509,13 +509,6 @@ def frontier(results: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
     return out
 
 
-def efficient(cost: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the efficient frontier of knob points (cost, value): sorted by cost, each value
-    the lowest any knob reaches at that cost or less (a venue would not pay more for worse)."""
-    order = np.argsort(cost, kind="stable")
-    return cost[order], np.minimum.accumulate(value[order])
-
-
 def reference_knob(policy: str) -> float:
     """Return a policy's reference setting (every forecast-driven arm: knob 1)."""
     return REFERENCE_KNOB.get(policy, PREDICTIVE_REFERENCE_KNOB)
@@ -525,6 +518,13 @@ def _knob_means(results: pd.DataFrame, policy: str) -> pd.DataFrame:
     """Return per knob of ``policy`` the mean all-in cost and bad debt over paths."""
     frame = results[results["policy"] == policy]
     return frame.groupby("knob")[[COST, "bad_debt"]].mean()
+
+
+def _best_knob(means: pd.DataFrame, cost: float) -> float | None:
+    """Return the knob of ``means`` (from _knob_means) with the least mean bad debt at ``cost``
+    or less, or None when no knob is that cheap."""
+    affordable = means[means[COST] <= cost * (1 + 1e-9)]
+    return None if affordable.empty else float(affordable["bad_debt"].idxmin())
 
 
 def choose_knobs(tune: pd.DataFrame, policy: str, baseline: str) -> dict[str, Any]:
@@ -540,10 +540,7 @@ def choose_knobs(tune: pd.DataFrame, policy: str, baseline: str) -> dict[str, An
             raise EvaluationError(f"the tuning runs of {p} lack its reference knob {ref:g}")
         refs[p] = float(means[p].loc[ref, COST])
     cost = max(refs.values())
-    knobs: dict[str, float | None] = {}
-    for p, m in means.items():
-        affordable = m[m[COST] <= cost * (1 + 1e-9)]
-        knobs[p] = None if affordable.empty else float(affordable["bad_debt"].idxmin())
+    knobs = {p: _best_knob(m, cost) for p, m in means.items()}
     return {
         "matched_cost": cost,
         "reference_costs": refs,
@@ -674,13 +671,11 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
                 continue
             choice = choose_knobs(tune, arm, "static")
             # Every control is matched at predictive's cost against the reactive venue.
-            means = _knob_means(tune, arm)
-            affordable = means[means[COST] <= static_cost * (1 + 1e-9)]
             choice = {
                 **choice,
                 "matched_cost": static_cost,
                 "knobs": {
-                    arm: None if affordable.empty else float(affordable["bad_debt"].idxmin()),
+                    arm: _best_knob(_knob_means(tune, arm), static_cost),
                     "static": out["comparisons"]["static"]["tuning"]["knobs"]["static"],
                 },
             }
@@ -763,6 +758,15 @@ def coverage(results: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
         test = kupiec(int(g["coverage_windows"].sum()), int(g["coverage_exceedances"].sum()))
         out.setdefault(str(policy), {})[f"{knob:g}"] = test
     return out
+
+
+def headline_rows(head: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Yield (policy, baseline, row) of the headline: predictive against each baseline, then
+    each control arm against the reactive venue."""
+    for baseline, row in head["comparisons"].items():
+        yield "predictive", baseline, row
+    for arm, row in head["controls"].items():
+        yield arm, "static", row
 
 
 def chosen_knobs(head: dict[str, Any]) -> dict[str, float | None]:
@@ -859,10 +863,8 @@ def format_headline(summary: dict[str, Any]) -> str:
                 f"{f['reduction_share']:>9.1%} {f'[{lo:,.0f}, {hi:,.0f}]':>22} {corr:>5}"
             )
 
-    for baseline, row in head["comparisons"].items():
-        add("predictive", baseline, row)
-    for arm, row in head["controls"].items():
-        add(arm, "static", row)
+    for policy, baseline, row in headline_rows(head):
+        add(policy, baseline, row)
     gain = head["comparisons"].get("static", {}).get("families", {}).get("pooled", {})
     if gain and gain["reduction"] <= 0:
         lines.append(

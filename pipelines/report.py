@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipelines.evaluate import headline_rows  # noqa: E402
+
 COLORS = {
     "static": "#444444",
     "vol_scaled": "#1f77b4",
@@ -173,10 +175,8 @@ def headline_table(summary: dict[str, Any]) -> str:
                 f"<td>{'' if share is None else f'{share:.0%}'}</td></tr>"
             )
 
-    for baseline, row in head["comparisons"].items():
-        add("predictive", baseline, row)
-    for arm, row in head["controls"].items():
-        add(arm, "static", row)
+    for policy, baseline, row in headline_rows(head):
+        add(policy, baseline, row)
     return (
         '<table id="headline"><thead><tr><th>policy (knob)</th><th>baseline (knob)</th>'
         "<th>family</th><th>paths</th><th>all-in cost (policy / baseline)</th>"
