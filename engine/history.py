@@ -114,7 +114,9 @@ def write_run(sim, root: str | Path) -> Path:
     try:
         markets = sim.market_frame()
         events = sim.events.to_frame()
-        accounts = sim.labelled_accounts() if cfg.history.sample_every_ticks else pd.DataFrame()
+        accounts = (
+            sim.labelled_accounts(events) if cfg.history.sample_every_ticks else pd.DataFrame()
+        )
         onset_tick, onset_account = sim.onsets()
         breaches = pd.DataFrame({"tick": onset_tick, "account": onset_account})
         final_accounts = sim.account_frame()

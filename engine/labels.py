@@ -52,3 +52,34 @@ def breach_labels(
         censored = ~hit & (row_tick + h > last_tick)
         out[:, j] = np.where(hit, 1, np.where(censored, -1, 0))
     return out
+
+
+def episode_sums(
+    row_tick: np.ndarray,
+    row_account: np.ndarray,
+    start: np.ndarray,
+    stop: np.ndarray,
+    event_tick: np.ndarray,
+    event_account: np.ndarray,
+    event_amount: np.ndarray,
+    n_ticks: int,
+) -> np.ndarray:
+    """Return, per row, the sum of the account's event amounts with start <= tick < stop.
+
+    Used for loss labels: ``start`` is the first breach onset after the row's tick and ``stop``
+    the first onset after t + H, so the sum covers the breach episodes that begin within the
+    horizon however long their liquidation takes. Rows with start >= stop get 0. Ticks are
+    int64 below ``n_ticks``; amounts float64.
+    """
+    out = np.zeros(row_tick.shape, np.float64)
+    if event_tick.size == 0:
+        return out
+    keys = event_account * n_ticks + event_tick
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    total = np.concatenate([[0.0], np.cumsum(event_amount[order])])
+    lo = np.searchsorted(keys, row_account * n_ticks + start, side="left")
+    hi = np.searchsorted(keys, row_account * n_ticks + stop, side="left")
+    live = stop > start
+    out[live] = total[hi[live]] - total[lo[live]]
+    return out

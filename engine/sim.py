@@ -33,7 +33,7 @@ from engine.book import Book
 from engine.config import SimConfig, VolScaledMargin
 from engine.draws import Draws, Purpose
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
-from engine.labels import breach_labels, next_onset
+from engine.labels import breach_labels, episode_sums, next_onset
 from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
 from engine.policy import POLICY_COLUMNS, Forecaster, Policy
@@ -77,7 +77,18 @@ STATE_COLUMNS = (
     "taker_buy_usd",
     "taker_sell_usd",
 )
-MARKET_COLUMNS = STATE_COLUMNS + STAT_FIELDS
+LIQUIDATION_MAP_DISTANCES = (0.01, 0.025, 0.05, 0.10)
+"""Rungs of the liquidation map: uniform adverse moves of the marks (relative)."""
+LIQUIDATION_MAP_EVERY_TICKS = 4
+"""Blocks between measurements of the liquidation map (a pass over every account), carried
+between measurements."""
+MAP_COLUMNS = tuple(
+    f"crowded_{side}_{d * 100:g}pct" for side in ("long", "short") for d in LIQUIDATION_MAP_DISTANCES
+)
+"""Notional (quote units) of each market's long / short positions held by accounts that a
+uniform adverse move of at most d would bring to maintenance margin (those already in breach
+included): the forced flow waiting at each distance, as a venue's liquidation heat map shows."""
+MARKET_COLUMNS = STATE_COLUMNS + MAP_COLUMNS + STAT_FIELDS
 """Columns of the per-tick market table (amounts in quote units, sizes in base units)."""
 INT_COLUMNS = (
     "regime",
@@ -90,7 +101,8 @@ INT_COLUMNS = (
     "orders_accepted",
     "orders_rejected",
 )
-_FIRST_STAT = len(STATE_COLUMNS)
+_FIRST_MAP = len(STATE_COLUMNS)
+_FIRST_STAT = _FIRST_MAP + len(MAP_COLUMNS)
 _STAT_SCALE = np.array(
     [
         1.0 if f in ("liquidations", "unfilled") else 1.0 / QUOTE_QUANTUMS_PER_UNIT
@@ -927,6 +939,9 @@ class Simulation:
         row[21:23] = book.depth
         row[23] = book.bought
         row[24] = book.sold
+        if t % LIQUIDATION_MAP_EVERY_TICKS == 0:
+            self.liquidation_map = self._liquidation_map()
+        row[_FIRST_MAP:_FIRST_STAT] = self.liquidation_map
         row[_FIRST_STAT:] = stats.data * _STAT_SCALE
 
     # ---- results ---------------------------------------------------------------------------------
@@ -973,15 +988,10 @@ class Simulation:
                 notional[:, k], sizes[:, k], self.margin_context(k)
             )
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
-        equity = (
-            led.quote[accounts] + led.iso_quote[accounts].sum(axis=1) + value.sum(axis=1)
-        ) * usd
+        equity = self._equity(accounts, value) * usd
         mm_acct = mm.sum(axis=1) * usd
         gross = notional.sum(axis=1) * usd
-        rates = np.empty(sizes.shape)
-        for k, req in enumerate(self.requirements):
-            rates[:, k] = 1.0 + np.minimum(req.max_mm_rate(np.abs(sizes[:, k])), 1.0)
-        exposure = (notional * rates).sum(axis=1) * usd
+        exposure = self._exposure(sizes, notional) * usd
         topup = self.last_topup_tick[accounts]
         with np.errstate(divide="ignore", invalid="ignore"):
             row = {
@@ -1007,6 +1017,46 @@ class Simulation:
         for k, mk in enumerate(self.cfg.markets):
             row[f"notional_{mk.name}"] = value[:, k] * usd
         return row
+
+    def _equity(self, accounts: np.ndarray | slice, value: np.ndarray) -> np.ndarray:
+        """Return accounts' equity in quote quantums (all pools), float64."""
+        led = self.ledger
+        return led.quote[accounts] + led.iso_quote[accounts].sum(axis=1) + value.sum(axis=1)
+
+    def _exposure(self, sizes: np.ndarray, notional: np.ndarray) -> np.ndarray:
+        """Return the quote quantums of headroom a uniform adverse relative move of 1 uses up:
+        the loss on the positions plus the growth of MM (bounded by its largest rate)."""
+        rates = np.empty(sizes.shape)
+        for k, req in enumerate(self.requirements):
+            rates[:, k] = 1.0 + np.minimum(req.max_mm_rate(np.abs(sizes[:, k])), 1.0)
+        return (notional * rates).sum(axis=1)
+
+    def _liquidation_map(self) -> np.ndarray:
+        """Return MAP_COLUMNS per market, (len(MAP_COLUMNS), m): the notional of long and short
+        positions whose account a uniform adverse move of at most each rung would bring to
+        maintenance margin (distance as in ``account_rows``; base requirements)."""
+        led = self.ledger
+        traders = ~led.is_maker
+        sizes = led.size[traders]
+        value = sizes * self.mark_q
+        notional = np.rint(np.abs(value)).astype(np.int64)
+        mm = np.zeros(sizes.shape[0])
+        for k, req in enumerate(self.requirements):
+            mm += req.maintenance(notional[:, k], sizes[:, k], self.margin_context(k))
+        exposure = self._exposure(sizes, notional)
+        head = self._equity(traders, value) - mm
+        distance = np.full(head.shape, np.inf)
+        np.divide(head, exposure, out=distance, where=exposure > 0)
+        rungs = np.asarray(LIQUIDATION_MAP_DISTANCES)
+        # rung j holds the accounts with distance in (rung j-1, rung j]; cumulated below.
+        rung = np.searchsorted(rungs, distance, side="left")
+        out = np.zeros((2, rungs.size, self.m))
+        usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
+        for k in range(self.m):
+            for side, held in enumerate((sizes[:, k] > 0, sizes[:, k] < 0)):
+                sums = np.bincount(rung[held], notional[held, k] * usd, minlength=rungs.size + 1)
+                out[side, :, k] = np.cumsum(sums[: rungs.size])
+        return out.reshape(2 * rungs.size, self.m)
 
     def market_history(self) -> dict[str, np.ndarray]:
         """Return the market table so far as (tick + 1, m) read-only views, one per column."""
@@ -1060,12 +1110,18 @@ class Simulation:
         accounts = np.concatenate([a for _, a in self._onsets]).astype(np.int64)
         return ticks, accounts
 
-    def labelled_accounts(self) -> pd.DataFrame:
-        """Return the sampled account rows with their breach labels per horizon.
+    def labelled_accounts(self, events: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Return the sampled account rows with their breach and loss labels per horizon.
 
         ``label_<H>m`` is 1 when the account enters breach within (t, t + H minutes], 0 when it
         does not, -1 when the run ends before t + H (unknown); ``ticks_to_breach`` counts blocks
-        to the next onset (-1: none in the run).
+        to the next onset (-1: none in the run). ``loss_<H>m`` is the bad debt (quote units)
+        and ``impact_<H>m`` the liquidation impact cost (each liquidation fill's distance from
+        the index the book quotes around, times its size) of the breach episodes that begin
+        within (t, t + H] — from their onset until the account's next onset after t + H, so a
+        liquidation that takes longer than H still counts; 0 when no breach begins within H,
+        NaN when the label is unknown. ``events`` is :meth:`EventLog.to_frame` of this run
+        (computed when not given).
         """
         if not self._samples:
             raise ValueError("history.sample_every_ticks is 0: this run sampled no accounts")
@@ -1074,17 +1130,50 @@ class Simulation:
         )
         onset_tick, onset_account = self.onsets()
         row_tick = frame["tick"].to_numpy()
-        nxt = next_onset(
-            row_tick, frame["account"].to_numpy(), onset_tick, onset_account, self.steps + 2
-        )
+        row_account = frame["account"].to_numpy()
+        span = self.steps + 2
+        nxt = next_onset(row_tick, row_account, onset_tick, onset_account, span)
         horizons = self.cfg.history.horizons_minutes
         ticks = [max(1, round(h * 60_000 / self.cfg.tick_ms)) for h in horizons]
         labels = breach_labels(row_tick, nxt, ticks, self.t)
         frame.insert(1, "time_ms", self._time_ms(row_tick))
+        losses = self._loss_events(self.events.to_frame() if events is None else events)
+        start = np.where(nxt >= 0, nxt, span - 1)
         for j, h in enumerate(horizons):
             frame[f"label_{h:g}m"] = labels[:, j]
+            after = next_onset(row_tick + ticks[j], row_account, onset_tick, onset_account, span)
+            stop = np.where(after >= 0, after, span - 1)
+            known = labels[:, j] >= 0
+            for name, (ev_tick, ev_account, amount) in losses.items():
+                total = episode_sums(
+                    row_tick, row_account, start, stop, ev_tick, ev_account, amount, span
+                )
+                frame[f"{name}_{h:g}m"] = np.where(known, total, np.nan)
         frame["ticks_to_breach"] = np.where(nxt >= 0, nxt - row_tick, -1)
         return frame
+
+    def _loss_events(self, events: pd.DataFrame) -> dict[str, tuple[np.ndarray, ...]]:
+        """Return (tick, account, quote units) of the traders' bad debt and liquidation impact
+        events, for the loss labels."""
+        kind = events["kind"].to_numpy()
+        account = events["account"].to_numpy()
+        traders = account > 0
+        out = {}
+        bad = traders & (kind == int(EventKind.BAD_DEBT))
+        out["loss"] = (
+            events["tick"].to_numpy()[bad],
+            account[bad],
+            -events["amount"].to_numpy()[bad] / QUOTE_QUANTUMS_PER_UNIT,
+        )
+        liq = traders & (kind == int(EventKind.LIQUIDATION))
+        tick = events["tick"].to_numpy()[liq]
+        market = events["market"].to_numpy()[liq].astype(np.int64)
+        reference_q = self.index_path[tick, market] * self.price_scale[market]
+        fill_q = events["price"].to_numpy()[liq]
+        size = np.abs(events["size"].to_numpy()[liq]).astype(np.float64)
+        impact = size * np.abs(fill_q - reference_q) / QUOTE_QUANTUMS_PER_UNIT
+        out["impact"] = (tick, account[liq], impact)
+        return out
 
     def policy_frame(self) -> pd.DataFrame:
         """Return the policy's state per (tick, market): accounts scored, fallback reason

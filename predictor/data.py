@@ -39,6 +39,9 @@ MARKET_COLUMNS = (
     "taker_sell_usd",
     "liquidations",
     "liquidated_notional",
+    "breached",
+    "keeper_capacity",
+    *(f"crowded_{side}_{d}pct" for side in ("long", "short") for d in ("1", "2.5", "5", "10")),
 )
 """Columns of markets.parquet that features read."""
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped whenever a feature is added, removed or changes meaning (model.json records it)."""
 
 RETURN_WINDOWS = (1, 5, 15, 60)
@@ -29,6 +29,15 @@ VOL_WINDOWS = (5, 15, 60)
 FLOW_WINDOWS = (1, 5, 15)
 EWMA_HALF_LIVES = (5, 30, 120)
 MINUTES_PER_YEAR = 365.25 * 24 * 60
+MAP_RUNGS = (0.01, 0.025, 0.05, 0.10)
+"""Rungs of the engine's liquidation map (``crowded_<side>_<d>pct`` market columns)."""
+CROWDING_BAND_SIGMAS = 2.0
+"""An account's own crowding is read at this many sigma x sqrt(H) from the mark."""
+
+
+def _rung(d: float) -> str:
+    return f"{d * 100:g}pct"
+
 
 MARKET_FEATURES = (
     *(f"ret_{w}m" for w in RETURN_WINDOWS),
@@ -55,8 +64,23 @@ MARKET_FEATURES = (
     "congestion",
     "insurance_cover",
     "cross_corr_60m",
+    # What the first-passage law cannot see (see FEATURE_GROUPS).
+    *(f"crowding_{side}_{_rung(d)}" for side in ("long", "short") for d in MAP_RUNGS),
+    "insurance_vs_crowded",
+    "keeper_backlog",
+    "depth_change_5m",
+    "depth_refill_15m",
+    "others_ret_5m",
+    "others_liq_share_5m",
 )
-"""Per-(tick, market) features; an account gets those of its dominant market."""
+"""Per-(tick, market) features; an account gets those of its dominant market.
+
+``crowding_<side>_<d>`` is the notional of the side's positions that a uniform adverse move of
+at most d would bring to maintenance margin (the engine's liquidation map), over the book depth
+that would absorb their liquidations within d (the bids for longs, per 1% times d / 1%).
+``keeper_backlog`` is the accounts in breach over the keepers' capacity per block; depth change
+and refill compare the book with itself 5 minutes ago and with its 15-minute low; ``others_*``
+are the mean move and liquidated share of the other markets (contagion)."""
 
 ACCOUNT_FEATURES = (
     "log_margin_ratio",
@@ -75,11 +99,61 @@ ACCOUNT_FEATURES = (
     *(f"adverse_ret_{w}m" for w in RETURN_WINDOWS[:3]),
     "adverse_flow_5m",
     "adverse_basis",
+    "adverse_flow_1m",
+    "adverse_flow_15m",
+    "adverse_others_ret_5m",
+    "crowding_own_band",
+    *(f"crowding_own_{_rung(d)}" for d in MAP_RUNGS),
 )
-"""Per-account-row features; distance_sigmas_* depend on the horizon."""
+"""Per-account-row features; distance_sigmas_* and crowding_own_band depend on the horizon.
+
+``crowding_own_<d>`` is the crowding of the account's own side (its dominant market's longs for
+a long); ``crowding_own_band`` the same read at CROWDING_BAND_SIGMAS x sigma x sqrt(H), linear
+between the map's rungs."""
 
 FEATURES = ACCOUNT_FEATURES + MARKET_FEATURES
 """The model's input columns, in order."""
+
+FIRST_PASSAGE_FEATURES = (
+    "log_margin_ratio",
+    "log_margin_ratio_slope",
+    "leverage",
+    "distance_to_liquidation",
+    *(f"distance_sigmas_{h}m" for h in EWMA_HALF_LIVES),
+    *(f"rv_{w}m" for w in VOL_WINDOWS),
+    *(f"parkinson_{w}m" for w in VOL_WINDOWS),
+    *(f"ewma_sigma_{h}m" for h in EWMA_HALF_LIVES),
+    "vol_of_vol_60m",
+    "direction",
+)
+"""What the closed-form first-passage law sees: the distance to liquidation and volatility."""
+BEYOND_FIRST_PASSAGE_FEATURES = (
+    *(f"crowding_{side}_{_rung(d)}" for side in ("long", "short") for d in MAP_RUNGS),
+    "insurance_vs_crowded",
+    "keeper_backlog",
+    "depth_change_5m",
+    "depth_refill_15m",
+    "others_ret_5m",
+    "others_liq_share_5m",
+    "adverse_flow_1m",
+    "adverse_flow_5m",
+    "adverse_flow_15m",
+    "adverse_others_ret_5m",
+    "crowding_own_band",
+    *(f"crowding_own_{_rung(d)}" for d in MAP_RUNGS),
+)
+"""What it cannot see: crowding of liquidation prices against the book, keeper backlog, depth
+leaving and refilling, contagion from the other markets, taker flow against the account's side,
+the insurance fund against the crowded notional."""
+FEATURE_GROUPS = {
+    "first_passage": FIRST_PASSAGE_FEATURES,
+    "beyond_first_passage": BEYOND_FIRST_PASSAGE_FEATURES,
+    "other": tuple(
+        f for f in FEATURES if f not in FIRST_PASSAGE_FEATURES + BEYOND_FIRST_PASSAGE_FEATURES
+    ),
+}
+"""Features grouped for permutation importance: how much of the forecast the analytic law's
+inputs explain, and how much the rest."""
 
 
 def window_ticks(minutes: float, tick_ms: int) -> int:
@@ -266,9 +340,46 @@ class MarketFeatureStream:
         feats["congestion"] = np.asarray(arrays["congestion"], np.float64)
         feats["insurance_cover"] = _ratio(arrays["insurance_fund"], oi)
         feats["cross_corr_60m"] = self._cross_correlation(k, m, w60)
+        self._beyond_first_passage(arrays, feats, depth_full, k, m)
         self._commit_sums()
         self.n += k
         return np.stack([feats[f] for f in MARKET_FEATURES], axis=-1)
+
+    def _beyond_first_passage(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        feats: dict[str, np.ndarray],
+        depth_full: np.ndarray,
+        k: int,
+        m: int,
+    ) -> None:
+        """Add crowding, keeper backlog, depth dynamics and contagion to ``feats``."""
+        tick_ms = self.tick_ms
+        for side, book in (("long", "bid_depth"), ("short", "ask_depth")):
+            depth = np.asarray(arrays[book], np.float64)
+            for d in MAP_RUNGS:
+                crowded = arrays[f"crowded_{side}_{_rung(d)}"]
+                feats[f"crowding_{side}_{_rung(d)}"] = _ratio(crowded, depth * (d / 0.01))
+        crowded_5 = arrays["crowded_long_5pct"] + arrays["crowded_short_5pct"]
+        feats["insurance_vs_crowded"] = _ratio(arrays["insurance_fund"], crowded_5)
+        feats["keeper_backlog"] = _ratio(arrays["breached"], arrays["keeper_capacity"])
+        log_depth = np.log1p(depth_full)  # the kept tail plus the new rows
+        base = max(0, self.n - self.keep)
+        now = log_depth[self._rows(k, 0, base)]
+        feats["depth_change_5m"] = now - log_depth[self._rows(k, window_ticks(5, tick_ms), base)]
+        low = self._extreme(depth_full, k, window_ticks(15, tick_ms), np.min)
+        feats["depth_refill_15m"] = _ratio(depth_full[self._rows(k, 0, base)], low) - 1.0
+        if m < 2:
+            feats["others_ret_5m"] = np.full((k, m), np.nan)
+            feats["others_liq_share_5m"] = np.full((k, m), np.nan)
+            return
+        ret = feats["ret_5m"]
+        feats["others_ret_5m"] = (ret.sum(axis=1, keepdims=True) - ret) / (m - 1)
+        liq = self._sum("liq_usd", window_ticks(5, tick_ms))
+        oi = np.asarray(arrays["oi_notional"], np.float64)
+        feats["others_liq_share_5m"] = _ratio(
+            liq.sum(axis=1, keepdims=True) - liq, oi.sum(axis=1, keepdims=True) - oi
+        )
 
     def _cross_correlation(self, k: int, m: int, w: int) -> np.ndarray:
         """Return the trailing correlation of each market's returns with the mean return of the
@@ -284,6 +395,23 @@ class MarketFeatureStream:
         out = np.full((k, m), np.nan)
         np.divide(cov, den, out=out, where=den > 1e-30)
         return np.clip(out, -1.0, 1.0)
+
+
+def _crowding_at(own: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Return crowding read at distance ``band`` from the map's rungs (rows, rungs): the
+    crowded notional interpolated linearly in distance (0 at 0, flat past the last rung), over
+    the depth within ``band``."""
+    rungs = np.asarray(MAP_RUNGS)
+    # crowding_d = crowded_d / (depth x d / 1%): back to crowded notional per unit of depth.
+    crowded = own * (rungs / 0.01)
+    xs = np.concatenate([[0.0], rungs])
+    b = np.clip(np.asarray(band, np.float64), 0.0, rungs[-1])
+    j = np.clip(np.searchsorted(rungs, b, side="left"), 0, rungs.size - 1)
+    lo = np.where(j > 0, crowded[np.arange(len(b)), np.maximum(j - 1, 0)], 0.0)
+    hi = crowded[np.arange(len(b)), j]
+    w = (b - xs[j]) / (xs[j + 1] - xs[j])
+    at = lo + w * (hi - lo)
+    return _ratio(at, np.maximum(b, 1e-4) / 0.01)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -446,7 +574,26 @@ def features_of_rows(
             "direction": direction,
             "adverse_flow_5m": -direction * mkt[:, col["flow_imbalance_5m"]],
             "adverse_basis": -direction * mkt[:, col["basis"]],
+            "adverse_flow_1m": -direction * mkt[:, col["flow_imbalance_1m"]],
+            "adverse_flow_15m": -direction * mkt[:, col["flow_imbalance_15m"]],
+            "adverse_others_ret_5m": -direction * mkt[:, col["others_ret_5m"]],
         }
+        # Own side's crowding: longs are liquidated into the bids, shorts into the asks.
+        long = direction >= 0
+        own = np.column_stack(
+            [
+                np.where(
+                    long,
+                    mkt[:, col[f"crowding_long_{_rung(d)}"]],
+                    mkt[:, col[f"crowding_short_{_rung(d)}"]],
+                )
+                for d in MAP_RUNGS
+            ]
+        )
+        for j, d in enumerate(MAP_RUNGS):
+            feats[f"crowding_own_{_rung(d)}"] = own[:, j]
+        band = CROWDING_BAND_SIGMAS * mkt[:, col["ewma_sigma_30m"]] * np.sqrt(horizon_minutes)
+        feats["crowding_own_band"] = _crowding_at(own, band)
         for h in EWMA_HALF_LIVES:
             sigma_h = mkt[:, col[f"ewma_sigma_{h}m"]] * np.sqrt(horizon_minutes)
             feats[f"distance_sigmas_{h}m"] = _ratio(dist, sigma_h)

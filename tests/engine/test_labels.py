@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.config import resolve
-from engine.labels import breach_labels, next_onset
-from engine.sim import Simulation
+from engine.events import EventKind
+from engine.labels import breach_labels, episode_sums, next_onset
+from engine.sim import LIQUIDATION_MAP_DISTANCES, Simulation
 
 
 def test_next_onset_and_labels_by_hand():
@@ -112,3 +114,68 @@ def test_rows_at_t_do_not_depend_on_anything_after_t():
         .reset_index(drop=True)
         .equals(fc[fc["tick"] > 120][feature_cols].reset_index(drop=True))
     )
+
+
+def test_episode_sums_by_hand():
+    # account 1 loses 2 at tick 6 and 3 at tick 12; account 2 loses 5 at tick 4.
+    ev_tick = np.array([6, 12, 4])
+    ev_account = np.array([1, 1, 2])
+    amount = np.array([2.0, 3.0, 5.0])
+    row_tick = np.array([0, 0, 0, 0])
+    row_account = np.array([1, 1, 2, 2])
+    start = np.array([5, 5, 4, 9])
+    stop = np.array([10, 13, 20, 9])  # the last row's episode is empty
+    got = episode_sums(row_tick, row_account, start, stop, ev_tick, ev_account, amount, 100)
+    assert got.tolist() == [2.0, 5.0, 5.0, 0.0]
+
+
+def test_loss_labels_sum_the_episodes_that_begin_within_the_horizon():
+    sim = Simulation(cascade())
+    sim.run()
+    events = sim.events.to_frame()
+    frame = sim.labelled_accounts(events)
+    bad = events[(events["kind"] == int(EventKind.BAD_DEBT)) & (events["account"] > 0)]
+    assert len(bad) > 20
+    onset_tick, onset_account = sim.onsets()
+    h = 20  # 5 minutes of 15-second blocks
+    # No breach within H, no loss; an unknown label, an unknown loss.
+    y = frame["label_5m"].to_numpy()
+    loss = frame["loss_5m"].to_numpy()
+    assert (loss[y == 0] == 0).all() and np.isnan(loss[y == -1]).all()
+    impact = frame["impact_5m"].to_numpy()
+    assert (impact[y == 0] == 0).all() and (impact[y == 1] > 0).sum() > 50
+    # Against a slow recount for the rows of accounts that left bad debt.
+    rows = frame[frame["account"].isin(bad["account"]) & (y >= 0)].head(400)
+    for _, r in rows.iterrows():
+        a, t = int(r["account"]), int(r["tick"])
+        mine = np.sort(onset_tick[onset_account == a])
+        first = mine[mine > t]
+        if first.size == 0 or first[0] > t + h:
+            assert r["loss_5m"] == 0
+            continue
+        later = mine[mine > t + h]
+        stop = later[0] if later.size else sim.steps + 1
+        hits = bad[(bad["account"] == a) & (bad["tick"] >= first[0]) & (bad["tick"] < stop)]
+        assert r["loss_5m"] == pytest.approx(-hits["amount"].sum() / 1e6, rel=1e-12, abs=1e-9)
+
+
+def test_liquidation_map_counts_the_notional_near_its_liquidation_price():
+    cfg = cascade()
+    sim = Simulation(cfg)
+    sim.run()
+    markets = sim.market_frame()
+    frame = sim.labelled_accounts()
+    for tick in (0, 100, 124, 200):  # multiples of both the map's and the sampling's period
+        rows = frame[frame["tick"] == tick]
+        at = markets[markets["tick"] == tick].iloc[0]
+        dist = rows["distance_to_liquidation"].to_numpy()
+        held = rows["notional_BTC"].to_numpy()
+        previous = 0.0
+        for d in LIQUIDATION_MAP_DISTANCES:
+            name = f"{d * 100:g}pct"
+            near = dist <= d
+            assert at[f"crowded_long_{name}"] == pytest.approx(held[near & (held > 0)].sum())
+            assert at[f"crowded_short_{name}"] == pytest.approx(-held[near & (held < 0)].sum())
+            assert at[f"crowded_long_{name}"] >= previous
+            previous = at[f"crowded_long_{name}"]
+        assert previous <= at["oi_notional"] + 1e-6
