@@ -597,6 +597,15 @@ class PolicyConfig:
       reactive (static, knob 1) policy and the fallback is counted. Accounts without a
       position or already in breach are not scored and get no early action (the reactive path
       handles a breach); an account with a top-up pending gets no margin call.
+
+    With ``allocation = "budget"`` the predictive policy instead spends a budget of knob actions
+    per forecast (every ``cadence_ticks`` blocks; knob a whole number): the forecaster returns
+    each scored account's breach probability and expected bad debt within H, and the accounts
+    whose best action avoids the most expected loss per unit of its cost get it — a margin call
+    (avoids the expected loss if answered; costs the deposit back to the traders' top-up target)
+    or a de-risk of ``derisk_fraction`` (avoids that fraction of it; costs the fill's spread,
+    square-root impact and taker fee). No add-ons or gating: every lever it pulls is one of the
+    budget's actions.
     """
 
     name: Literal["static", "vol_scaled", "oi_scaled", "predictive"] = "static"
@@ -619,6 +628,8 @@ class PolicyConfig:
     forecast_timeout_s: float = 0.0
     """A forecast that takes longer is discarded as a fallback (0: no limit; with a limit, the
     outputs of a run depend on the machine's speed)."""
+    allocation: Literal["threshold", "budget"] = "threshold"
+    """How the predictive policy turns forecasts into actions (see above)."""
     act_on_breached: bool = False
     """Score and act on accounts already in breach too (the ``breached_only`` control arm of
     an evaluation: what the predictive mechanics buy as reactive extras). By default an account
@@ -637,6 +648,17 @@ class PolicyConfig:
             self.name != "static" or self.knob >= 1,
             "knob",
             f"must be >= 1 for the static policy (requirements never fall below the venue's), "
+            f"was {self.knob}",
+        )
+        _require(
+            self.allocation in ("threshold", "budget"),
+            "allocation",
+            f"must be 'threshold' or 'budget', was {self.allocation!r}",
+        )
+        _require(
+            self.allocation != "budget" or self.knob == int(self.knob),
+            "knob",
+            f"must be a whole number of actions per forecast with the budget allocation, "
             f"was {self.knob}",
         )
         for name in ("margin_period_ticks", "cadence_ticks"):

@@ -57,6 +57,15 @@ class Forecaster(Protocol):
         ...
 
 
+class LossForecaster(Forecaster, Protocol):
+    """A forecaster that also forecasts what a breach would cost (the budget allocation)."""
+
+    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return (P(breach within H), expected bad debt within H in quote units), each
+        float (rows,)."""
+        ...
+
+
 class ForecasterSchemaError(ValueError):
     """Raised by a forecaster whose features do not match its model's feature schema."""
 
@@ -104,6 +113,17 @@ CAPITAL_EVERY_TICKS = 20
 every account, so not every block)."""
 
 
+def validate_losses(loss: object, rows: int) -> Fallback:
+    """Return why ``loss`` is not a usable expected-loss answer (NONE when it is)."""
+    if not isinstance(loss, np.ndarray) or loss.shape != (rows,) or loss.dtype.kind not in "fiu":
+        return Fallback.BAD_SHAPE
+    if not np.isfinite(loss).all():
+        return Fallback.NOT_FINITE
+    if rows and loss.min() < 0.0:
+        return Fallback.OUT_OF_RANGE
+    return Fallback.NONE
+
+
 def validate_probabilities(p: object, rows: int) -> Fallback:
     """Return why ``p`` is not a usable answer for ``rows`` accounts (NONE when it is)."""
     if not isinstance(p, np.ndarray) or p.shape != (rows,) or p.dtype.kind not in "fiu":
@@ -121,6 +141,12 @@ class Policy:
     def __init__(self, cfg: PolicyConfig, sim: Simulation, forecaster: Forecaster | None):
         if cfg.name == "predictive" and forecaster is None:
             raise ValueError("the predictive policy needs a forecaster")
+        self.budget = cfg.name == "predictive" and cfg.allocation == "budget"
+        if self.budget and not hasattr(forecaster, "predict_breach_and_loss"):
+            raise ValueError(
+                "the budget allocation needs a forecaster of losses as well as breaches "
+                f"({type(forecaster).__name__} forecasts breaches only)"
+            )
         self.cfg = cfg
         self.forecaster = forecaster
         m = sim.m
@@ -230,14 +256,17 @@ class Policy:
             accounts = {k: v[keep] for k, v in accounts.items()}
         self.last_scored[rows] = sim.t
         self.scored_rows = rows
-        reason, p = self._forecast(sim, rows, accounts)
+        reason, p, loss = self._forecast(sim, rows, accounts)
         warned = 0
         previous = self.account_factor
         assert previous is not None
         factor = np.ones_like(previous)
         self.gated[:] = False
         self.derisk_rows = np.empty(0, np.int64)
-        if reason == Fallback.NONE and rows.size:
+        if self.budget:
+            if reason == Fallback.NONE and rows.size:
+                warned = self._spend_budget(sim, rows, accounts, loss)
+        elif reason == Fallback.NONE and rows.size:
             score = cfg.knob * p
             factor[rows] = 1.0 + np.minimum(score, cfg.addon_cap)
             self._gate(sim, rows, score)
@@ -284,12 +313,61 @@ class Policy:
         safe = sim.safe_move[traders] - np.float32(sim.current_drift())
         return traders[safe <= move]
 
+    def _spend_budget(
+        self, sim: Simulation, rows: np.ndarray, accounts: Mapping[str, np.ndarray], loss
+    ) -> int:
+        """Give this forecast's knob actions to the accounts whose best action avoids the most
+        expected loss per unit of cost; return the margin calls sent."""
+        cfg = self.cfg
+        budget = int(cfg.knob)
+        if budget == 0:
+            return 0
+        # A margin call: answered with the traders' top-up probability q, it avoids the
+        # expected loss and costs the deposit back to the top-up target: per unit, loss / deposit
+        # (q cancels). Accounts with a top-up pending or within the cooldown cannot be called.
+        traders = sim.cfg.traders
+        deposit = np.maximum(
+            traders.topup_target_ratio * np.asarray(accounts["maintenance_margin"])
+            - np.asarray(accounts["equity"]),
+            0.0,
+        )
+        callable_ = (
+            (traders.topup_probability > 0)
+            & (sim.t - self.last_warned[rows] >= cfg.warn_cooldown_ticks)
+            & ~sim.topup_pending[rows]
+            & (deposit > 0)
+        )
+        call_value = np.zeros(rows.size)
+        np.divide(loss, deposit, out=call_value, where=callable_)
+        # A de-risk of fraction f: avoids about f of the expected loss and pays, per market,
+        # the half spread, the square-root impact of f x notional and the taker fee.
+        f = cfg.derisk_fraction
+        notional = np.abs(sim.ledger.size[rows] * sim.mark_q) / 1e6  # (r, m) quote units
+        side = np.maximum(sim.book.depth.mean(axis=0), 1.0)  # per 1% per side, (m,)
+        fee = np.array([mk.taker_fee for mk in sim.cfg.markets])
+        slip = sim.book.half_spread + (2.0 / 3.0) * 0.01 * np.sqrt(f * notional / side) + fee
+        cost = (f * notional * slip).sum(axis=1)
+        derisk_value = np.zeros(rows.size)
+        np.divide(f * loss, cost, out=derisk_value, where=cost > 0)
+        value = np.maximum(call_value, derisk_value)
+        ranked = np.argsort(-value, kind="stable")
+        chosen = ranked[: min(budget, int((value > 0).sum()))]
+        call = chosen[call_value[chosen] >= derisk_value[chosen]]
+        derisk = chosen[call_value[chosen] < derisk_value[chosen]]
+        self.derisk_rows = rows[derisk]  # in the order ranked: most value first
+        due = rows[call]
+        self.last_warned[due] = sim.t
+        sim.margin_call(due)
+        return int(due.size)
+
     def _forecast(
         self, sim: Simulation, rows: np.ndarray, accounts: Mapping[str, np.ndarray]
-    ) -> tuple[Fallback, np.ndarray]:
+    ) -> tuple[Fallback, np.ndarray, np.ndarray]:
         """Ask the forecaster about ``rows`` (whose sampled columns are ``accounts``); return
-        (fallback reason, probabilities)."""
+        (fallback reason, probabilities, expected losses — empty unless the budget allocation
+        asked for them)."""
         assert self.forecaster is not None
+        none = np.empty(0)
         request = ForecastRequest(
             tick=sim.t,
             tick_ms=sim.cfg.tick_ms,
@@ -298,21 +376,30 @@ class Policy:
             accounts=accounts,
         )
         started = time.perf_counter()
+        loss: object = none
         try:
-            p = self.forecaster.predict_breach(request)
+            if self.budget:
+                p, loss = self.forecaster.predict_breach_and_loss(request)  # type: ignore[attr-defined]
+            else:
+                p = self.forecaster.predict_breach(request)
         except ForecasterSchemaError as e:
-            return self._fallback(sim, Fallback.SCHEMA, e), np.empty(0)
+            return self._fallback(sim, Fallback.SCHEMA, e), none, none
         except TimeoutError as e:
-            return self._fallback(sim, Fallback.TIMEOUT, e), np.empty(0)
+            return self._fallback(sim, Fallback.TIMEOUT, e), none, none
         except Exception as e:  # any failure of a forecaster is a fallback, never a crash
-            return self._fallback(sim, Fallback.EXCEPTION, e), np.empty(0)
+            return self._fallback(sim, Fallback.EXCEPTION, e), none, none
         limit = self.cfg.forecast_timeout_s
         if limit > 0 and time.perf_counter() - started > limit:
-            return self._fallback(sim, Fallback.TIMEOUT, f"answer took over {limit} s"), p
+            return self._fallback(sim, Fallback.TIMEOUT, f"answer took over {limit} s"), none, none
         reason = validate_probabilities(p, rows.size)
         if reason != Fallback.NONE:
-            return self._fallback(sim, reason, "unusable probabilities"), np.empty(0)
-        return Fallback.NONE, np.asarray(p, np.float64)
+            return self._fallback(sim, reason, "unusable probabilities"), none, none
+        if self.budget:
+            reason = validate_losses(loss, rows.size)
+            if reason != Fallback.NONE:
+                return self._fallback(sim, reason, "unusable expected losses"), none, none
+            loss = np.asarray(loss, np.float64)
+        return Fallback.NONE, np.asarray(p, np.float64), loss  # type: ignore[return-value]
 
     def _fallback(self, sim: Simulation, reason: Fallback, detail: object) -> Fallback:
         if self.fallbacks[reason] == 0:
@@ -440,24 +527,40 @@ class OracleForecaster:
     same config and seed (``foresee="loss"``), or their breach onset (``"breach"``) — else 0:
     the upper bound of what a forecast could give the predictive policy."""
 
-    def __init__(self, event_ticks: np.ndarray, event_accounts: np.ndarray, horizon_ticks: int):
+    def __init__(
+        self,
+        event_ticks: np.ndarray,
+        event_accounts: np.ndarray,
+        horizon_ticks: int,
+        event_amounts: np.ndarray | None = None,
+    ):
         order = np.lexsort((event_ticks, event_accounts))
         self.accounts = event_accounts[order]
         self.ticks = event_ticks[order]
         self.horizon_ticks = horizon_ticks
+        amounts = np.ones(order.size) if event_amounts is None else event_amounts[order]
+        self.total = np.concatenate([[0.0], np.cumsum(amounts)])
+        """Running sum of the events' amounts in (account, tick) order."""
 
-    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+    def _window(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (accounts, positions of their first event after t, of their first after
+        t + H) in the sorted events."""
         acct = np.asarray(request.accounts["account"], np.int64)
         t = request.tick
-        if self.ticks.size == 0:
-            return np.zeros(acct.size)
-        # The first event of each account after t: events sorted by (account, tick).
-        span = int(self.ticks.max()) + 2
+        span = max(int(self.ticks.max(initial=0)), t) + self.horizon_ticks + 2
         keys = self.accounts * span + self.ticks
-        pos = np.minimum(np.searchsorted(keys, acct * span + t, side="right"), keys.size - 1)
-        hit = (self.accounts[pos] == acct) & (self.ticks[pos] > t)
-        hit &= self.ticks[pos] <= t + self.horizon_ticks
-        return hit.astype(np.float64)
+        lo = np.searchsorted(keys, acct * span + t, side="right")
+        hi = np.searchsorted(keys, acct * span + t + self.horizon_ticks, side="right")
+        return acct, lo, hi
+
+    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
+        _, lo, hi = self._window(request)
+        return (hi > lo).astype(np.float64)
+
+    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return (1 where an event is foreseen within H, the foreseen amounts within H)."""
+        _, lo, hi = self._window(request)
+        return (hi > lo).astype(np.float64), self.total[hi] - self.total[lo]
 
 
 class BreachedOnlyForecaster:
@@ -467,6 +570,13 @@ class BreachedOnlyForecaster:
 
     def predict_breach(self, request: ForecastRequest) -> np.ndarray:
         return base_breach(request.accounts).astype(np.float64)
+
+    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return (1 for breached accounts, their shortfall below maintenance margin)."""
+        accounts = request.accounts
+        p = self.predict_breach(request)
+        shortfall = np.asarray(accounts["maintenance_margin"]) - np.asarray(accounts["equity"])
+        return p, p * np.maximum(shortfall, 0.0)
 
 
 class RandomRankingForecaster:
@@ -483,6 +593,17 @@ class RandomRankingForecaster:
         if validate_probabilities(p, len(request.accounts["account"])) != Fallback.NONE:
             return p  # let the policy see the inner forecaster's failure as it is
         return self.draws.block(Purpose.RANDOM_RANKING, request.tick).permutation(p)
+
+    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return the inner forecast's (p, loss) pairs shuffled together among the accounts."""
+        p, loss = self.inner.predict_breach_and_loss(request)  # type: ignore[attr-defined]
+        rows = len(request.accounts["account"])
+        if validate_probabilities(p, rows) != Fallback.NONE:
+            return p, loss
+        if validate_losses(loss, rows) != Fallback.NONE:
+            return p, loss
+        order = self.draws.block(Purpose.RANDOM_RANKING, request.tick).permutation(rows)
+        return p[order], loss[order]
 
 
 def oracle_forecaster(
@@ -502,6 +623,7 @@ def oracle_forecaster(
     )
     sim = Simulation(reactive, index_path=index_path)
     sim.run()
+    amounts = None
     if foresee == "breach":
         ticks, accounts = sim.onsets()
     else:
@@ -509,5 +631,6 @@ def oracle_forecaster(
         loss = events[(events["kind"] == int(EventKind.BAD_DEBT)) & (events["account"] > 0)]
         ticks = loss["tick"].to_numpy(np.int64)
         accounts = loss["account"].to_numpy(np.int64)
+        amounts = -loss["amount"].to_numpy(np.float64) / 1e6  # bad debt, quote units
     horizon_ticks = max(1, round(horizon_minutes * 60_000 / sim_cfg.tick_ms))
-    return OracleForecaster(ticks, accounts, horizon_ticks)
+    return OracleForecaster(ticks, accounts, horizon_ticks, amounts)

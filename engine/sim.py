@@ -83,7 +83,9 @@ LIQUIDATION_MAP_EVERY_TICKS = 4
 """Blocks between measurements of the liquidation map (a pass over every account), carried
 between measurements."""
 MAP_COLUMNS = tuple(
-    f"crowded_{side}_{d * 100:g}pct" for side in ("long", "short") for d in LIQUIDATION_MAP_DISTANCES
+    f"crowded_{side}_{d * 100:g}pct"
+    for side in ("long", "short")
+    for d in LIQUIDATION_MAP_DISTANCES
 )
 """Notional (quote units) of each market's long / short positions held by accounts that a
 uniform adverse move of at most d would bring to maintenance margin (those already in breach
@@ -1158,7 +1160,7 @@ class Simulation:
         kind = events["kind"].to_numpy()
         account = events["account"].to_numpy()
         traders = account > 0
-        out = {}
+        out: dict[str, tuple[np.ndarray, ...]] = {}
         bad = traders & (kind == int(EventKind.BAD_DEBT))
         out["loss"] = (
             events["tick"].to_numpy()[bad],

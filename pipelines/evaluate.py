@@ -32,19 +32,22 @@ DEFAULT_KNOBS: dict[str, tuple[float, ...]] = {
     "static": (1.0, 1.1, 1.25, 1.5),
     "vol_scaled": (2.0, 3.0, 4.0, 6.0),
     "oi_scaled": (1.0, 4.0),
-    "analytic": (0.5, 1.0, 2.0, 4.0),
-    "predictive": (0.0, 0.5, 1.0, 2.0, 4.0),
-    "breached_only": (0.5, 1.0, 2.0, 4.0),
-    "random": (0.5, 1.0, 2.0, 4.0),
-    "oracle": (0.5, 1.0, 2.0, 4.0),
+    "analytic": (10.0, 30.0, 100.0, 300.0),
+    "predictive": (0.0, 10.0, 30.0, 100.0, 300.0),
+    "breached_only": (10.0, 30.0, 100.0, 300.0),
+    "random": (10.0, 30.0, 100.0, 300.0),
+    "oracle": (10.0, 30.0, 100.0, 300.0),
 }
-"""Knob sweeps per policy. Every forecast-driven arm runs the predictive mechanics; predictive
-at knob 0 forecasts but does nothing — the reactive venue — which anchors the low-cost end of
-its frontier."""
-REFERENCE_KNOB = {"static": 1.0, "vol_scaled": 3.0, "oi_scaled": 1.0, "analytic": 1.0}
+"""Knob sweeps per policy. Every forecast-driven arm runs the predictive policy's budget
+allocation (``policy.allocation = "budget"``): its knob is the number of actions — margin calls
+or de-risks — per forecast, given to the accounts whose expected loss avoided per unit of cost
+is highest. Predictive at knob 0 forecasts but does nothing — the reactive venue — which
+anchors the low-cost end of its frontier."""
+ALLOCATION = "budget"
+REFERENCE_KNOB = {"static": 1.0, "vol_scaled": 3.0, "oi_scaled": 1.0, "analytic": 30.0}
 """Each baseline's reference setting: the venue's own tiers, z = 3, dYdX-like OI scaling, and
-the predictive mechanics at knob 1 fed by the first-passage probability."""
-PREDICTIVE_REFERENCE_KNOB = 1.0
+30 actions per forecast ranked by the first-passage probability times the analytic loss."""
+PREDICTIVE_REFERENCE_KNOB = 30.0
 BASELINES = tuple(REFERENCE_KNOB)
 CONTROLS = ("breached_only", "random", "oracle")
 """Control arms, each the predictive mechanics fed by: p = 1 for accounts already in breach
@@ -116,6 +119,7 @@ def policy_config(cfg: SimConfig, policy: str, knob: float, horizon: float) -> S
         knob=knob,
         horizon_minutes=horizon,
         act_on_breached=policy == "breached_only",
+        allocation=ALLOCATION if policy in FORECAST_POLICIES else cfg.policy.allocation,
     )
     return dataclasses.replace(
         cfg, policy=chosen, history=dataclasses.replace(cfg.history, sample_every_ticks=0)
@@ -250,7 +254,7 @@ def run_path(
     model = next((r.source.model for r in runs if r.source.model is not None), None)
     score = model is not None and runs[0].role == "eval"
     rows, breachers = [], None
-    loss_events: tuple[np.ndarray, np.ndarray] | None = None
+    loss_events: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     forecasts: dict[str, np.ndarray] = {}
     series: dict[str, pd.DataFrame] = {}
     for run in ordered:
@@ -265,7 +269,8 @@ def run_path(
             if loss_events is None:
                 raise EvaluationError("the oracle arm needs the path's reactive run (static 1)")
             horizon_ticks = max(1, round(cfg.policy.horizon_minutes * 60_000 / cfg.tick_ms))
-            forecaster = OracleForecaster(*loss_events, horizon_ticks)
+            ticks, accounts, amounts = loss_events
+            forecaster = OracleForecaster(ticks, accounts, horizon_ticks, amounts)
         else:
             forecaster = run.source.build(cfg)
         sim = Simulation(cfg, forecaster=forecaster)
@@ -274,7 +279,11 @@ def run_path(
             breachers = np.unique(sim.onsets()[1])
             events = sim.events.to_frame()
             loss = events[(events["kind"] == int(EventKind.BAD_DEBT)) & (events["account"] > 0)]
-            loss_events = (loss["tick"].to_numpy(np.int64), loss["account"].to_numpy(np.int64))
+            loss_events = (
+                loss["tick"].to_numpy(np.int64),
+                loss["account"].to_numpy(np.int64),
+                -loss["amount"].to_numpy(np.float64) / 1e6,  # bad debt, quote units
+            )
             if score:
                 forecasts = score_history(sim, model, run.seed, fraction)
         outcome = run_outcomes(sim, breachers)
@@ -316,7 +325,7 @@ def score_history(
 ) -> dict[str, np.ndarray]:
     """Return labels and the model's and the analytic forecasts on a ``fraction`` of the
     accounts of a finished reactive run (rows whose horizon runs past the end are left out)."""
-    from predictor.baselines import first_passage_probability
+    from predictor.baselines import first_passage_probability, liquidation_shortfall
     from predictor.features import FEATURES, account_features, market_arrays, market_features
 
     horizon = float(model.horizon_minutes)
@@ -349,12 +358,18 @@ def score_history(
     acted = (rows["notional"].to_numpy() > 0) & ~rows["breached_now"].to_numpy(bool)
     if band > 0:
         acted &= distance <= band * sigma * np.sqrt(horizon)
-    return {
+    p_model = model.predict_proba(X)
+    out = {
         "y": y[keep].astype(np.int8),
-        "model": model.predict_proba(X).astype(np.float32),
+        "model": p_model.astype(np.float32),
         "analytic": analytic.astype(np.float32),
         "acted": acted,
+        "loss": accounts[f"loss_{horizon:g}m"].to_numpy()[keep],
+        "analytic_loss": analytic * liquidation_shortfall(X),
     }
+    if model.has_heads:
+        out["model_loss"] = p_model * model.predict_severity(X)
+    return out
 
 
 def forecast_quality(
@@ -373,13 +388,14 @@ def forecast_quality(
     def score(chosen: list[tuple[dict[str, np.ndarray], np.ndarray]]) -> dict[str, Any]:
         from sklearn.metrics import average_precision_score, brier_score_loss
 
-        from predictor.metrics import expected_calibration_error
+        from predictor.metrics import expected_calibration_error, loss_metrics
 
         y = np.concatenate([part["y"][sel] for part, sel in chosen])
         out: dict[str, Any] = {"rows": int(y.size)}
         if y.size == 0:
             return out
         out["prevalence"] = float(y.mean())
+        realised = np.concatenate([part["loss"][sel] for part, sel in chosen])
         for name in ("model", "analytic"):
             p = np.concatenate([part[name][sel] for part, sel in chosen]).astype(np.float64)
             out[name] = {
@@ -388,6 +404,9 @@ def forecast_quality(
                 "ece": expected_calibration_error(y, p),
                 "reliability": reliability(y, p),
             }
+            if all(f"{name}_loss" in part for part, _ in chosen):
+                loss = np.concatenate([part[f"{name}_loss"][sel] for part, sel in chosen])
+                out[name].update(loss_metrics(loss, realised, y))
         return out
 
     families = sorted({scenario for scenario, _ in kept})
@@ -510,7 +529,7 @@ def frontier(results: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
 
 
 def reference_knob(policy: str) -> float:
-    """Return a policy's reference setting (every forecast-driven arm: knob 1)."""
+    """Return a policy's reference setting (every forecast-driven arm: 30 actions a forecast)."""
     return REFERENCE_KNOB.get(policy, PREDICTIVE_REFERENCE_KNOB)
 
 

@@ -37,7 +37,22 @@ def format_evaluation(title: str, ev: Evaluation) -> str:
             v = m[key]
             cells.append(f"{v:>{w}.1f}" if key == "pr_auc_lift" else f"{v:>{w}.4f}")
         lines.append("  ".join(cells))
+    lines.append(loss_line(ev))
     return "\n".join(lines)
+
+
+def loss_line(ev: Evaluation) -> str:
+    """Return one line on the expected-loss forecasts: rank correlation with the bad debt
+    that followed on breach rows, and the share of it in the top 10% of rows."""
+    parts = []
+    for name in ("model", "analytic"):
+        m = ev.metrics[name]
+        parts.append(
+            f"{name} Spearman {m['loss_spearman']:.3f}, top 10% of rows hold "
+            f"{m['loss_capture_10']:.1%} (of breach rows: {m['loss_capture_10_positive']:.1%})"
+        )
+    realised = ev.metrics["model"]["realised_loss"]
+    return f"expected bad debt (realised {realised:,.0f}): " + "; ".join(parts)
 
 
 def format_result(result: TrainResult) -> str:

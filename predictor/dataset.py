@@ -33,6 +33,8 @@ class Rows:
     account: np.ndarray  # int64 (n,)
     onset: np.ndarray  # int64 (n,): tick of the breach a positive row precedes, -1 otherwise
     minutes_per_tick: np.ndarray  # float64 (n,)
+    loss: np.ndarray  # float64 (n,): bad debt of the breach episodes beginning within H (quote)
+    impact: np.ndarray  # float64 (n,): their liquidation impact cost (quote units)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -76,7 +78,10 @@ def build_path(
     names = part.markets
     notional_cols = [f"notional_{n}" for n in names]
     markets = part.read("markets", [*MARKET_COLUMNS, "sigma_annual"])
-    accounts = part.read("accounts", [*ACCOUNT_COLUMNS, *notional_cols, label])
+    loss_label, impact_label = loss_columns(label)
+    accounts = part.read(
+        "accounts", [*ACCOUNT_COLUMNS, *notional_cols, label, loss_label, impact_label]
+    )
     try:
         arrays = market_arrays(markets, names)
     except ValueError as exc:
@@ -107,7 +112,15 @@ def build_path(
         account=accounts["account"].to_numpy()[rows],
         onset=np.where(y == 1, tick + to_breach, -1),
         minutes_per_tick=np.full(rows.size, part.tick_ms / 60_000.0),
+        loss=accounts[loss_label].to_numpy(np.float64)[rows],
+        impact=accounts[impact_label].to_numpy(np.float64)[rows],
     )
+
+
+def loss_columns(label: str) -> tuple[str, str]:
+    """Return the bad-debt and impact label columns beside breach label ``label_<H>m``."""
+    suffix = label.removeprefix("label_")
+    return f"loss_{suffix}", f"impact_{suffix}"
 
 
 def negatives_sampler(rate: float, rng: np.random.Generator):

@@ -77,7 +77,8 @@ MARKET_FEATURES = (
 
 ``crowding_<side>_<d>`` is the notional of the side's positions that a uniform adverse move of
 at most d would bring to maintenance margin (the engine's liquidation map), over the book depth
-that would absorb their liquidations within d (the bids for longs, per 1% times d / 1%).
+that would absorb their liquidations within d (the bids for longs; the book's square-root
+profile rests depth x (d / 1%)^2 within d, see :mod:`engine.book`).
 ``keeper_backlog`` is the accounts in breach over the keepers' capacity per block; depth change
 and refill compare the book with itself 5 minutes ago and with its 15-minute low; ``others_*``
 are the mean move and liquidated share of the other markets (contagion)."""
@@ -359,7 +360,7 @@ class MarketFeatureStream:
             depth = np.asarray(arrays[book], np.float64)
             for d in MAP_RUNGS:
                 crowded = arrays[f"crowded_{side}_{_rung(d)}"]
-                feats[f"crowding_{side}_{_rung(d)}"] = _ratio(crowded, depth * (d / 0.01))
+                feats[f"crowding_{side}_{_rung(d)}"] = _ratio(crowded, depth * (d / 0.01) ** 2)
         crowded_5 = arrays["crowded_long_5pct"] + arrays["crowded_short_5pct"]
         feats["insurance_vs_crowded"] = _ratio(arrays["insurance_fund"], crowded_5)
         feats["keeper_backlog"] = _ratio(arrays["breached"], arrays["keeper_capacity"])
@@ -402,8 +403,8 @@ def _crowding_at(own: np.ndarray, band: np.ndarray) -> np.ndarray:
     crowded notional interpolated linearly in distance (0 at 0, flat past the last rung), over
     the depth within ``band``."""
     rungs = np.asarray(MAP_RUNGS)
-    # crowding_d = crowded_d / (depth x d / 1%): back to crowded notional per unit of depth.
-    crowded = own * (rungs / 0.01)
+    # crowding_d = crowded_d / (depth x (d / 1%)^2): back to crowded notional per unit of depth.
+    crowded = own * (rungs / 0.01) ** 2
     xs = np.concatenate([[0.0], rungs])
     b = np.clip(np.asarray(band, np.float64), 0.0, rungs[-1])
     j = np.clip(np.searchsorted(rungs, b, side="left"), 0, rungs.size - 1)
@@ -411,7 +412,7 @@ def _crowding_at(own: np.ndarray, band: np.ndarray) -> np.ndarray:
     hi = crowded[np.arange(len(b)), j]
     w = (b - xs[j]) / (xs[j + 1] - xs[j])
     at = lo + w * (hi - lo)
-    return _ratio(at, np.maximum(b, 1e-4) / 0.01)
+    return _ratio(at, (np.maximum(b, 1e-4) / 0.01) ** 2)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

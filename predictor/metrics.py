@@ -113,3 +113,32 @@ def forecast_metrics(
     }
     metrics["pr_auc_lift"] = metrics["pr_auc"] / max(prevalence, 1e-12)
     return metrics, lead
+
+
+def loss_metrics(predicted: np.ndarray, realised: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Return how well an expected-loss forecast ranks the losses that happened.
+
+    ``predicted`` expected bad debt within H, ``realised`` the bad debt of the breach episodes
+    that began within H, ``y`` the breach labels. ``loss_spearman`` is the rank correlation on
+    the breach rows (a breach is not a loss: which breaches leave bad debt); ``loss_capture_10``
+    the share of all realised bad debt carried by the 10% of rows forecast to lose most
+    (0.1 for a random ranking); ``loss_capture_10_positive`` the same among breach rows.
+    """
+    from scipy.stats import spearmanr
+
+    pos = y == 1
+    out = {"loss_spearman": float("nan")}
+    if pos.sum() > 2 and np.ptp(realised[pos]) > 0 and np.ptp(predicted[pos]) > 0:
+        out["loss_spearman"] = float(spearmanr(predicted[pos], realised[pos]).statistic)
+    out["loss_capture_10"] = _capture(predicted, realised, 0.1)
+    out["loss_capture_10_positive"] = _capture(predicted[pos], realised[pos], 0.1)
+    out["realised_loss"] = float(realised.sum())
+    return out
+
+
+def _capture(predicted: np.ndarray, realised: np.ndarray, share: float) -> float:
+    total = float(realised.sum())
+    if predicted.size == 0 or total <= 0:
+        return float("nan")
+    top = np.argsort(-predicted, kind="stable")[: max(1, round(share * predicted.size))]
+    return float(realised[top].sum()) / total

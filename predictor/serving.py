@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.policy import ForecasterSchemaError, ForecastRequest
-from predictor.baselines import first_passage_probability
+from predictor.baselines import first_passage_probability, liquidation_shortfall
 from predictor.compiled import compile_booster
 from predictor.features import (
     FEATURES,
@@ -121,6 +121,9 @@ class ModelForecaster:
             horizon_minutes=self.horizon_minutes, sample_minutes=sample_minutes
         )
         self.compiled = compile_booster(model.booster_) if compiled else None
+        self.compiled_heads = {}
+        if compiled and model.has_heads:
+            self.compiled_heads = {h: compile_booster(b) for h, b in model.heads_.items()}
 
     def predict_raw(self, X: np.ndarray) -> np.ndarray:
         """Return the booster's uncalibrated probabilities, compiled when possible."""
@@ -143,6 +146,19 @@ class ModelForecaster:
         model = self.model
         return calibrate(self.predict_raw(X), model.calibration_x_, model.calibration_y_)
 
+    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return (P(breach within H), expected bad debt within H in quote units): the
+        calibrated probability times the loss head's E[bad debt | breach]."""
+        self.check_schema()
+        if not self.model.has_heads:
+            raise ForecasterSchemaError("the model has no loss head (trained without losses)")
+        X = self.features(request)
+        model = self.model
+        p = calibrate(self.predict_raw(X), model.calibration_x_, model.calibration_y_)
+        compiled = self.compiled_heads.get("loss")
+        severity = compiled.predict(X) if compiled is not None else model.predict_severity(X)
+        return p, p * severity
+
 
 class AnalyticForecaster:
     """The closed-form first-passage probability: the ``analytic`` policy's forecaster."""
@@ -153,13 +169,22 @@ class AnalyticForecaster:
         self.features = OnlineFeatures(horizon_minutes=horizon_minutes)
 
     def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        X = self.features(request)
+        return self._probability(self.features(request))
+
+    def _probability(self, X: np.ndarray) -> np.ndarray:
         return first_passage_probability(
             X[:, _COL["distance_to_liquidation"]],
             X[:, _COL["direction"]],
             X[:, _COL[f"ewma_sigma_{self.half_life_minutes}m"]],
             self.horizon_minutes,
         )
+
+    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return (first-passage probability, that probability x the bad debt a liquidation at
+        the liquidation price would leave on the current book)."""
+        X = self.features(request)
+        p = self._probability(X)
+        return p, p * liquidation_shortfall(X)
 
 
 def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForecaster:

@@ -47,7 +47,12 @@ from predictor.dataset import (
     split_seeds,
 )
 from predictor.features import FEATURES
-from predictor.metrics import best_f1_threshold, expected_calibration_error, forecast_metrics
+from predictor.metrics import (
+    best_f1_threshold,
+    expected_calibration_error,
+    forecast_metrics,
+    loss_metrics,
+)
 from predictor.model import BreachForecaster
 
 MODELS = ("model", "analytic", "logistic", "margin_ratio")
@@ -234,6 +239,14 @@ def fit_all(
         num_boost_round=cfg.num_boost_round,
         early_stopping_rounds=cfg.early_stopping_rounds,
     ).fit(fit.X, fit.y, cal.X, cal.y, cal.X, cal.y, log_every=log_every, client=client)
+    # The severity heads learn from breach rows only (hurdle: p x E[loss | breach]).
+    pos, cal_pos = fit.y == 1, cal.y == 1
+    model.fit_heads(
+        fit.X[pos],
+        {"loss": fit.loss[pos], "impact": fit.impact[pos]},
+        cal.X[cal_pos],
+        {"loss": cal.loss[cal_pos], "impact": cal.impact[cal_pos]},
+    )
     baselines = {
         "analytic": AnalyticBaseline(horizon_minutes=horizon).fit(cal.X, cal.y),
         "logistic": LogisticBaseline(seed=cfg.seed, negative_rate=cfg.negative_rate).fit(
@@ -269,6 +282,8 @@ def evaluate(
         metrics[name], lead = forecast_metrics(test_p[name], ev, k, threshold)
         if name == "model":
             leads = lead
+    for name, forecaster in (("model", model), ("analytic", baselines["analytic"])):
+        metrics[name].update(loss_metrics(forecaster.predict_loss(test.X), test.loss, test.y))
     return Evaluation(metrics, len(test), int(test.y.sum()), test_p, test.y, leads)
 
 

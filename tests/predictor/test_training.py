@@ -130,6 +130,8 @@ def test_walk_forward_folds_purge_and_embargo_h_at_every_inner_edge():
         account=np.ones(n, np.int64),
         onset=np.where(y == 1, np.arange(n) + 1, -1),
         minutes_per_tick=np.ones(n),
+        loss=np.zeros(n),
+        impact=np.zeros(n),
     )
     p = {"model": rng.random(n), "analytic": rng.random(n)}
     folds = walk_forward(p, rows, horizon=5.0, folds=4, k=1)
@@ -163,3 +165,60 @@ def test_best_iteration_is_the_round_with_the_lowest_log_loss():
     expected = int(np.argmin(losses)) + 1
     assert 1 < expected < booster.num_trees()  # the loss turns: the test can tell
     assert _best_iteration(booster, Xs, ys, chunk=3_333) == expected
+
+
+def test_the_loss_heads_are_trained_saved_and_reported(trained, tmp_path):
+    model = trained.model
+    assert model.has_heads and set(model.heads_) == {"loss", "impact"}
+    X = trained.test_rows.X[:2000]
+    severity = model.predict_severity(X)
+    assert (severity >= 0).all() and np.isfinite(severity).all()
+    np.testing.assert_allclose(model.predict_loss(X), model.predict_proba(X) * severity)
+    model.save(tmp_path / "m", {})
+    loaded = BreachForecaster.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_loss(X), model.predict_loss(X))
+    for name in ("model", "analytic"):
+        m = trained.seed_split.metrics[name]
+        assert -1.0 <= m["loss_spearman"] <= 1.0 and 0.0 <= m["loss_capture_10"] <= 1.0
+    # The heads learn from breaches: positive rows' expected loss outranks the negatives'.
+    y = trained.test_rows.y
+    loss = model.predict_loss(trained.test_rows.X)
+    assert loss[y == 1].mean() > 5 * loss[y == 0].mean()
+
+
+def test_a_missing_or_broken_head_is_a_model_error(trained, tmp_path):
+    from predictor.model import ModelError
+
+    trained.model.save(tmp_path / "m", {})
+    (tmp_path / "m" / "head_loss.txt").write_text("not a model")
+    with pytest.raises(ModelError, match="severity head 'loss'"):
+        BreachForecaster.load(tmp_path / "m")
+    (tmp_path / "m" / "head_loss.txt").unlink()
+    with pytest.raises(ModelError, match="severity head 'loss'"):
+        BreachForecaster.load(tmp_path / "m")
+
+
+def test_loss_metrics_and_the_analytic_shortfall_by_hand():
+    from predictor.baselines import liquidation_shortfall
+    from predictor.features import FEATURES
+    from predictor.metrics import loss_metrics
+
+    y = np.array([1, 1, 1, 0, 0])
+    realised = np.array([0.0, 5.0, 10.0, 0.0, 0.0])
+    m = loss_metrics(np.array([1.0, 2.0, 3.0, 0.5, 0.1]), realised, y)
+    assert m["loss_spearman"] == pytest.approx(1.0)
+    assert m["loss_capture_10"] == pytest.approx(10.0 / 15.0)  # the top row of 5
+    X = np.zeros((2, len(FEATURES)), np.float32)
+    col = {f: j for j, f in enumerate(FEATURES)}
+    # $2M of depth per 1% (both sides), a $250k position at 10x, margin ratio 1 (MM $25k).
+    X[:, col["log_depth_usd"]] = np.log1p(2e6)
+    X[:, col["own_impact"]] = 0.125
+    X[:, col["leverage"]] = 10.0
+    X[:, col["log_margin_ratio"]] = 0.0
+    # $16M at 50x: sold 2/3 x 1% x sqrt(16M / 1M) = 2.67% under the mid, against 2% of MM.
+    X[1, col["own_impact"]] = 8.0
+    X[1, col["leverage"]] = 50.0
+    got = liquidation_shortfall(X)
+    assert got[0] == 0.0  # 0.24% impact on $250k = $589 < $25k of margin
+    notional = 8.0 * float(np.expm1(np.float32(np.log1p(2e6))))
+    assert got[1] == pytest.approx(notional * (2 / 3) * 0.04 - notional / 50, rel=1e-4)
