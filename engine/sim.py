@@ -1103,6 +1103,8 @@ class Simulation:
             if idx.size:
                 traded, paid = self._market_orders(idx, k, dsize, EventKind.DERISK)
                 self.policy.add_derisked(self.t, k, traded, paid)
+        if self.policy.budget:  # a budget's de-risk is one action: it runs once, not each block
+            self.policy.derisk_rows = np.empty(0, np.int64)
 
     def onsets(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (ticks, accounts) of every breach onset so far, int64 arrays."""

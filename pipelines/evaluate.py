@@ -365,7 +365,7 @@ def score_history(
         "analytic": analytic.astype(np.float32),
         "acted": acted,
         "loss": accounts[f"loss_{horizon:g}m"].to_numpy()[keep],
-        "analytic_loss": analytic * liquidation_shortfall(X),
+        "analytic_loss": analytic * liquidation_shortfall(X, horizon / 2),
     }
     if model.has_heads:
         out["model_loss"] = p_model * model.predict_severity(X)

@@ -55,6 +55,21 @@ def loss_line(ev: Evaluation) -> str:
     return f"expected bad debt (realised {realised:,.0f}): " + "; ".join(parts)
 
 
+def format_importance(importance: dict) -> str:
+    """Return the grouped permutation importance as lines of text."""
+    lines = [
+        f"permutation importance by feature group ({importance['rows']:,} held-out rows; PR-AUC "
+        f"{importance['pr_auc']:.4f}, loss Spearman {importance['loss_spearman']:.3f}):"
+    ]
+    for group, d in importance["groups"].items():
+        lines.append(
+            f"  {group:<22} PR-AUC drop {d['pr_auc_drop']:+.4f} ({d['pr_auc_share']:.0%} of the "
+            f"total), loss Spearman drop {d['loss_spearman_drop']:+.3f} "
+            f"({d['loss_spearman_share']:.0%})"
+        )
+    return "\n".join(lines)
+
+
 def format_result(result: TrainResult) -> str:
     """Return the held-out tables of a training run (seed split, regime shift, walk-forward)."""
     out = [
@@ -71,6 +86,8 @@ def format_result(result: TrainResult) -> str:
                 result.regime_shift,
             )
         )
+    if result.importance:
+        out.append(format_importance(result.importance))
     wf = ["walk-forward folds of the held-out paths (purge and embargo of H):"]
     for f in result.walk_forward:
         wf.append(

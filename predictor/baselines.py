@@ -58,10 +58,12 @@ def first_passage_probability(
     return np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0)
 
 
-def liquidation_shortfall(X: np.ndarray) -> np.ndarray:
+def liquidation_shortfall(X: np.ndarray, overshoot_minutes: float = 0.0) -> np.ndarray:
     """Return the bad debt (quote units) an account's liquidation would leave if the price
     reached its liquidation price now: its whole position sold into the current book, against
-    the maintenance margin its equity is then worth.
+    the maintenance margin its equity is then worth — and, with ``overshoot_minutes``, in
+    expectation over how far the price goes on past the liquidation price in that time (a
+    driftless normal move at the 30-minute EWMA volatility).
 
     With the book's square-root profile (:mod:`engine.book`), an order of notional q fills on
     average 2/3 x 1% x sqrt(q / depth) plus the half spread away from the mid; at the
@@ -78,7 +80,20 @@ def liquidation_shortfall(X: np.ndarray) -> np.ndarray:
     mm = np.zeros_like(notional)
     lev = X[:, col["leverage"]].astype(np.float64)
     np.divide(notional, lev * ratio, out=mm, where=(lev * ratio) > 0)
-    out = np.maximum(notional * slip - mm, 0.0)
+    if overshoot_minutes <= 0:
+        out = np.maximum(notional * slip - mm, 0.0)
+    else:
+        # The price keeps moving after it reaches the liquidation price: a normal overshoot G
+        # with sd s = sigma x sqrt(overshoot); E[max(0, N (slip + G) - MM)] = N E[max(0, G - c)]
+        # with c = MM / N - slip, and E[max(0, G - c)] = s phi(c / s) - c (1 - Phi(c / s)).
+        sigma = X[:, col["ewma_sigma_30m"]].astype(np.float64)
+        s = np.maximum(sigma * np.sqrt(overshoot_minutes), 1e-12)
+        c = np.zeros_like(notional)
+        np.divide(mm, notional, out=c, where=notional > 0)
+        c -= slip
+        z = c / s
+        out = notional * (s * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) - c * ndtr(-z))
+        out = np.maximum(out, 0.0)
     return np.nan_to_num(out, nan=0.0, posinf=0.0)
 
 
@@ -110,7 +125,7 @@ class AnalyticBaseline:
 
     def predict_loss(self, X: np.ndarray) -> np.ndarray:
         """Return the expected bad debt within H (quote units)."""
-        return self.predict_proba(X) * liquidation_shortfall(X)
+        return self.predict_proba(X) * liquidation_shortfall(X, self.horizon_minutes / 2)
 
 
 class LogisticBaseline:

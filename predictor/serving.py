@@ -181,10 +181,11 @@ class AnalyticForecaster:
 
     def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
         """Return (first-passage probability, that probability x the bad debt a liquidation at
-        the liquidation price would leave on the current book)."""
+        the liquidation price would leave on the current book, over the price's overshoot in
+        the rest of the horizon — on average H / 2 after a first passage within H)."""
         X = self.features(request)
         p = self._probability(X)
-        return p, p * liquidation_shortfall(X)
+        return p, p * liquidation_shortfall(X, self.horizon_minutes / 2)
 
 
 def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForecaster:

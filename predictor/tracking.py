@@ -98,6 +98,9 @@ def flat_metrics(result: TrainResult) -> dict[str, float]:
         for key, value in fold.items():
             if key.endswith(("_pr_auc", "_ece")) or key in ("rows", "positives"):
                 out[f"walk_forward.fold{fold['fold']}.{key}"] = value
+    for group, d in result.importance.get("groups", {}).items():
+        for key, value in d.items():
+            out[f"importance.{group}.{key}"] = value
     out["train_seconds"] = result.timings["train_s"]
     out["feature_seconds"] = result.timings["features_s"]
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}

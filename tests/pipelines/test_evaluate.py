@@ -17,6 +17,7 @@ from pipelines.evaluate import (
     FORECAST_ACCOUNT_FRACTION,
     FORECAST_FULL_SHARE_PATHS,
     METRICS,
+    PREDICTIVE_REFERENCE_KNOB,
     choose_knobs,
     forecast_fraction,
     format_headline,
@@ -30,19 +31,21 @@ from pipelines.evaluate import (
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
 REPLAY = ROOT.parent / "shared" / "data" / "market" / "BTCUSDT-PERP_1m_2020-03-12.csv.gz"
+REF = PREDICTIVE_REFERENCE_KNOB
+BIG = 100.0
 
 
 def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Results on tuning and evaluation paths where predictive's knob 2 is best on the tuning
-    seeds and knob 1 on the evaluation seeds; static costs 1.5 at its reference knob, predictive
-    2 at knob 1 and 3 at knob 2 everywhere."""
+    """Results on tuning and evaluation paths where predictive's knob BIG is best on the tuning
+    seeds and its reference knob REF on the evaluation seeds; static costs 1.5 at its reference
+    knob, predictive 2 at REF and 3 at BIG everywhere."""
     rng = np.random.default_rng(seed)
     rows = []
     for role in ("tune", "eval"):
         for p in range(n_paths):
             noise = rng.normal(0, 1)
-            best = {"tune": 2.0, "eval": 1.0}[role]
-            for knob, cost in zip((0.0, 1.0, 2.0), (1.0, 2.0, 3.0), strict=True):
+            best = {"tune": BIG, "eval": REF}[role]
+            for knob, cost in zip((0.0, REF, BIG), (1.0, 2.0, 3.0), strict=True):
                 bad = 100 - (20 if knob == best else 10 if knob else 0) + noise
                 rows.append((role, "predictive", knob, cost, bad, p))
             rows.append((role, "static", 1.0, 1.5, 95 + noise, p))
@@ -50,7 +53,7 @@ def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
             rows.append((role, "vol_scaled", 3.0, 9.0, 50 + noise, p))  # dearer than predictive
             rows.append((role, "vol_scaled", 6.0, 12.0, 40 + noise, p))
             rows.append((role, "oi_scaled", 1.0, 5.0, 90 + noise, p))
-            rows.append((role, "breached_only", 1.0, 1.6, 97 + noise, p))
+            rows.append((role, "breached_only", REF, 1.6, 97 + noise, p))
     frame = pd.DataFrame(
         rows, columns=["role", "policy", "knob", "all_in_cost", "bad_debt", "seed"]
     )
@@ -65,18 +68,18 @@ def _synthetic(n_paths: int = 30, seed: int = 0) -> pd.DataFrame:
 def test_knobs_are_chosen_on_the_tuning_seeds_and_reported_on_the_evaluation_seeds():
     h = headline(_synthetic(), n_boot=300)
     static = h["comparisons"]["static"]
-    # Matched cost: the higher reference cost (predictive's 2.0 at knob 1). At that cost the
-    # tuning seeds pick predictive's knob 1 (knob 2 costs 3) and static's 1.0 (1.5 costs 2.5).
+    # Matched cost: the higher reference cost (predictive's 2.0 at REF). At that cost the
+    # tuning seeds pick predictive's REF (BIG costs 3) and static's 1.0 (1.5 costs 2.5).
     assert static["tuning"]["matched_cost"] == pytest.approx(2.0)
-    assert static["tuning"]["knobs"] == {"predictive": 1.0, "static": 1.0}
+    assert static["tuning"]["knobs"] == {"predictive": REF, "static": 1.0}
     pooled = static["families"]["pooled"]
     assert pooled["paths"] == 30 and pooled["reduction"] == pytest.approx(95 - 80)
     assert set(static["families"]) == {"pooled", "a", "b"}
     assert static["families"]["a"]["paths"] == 15
-    # Against vol_scaled (9.0 at z = 3) predictive's tuned best is knob 2 — best on the tuning
-    # seeds, not on the evaluation seeds, where knob 1 would have looked better.
+    # Against vol_scaled (9.0 at z = 3) predictive's tuned best is BIG — best on the tuning
+    # seeds, not on the evaluation seeds, where REF would have looked better.
     vol = h["comparisons"]["vol_scaled"]
-    assert vol["tuning"]["knobs"] == {"predictive": 2.0, "vol_scaled": 3.0}
+    assert vol["tuning"]["knobs"] == {"predictive": BIG, "vol_scaled": 3.0}
     assert vol["families"]["pooled"]["policy_bad_debt"] == pytest.approx(90, abs=1)
     # The breached_only control is matched at predictive's cost against static.
     control = h["controls"]["breached_only"]["families"]["pooled"]
@@ -101,7 +104,7 @@ def test_the_paired_interval_says_how_many_paths_the_target_needs():
     frame = frame[frame["role"] == "eval"].copy()
     mine = frame["policy"] == "predictive"
     frame.loc[mine, "bad_debt"] += np.random.default_rng(1).normal(0, 5, mine.sum())
-    figures = paired_comparison(frame, "predictive", 1.0, "static", 1.0, 2000)
+    figures = paired_comparison(frame, "predictive", REF, "static", 1.0, 2000)
     lo, hi = figures["ci95"]
     assert lo < figures["reduction"] < hi
     half = (hi - lo) / 2
@@ -113,7 +116,7 @@ def test_the_paired_interval_says_how_many_paths_the_target_needs():
 
 def test_frontier_reports_tail_statistics_per_knob():
     f = frontier(_synthetic()[lambda d: d["role"] == "eval"])
-    assert [p["knob"] for p in f["predictive"]] == [0.0, 1.0, 2.0]
+    assert [p["knob"] for p in f["predictive"]] == [0.0, REF, BIG]
     assert f["predictive"][0]["paths"] == 30
     assert "all_in_cost" in f["predictive"][0]
     assert tail_mean(np.arange(100.0), 0.99) == 99.0
