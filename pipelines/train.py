@@ -86,6 +86,9 @@ def format_result(result: TrainResult) -> str:
                 result.regime_shift,
             )
         )
+    for family, ev in result.family_holdouts.items():
+        if family != result.regime_shift_scenario:
+            out.append(format_evaluation(f"family held out: trained without {family}", ev))
     if result.importance:
         out.append(format_importance(result.importance))
     wf = ["walk-forward folds of the held-out paths (purge and embargo of H):"]

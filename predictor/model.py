@@ -21,6 +21,8 @@ from sklearn.frozen import FrozenEstimator
 
 from predictor.features import FEATURES, SCHEMA_VERSION
 
+_COL = {f: j for j, f in enumerate(FEATURES)}
+
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.05,
@@ -115,6 +117,28 @@ class BreachForecaster:
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
 
+    band_sigmas_: float = 0.0
+    """Band of the band-conditional calibration (0: one map for every row)."""
+
+    def in_band(self, X: np.ndarray) -> np.ndarray:
+        """Return bool (rows,): the row lies inside the policy's risk band — its distance to
+        liquidation within band_sigmas x sigma (30-minute EWMA) x sqrt(H), the rows a
+        predictive policy scores (its screen's band)."""
+        if self.band_sigmas_ <= 0:
+            return np.zeros(X.shape[0], bool)
+        distance = X[:, _COL["distance_to_liquidation"]]
+        sigma = X[:, _COL["ewma_sigma_30m"]]
+        return distance <= self.band_sigmas_ * sigma * np.sqrt(self.horizon_minutes)
+
+    def calibrate_raw(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Return probabilities of raw booster scores of rows X: the band's map inside the
+        risk band, the map of all calibration rows outside it."""
+        p = calibrate(raw, self.calibration_x_, self.calibration_y_)
+        if self.band_sigmas_ > 0:
+            inside = self.in_band(X)
+            p[inside] = calibrate(raw[inside], self.band_x_, self.band_y_)
+        return p
+
     def fit(
         self,
         X: np.ndarray,
@@ -125,6 +149,7 @@ class BreachForecaster:
         y_cal: np.ndarray,
         log_every: int = 0,
         client: Any = None,
+        band_sigmas: float = 0.0,
     ) -> BreachForecaster:
         """Train on (X, y), stop early on (X_stop, y_stop), calibrate on (X_cal, y_cal).
 
@@ -155,13 +180,28 @@ class BreachForecaster:
         # Keep only the trees early stopping chose, so model.txt is exactly what is served.
         self.booster_ = lgb.Booster(model_str=booster.model_to_string(best))
         self.best_iteration_ = best
+        self.calibration_x_, self.calibration_y_ = self._isotonic(X_cal, y_cal)
+        # The policy asks only about rows inside its risk band, whose breach rate is many times
+        # the average: calibrated on all rows, the map is tuned to the many quiet rows outside
+        # it. A second map fitted on the band's calibration rows serves the rows the policy
+        # acts on (when the band holds both classes).
+        self.band_sigmas_ = 0.0
+        if band_sigmas > 0:
+            self.band_sigmas_ = band_sigmas
+            inside = self.in_band(X_cal)
+            if 0 < y_cal[inside].sum() < inside.sum():
+                self.band_x_, self.band_y_ = self._isotonic(X_cal[inside], y_cal[inside])
+            else:
+                self.band_sigmas_ = 0.0
+        return self
+
+    def _isotonic(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the knots (x, y) of an isotonic map from raw scores to rates on (X, y)."""
         calibrated = CalibratedClassifierCV(
             FrozenEstimator(_BoosterClassifier(self.booster_)), method="isotonic"
-        ).fit(X_cal, y_cal)
+        ).fit(X, y)
         iso = calibrated.calibrated_classifiers_[0].calibrators[0]
-        self.calibration_x_ = np.asarray(iso.X_thresholds_, np.float64)
-        self.calibration_y_ = np.asarray(iso.y_thresholds_, np.float64)
-        return self
+        return np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_, np.float64)
 
     def fit_heads(
         self,
@@ -214,7 +254,7 @@ class BreachForecaster:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Return calibrated breach probabilities, shape (rows,)."""
-        return calibrate(self.predict_raw(X), self.calibration_x_, self.calibration_y_)
+        return self.calibrate_raw(self.predict_raw(X), X)
 
     def feature_importance(self) -> dict[str, float]:
         """Return total gain per feature."""
@@ -246,6 +286,16 @@ class BreachForecaster:
                 "x": self.calibration_x_.tolist(),
                 "y": self.calibration_y_.tolist(),
             },
+            "band_calibration": (
+                {
+                    "sigmas": self.band_sigmas_,
+                    "ewma_half_life_minutes": 30,
+                    "x": self.band_x_.tolist(),
+                    "y": self.band_y_.tolist(),
+                }
+                if self.band_sigmas_ > 0
+                else None
+            ),
             "heads": heads,
         }
         (folder / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
@@ -270,6 +320,11 @@ class BreachForecaster:
         model.calibration_x_ = np.asarray(doc["calibration"]["x"], np.float64)
         model.calibration_y_ = np.asarray(doc["calibration"]["y"], np.float64)
         model.meta_ = doc
+        band = doc.get("band_calibration")
+        if band:
+            model.band_sigmas_ = float(band["sigmas"])
+            model.band_x_ = np.asarray(band["x"], np.float64)
+            model.band_y_ = np.asarray(band["y"], np.float64)
         heads = doc.get("heads") or {}
         if heads:
             if set(heads) != set(HEADS):

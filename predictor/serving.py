@@ -26,7 +26,7 @@ from predictor.features import (
     log_margin_ratio,
     window_ticks,
 )
-from predictor.model import BreachForecaster, ModelError, calibrate
+from predictor.model import BreachForecaster, ModelError
 
 _COL = {f: j for j, f in enumerate(FEATURES)}
 DEFAULT_SAMPLE_MINUTES = 5.0
@@ -144,7 +144,7 @@ class ModelForecaster:
         self.check_schema()
         X = self.features(request)
         model = self.model
-        return calibrate(self.predict_raw(X), model.calibration_x_, model.calibration_y_)
+        return model.calibrate_raw(self.predict_raw(X), X)
 
     def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
         """Return (P(breach within H), expected bad debt within H in quote units): the
@@ -154,7 +154,7 @@ class ModelForecaster:
             raise ForecasterSchemaError("the model has no loss head (trained without losses)")
         X = self.features(request)
         model = self.model
-        p = calibrate(self.predict_raw(X), model.calibration_x_, model.calibration_y_)
+        p = model.calibrate_raw(self.predict_raw(X), X)
         compiled = self.compiled_heads.get("loss")
         severity = compiled.predict(X) if compiled is not None else model.predict_severity(X)
         return p, p * severity

@@ -94,6 +94,10 @@ def flat_metrics(result: TrainResult) -> dict[str, float]:
         for name, metrics in ev.metrics.items():
             for key, value in metrics.items():
                 out[f"{split}.{name}.{key}"] = value
+    for family, ev in result.family_holdouts.items():
+        for name, metrics in ev.metrics.items():
+            for key, value in metrics.items():
+                out[f"leave_one_out.{family}.{name}.{key}"] = value
     for fold in result.walk_forward:
         for key, value in fold.items():
             if key.endswith(("_pr_auc", "_ece")) or key in ("rows", "positives"):
@@ -231,6 +235,23 @@ def model_card(result: TrainResult) -> str:
             *_table(shift.metrics),
             "",
         ]
+    if result.family_holdouts:
+        lines += [
+            "### Leave one family out",
+            "Refitted without each family in turn and tested on that family's held-out seeds.",
+            "",
+            "| family | rows | prevalence | PR-AUC model | PR-AUC analytic | ECE model | "
+            "loss Spearman model | analytic |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for family, ev in result.family_holdouts.items():
+            m, a = ev.metrics["model"], ev.metrics["analytic"]
+            lines.append(
+                f"| {family} | {ev.rows:,} | {m['prevalence']:.3%} | {m['pr_auc']:.3f} | "
+                f"{a['pr_auc']:.3f} | {m['ece']:.4f} | {m['loss_spearman']:.3f} | "
+                f"{a['loss_spearman']:.3f} |"
+            )
+        lines.append("")
     lines += ["## Where it should not be trusted"]
     lines.append(
         f"- It has seen simulated venues only; the best baseline on held-out paths is "

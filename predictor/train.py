@@ -70,7 +70,9 @@ class TrainConfig:
     negative_rate: float = 0.1
     eval_account_fraction: float = 0.25  # share of accounts kept in calibration and test paths
     regime_shift_scenario: str = "flash_crash"
+    leave_one_family_out: bool = False  # refit without each family in turn, test on it
     walk_forward_folds: int = 4
+    calibration_band_sigmas: float = 6.0  # band-conditional calibration (0: one map for all)
     num_boost_round: int = 600
     early_stopping_rounds: int = 40
     learning_rate: float = 0.05
@@ -87,6 +89,10 @@ class TrainConfig:
         for name in ("negative_rate", "eval_account_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise DataError(f"{name} must be in (0, 1], was {getattr(self, name)}")
+        if not 0.0 <= self.calibration_band_sigmas < 1e3:
+            raise DataError(
+                f"calibration_band_sigmas must be in [0, 1000), was {self.calibration_band_sigmas}"
+            )
         for name in ("walk_forward_folds", "num_boost_round", "num_leaves", "min_data_in_leaf"):
             if getattr(self, name) < 1:
                 raise DataError(f"{name} must be at least 1, was {getattr(self, name)}")
@@ -171,6 +177,8 @@ class TrainResult:
     test_rows: Rows = field(repr=False)
     dask_workers: int = 0  # workers that grew the trees with lightgbm.dask; 0 = one machine
     importance: dict[str, Any] = field(default_factory=dict)  # see grouped_importance
+    family_holdouts: dict[str, Evaluation] = field(default_factory=dict)
+    """With leave_one_family_out: each family's held-out seeds, scored by a refit without it."""
 
 
 Progress = Callable[[str], None]
@@ -239,7 +247,17 @@ def fit_all(
         seed=cfg.seed,
         num_boost_round=cfg.num_boost_round,
         early_stopping_rounds=cfg.early_stopping_rounds,
-    ).fit(fit.X, fit.y, cal.X, cal.y, cal.X, cal.y, log_every=log_every, client=client)
+    ).fit(
+        fit.X,
+        fit.y,
+        cal.X,
+        cal.y,
+        cal.X,
+        cal.y,
+        log_every=log_every,
+        client=client,
+        band_sigmas=cfg.calibration_band_sigmas,
+    )
     # The severity heads learn from breach rows only (hurdle: p x E[loss | breach]).
     pos, cal_pos = fit.y == 1, cal.y == 1
     model.fit_heads(
@@ -409,19 +427,21 @@ def train(
     progress("permutation importance of the feature groups")
     importance = grouped_importance(model, test, cfg.seed)
 
-    shift_eval, family = None, None
-    scenarios = {p.scenario for p in parts}
-    if cfg.regime_shift_scenario in scenarios and len(scenarios) > 1:
-        family = cfg.regime_shift_scenario
+    scenarios = sorted({p.scenario for p in parts})
+    held_out = scenarios if cfg.leave_one_family_out else [cfg.regime_shift_scenario]
+    holdouts: dict[str, Evaluation] = {}
+    for family in held_out:
+        if family not in scenarios or len(scenarios) < 2:
+            continue
         in_family = np.array([p.scenario == family for p in parts])
         f_fit, f_cal = fit.take(~in_family[fit.path]), cal.take(~in_family[cal.path])
         f_test = test.take(in_family[test.path])
         if f_test.y.sum() > 0 and f_fit.y.sum() > 0 and f_cal.y.sum() > 0:
-            progress(f"regime shift: refitting without {family}, testing on it")
-            shift_model, shift_baselines = fit_all(cfg, horizon, f_fit, f_cal, client=client)
-            shift_eval = evaluate(shift_model, shift_baselines, f_cal, f_test, k)
-        else:
-            family = None
+            progress(f"family held out: refitting without {family}, testing on it")
+            f_model, f_baselines = fit_all(cfg, horizon, f_fit, f_cal, client=client)
+            holdouts[family] = evaluate(f_model, f_baselines, f_cal, f_test, k)
+    family = cfg.regime_shift_scenario if cfg.regime_shift_scenario in holdouts else None
+    shift_eval = holdouts.get(family) if family else None
     timings["total_s"] = time.perf_counter() - t0
     sizes = {
         name: {"rows": len(s), "positives": int(s.y.sum())}
@@ -447,4 +467,5 @@ def train(
         test_rows=test,
         dask_workers=0 if client is None else len(client.scheduler_info()["workers"]),
         importance=importance,
+        family_holdouts=holdouts if cfg.leave_one_family_out else {},
     )

@@ -222,3 +222,42 @@ def test_loss_metrics_and_the_analytic_shortfall_by_hand():
     assert got[0] == 0.0  # 0.24% impact on $250k = $589 < $25k of margin
     notional = 8.0 * float(np.expm1(np.float32(np.log1p(2e6))))
     assert got[1] == pytest.approx(notional * (2 / 3) * 0.04 - notional / 50, rel=1e-4)
+
+
+def test_the_band_conditional_calibration_serves_the_rows_the_policy_scores(trained, tmp_path):
+    from predictor.metrics import expected_calibration_error
+    from predictor.model import calibrate
+
+    model = trained.model
+    assert model.band_sigmas_ == 6.0
+    test = trained.test_rows
+    inside = model.in_band(test.X)
+    assert 0 < inside.sum() < inside.size
+    raw = model.predict_raw(test.X)
+    p = model.predict_proba(test.X)
+    # Outside the band the map of all rows; inside it the band's own map.
+    np.testing.assert_array_equal(
+        p[~inside], calibrate(raw[~inside], model.calibration_x_, model.calibration_y_)
+    )
+    np.testing.assert_array_equal(p[inside], calibrate(raw[inside], model.band_x_, model.band_y_))
+    y = test.y[inside]
+    assert 0.5 < p[inside].mean() / y.mean() < 2.0
+    global_map = calibrate(raw[inside], model.calibration_x_, model.calibration_y_)
+    assert (
+        expected_calibration_error(y, p[inside]) <= expected_calibration_error(y, global_map) + 0.01
+    )
+    model.save(tmp_path / "m", {})
+    loaded = BreachForecaster.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(test.X), p)
+
+
+def test_leaving_every_family_out_scores_each_on_a_refit_without_it(small_histories):
+    result = train(small_histories, TrainConfig(leave_one_family_out=True, num_boost_round=60))
+    families = {p.scenario for p in result.parts}
+    assert set(result.family_holdouts) == families
+    scenario = np.array([p.scenario for p in result.parts])[result.test_rows.path]
+    for family, ev in result.family_holdouts.items():
+        # Scored on that family's held-out rows, every one of them, and nothing else.
+        assert ev.rows == (scenario == family).sum() > 0
+        assert 0 < ev.metrics["model"]["pr_auc"] <= 1
+    assert result.regime_shift is result.family_holdouts["flash_crash"]
