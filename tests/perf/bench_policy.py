@@ -82,6 +82,12 @@ def main() -> None:
     # static run's, so the difference is not the policy's extra orders and liquidations).
     quiet_cfg = load_config(config, [*base, 'policy.name="predictive"', "policy.knob=0"])
     t_quiet, _ = best_of(3, lambda: timed_run(quiet_cfg, ModelForecaster(model)))
+    # The budget allocation at the evaluation's reference (30 actions a forecast): breach and
+    # loss heads scored for every account of the band.
+    budget_cfg = load_config(
+        config, [*base, 'policy.name="predictive"', 'policy.allocation="budget"', "policy.knob=30"]
+    )
+    t_budget, s_budget = best_of(3, lambda: timed_run(budget_cfg, ModelForecaster(model)))
     n = s_static.ledger.size.shape[0] - 1
     print(f"{args.scenario}, {n:,} accounts x {s_static.t:,} blocks, seed 0")
     print(f"  static:                      {t_static:6.2f} s")
@@ -94,6 +100,11 @@ def main() -> None:
     print(
         f"  forecasts only (knob 0):     {t_quiet:6.2f} s  = {t_quiet / t_static:.2f} x static "
         "(the same forecasting on the static run's path, no action)"
+    )
+    budget_scored = s_budget.summary()["policy_scored_rows"]
+    print(
+        f"  predictive, budget of 30:    {t_budget:6.2f} s  = {t_budget / t_static:.2f} x static "
+        f"(goal <= 1.5); {budget_scored:,} breach and loss forecasts"
     )
 
     keeping = Keeping(model)
