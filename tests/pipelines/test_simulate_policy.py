@@ -78,6 +78,16 @@ def test_predictive_policy_serves_the_registered_champion(tmp_path, trained_mode
         (["--policy", "predictive", "--model", "nowhere"], "no model.json"),
         (["--policy", "static", "--model", "nowhere"], "only used by --policy predictive"),
         (["--policy", "static", "--knob", "0.5"], "policy.knob must be >= 1"),
+        (
+            ["--policy", "analytic", "--knob", "2.5", "--set", "policy.allocation=budget"],
+            "must be a whole number of actions",
+        ),
+        (
+            ["--policy", "predictive", "--forecaster-url", "http://127.0.0.1:9", "--knob", "5"]
+            + ["--set", "policy.allocation=budget"],
+            "needs a forecaster of losses",
+        ),
+        (["--set", "policy.allocation=greedy"], "policy.allocation must be"),
     ],
 )
 def test_bad_policy_input_is_refused(tmp_path, args, fragment):
@@ -85,6 +95,21 @@ def test_bad_policy_input_is_refused(tmp_path, args, fragment):
     assert result.exit_code == 2, result.output
     assert fragment in result.output and "Traceback" not in result.output
     assert not (tmp_path / "scenario=cascade").exists()
+
+
+@pytest.mark.parametrize("policy", ["analytic", "oracle"])
+def test_the_budget_allocation_runs_from_the_command_line(tmp_path, policy):
+    result = _simulate(
+        tmp_path, "--policy", policy, "--knob", "20", "--set", "policy.allocation=budget"
+    )
+    assert result.exit_code == 0, result.output
+    s = _summary(tmp_path)
+    assert s["conservation_error"] == 0 and s["policy_fallbacks"] == 0
+    table = pd.read_parquet(tmp_path / "scenario=cascade" / "seed=0" / "policy.parquet")
+    forecasts = table[table["scored"] > 0]
+    # At most 20 actions a forecast: calls plus de-risked accounts (one de-risk per action).
+    assert (forecasts.groupby("tick")["warned"].first() <= 20).all()
+    assert s["policy_warnings"] + s["policy_derisked_notional"] > 0
 
 
 def test_unresolvable_registry_uri_is_refused(tmp_path, trained_model):
