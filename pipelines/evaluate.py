@@ -636,6 +636,28 @@ def paired_comparison(
     }
 
 
+SAME_BUDGET_RIVALS = ("analytic", "random")
+"""What the model-driven arm is compared with at the same budget (not at matched cost): the
+analytic forecast and the random ranking spending the same number of actions."""
+
+
+def same_budget(results: pd.DataFrame, n_boot: int = 1000) -> dict[str, Any]:
+    """Return, for every budget (knob) the model-driven arm shares with each rival of
+    SAME_BUDGET_RIVALS, the rival's bad debt less the model's on the evaluation paths, pooled and
+    per family: what the ranking alone is worth when both spend the same actions."""
+    evaluation = results[results["role"] == "eval"]
+    mine = set(evaluation.loc[evaluation["policy"] == "predictive", "knob"])
+    out: dict[str, Any] = {}
+    for rival in SAME_BUDGET_RIVALS:
+        theirs = set(evaluation.loc[evaluation["policy"] == rival, "knob"])
+        for knob in sorted(k for k in mine & theirs if k > 0):
+            out.setdefault(rival, {})[f"{knob:g}"] = {
+                name: paired_comparison(frame, "predictive", knob, rival, knob, n_boot)
+                for name, frame in _families(evaluation)
+            }
+    return out
+
+
 def _families(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """Return ("pooled", every path), then each family alone."""
     families = sorted(results["scenario"].unique())
@@ -700,10 +722,12 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
             }
             row = entry(arm, "static", choice)
             for name, figures in row.get("families", {}).items():
-                # A share of a gain only means something when there is a gain to share.
-                gain = gains.get(name, {}).get("reduction")
+                # A share of a gain only means something when there is a gain to share: one
+                # whose 95% interval excludes zero (a share of noise can be any number).
+                gain = gains.get(name, {})
+                resolved = gain.get("reduction") is not None and gain["ci95"][0] > 0
                 figures["share_of_predictive_reduction"] = (
-                    figures["reduction"] / gain if gain is not None and gain > 0 else None
+                    figures["reduction"] / gain["reduction"] if resolved else None
                 )
             out["controls"][arm] = row
     return out
@@ -833,6 +857,7 @@ def write_summary(
             name: frontier(frame) for name, frame in _families(evaluation) if name != "pooled"
         },
         "frontier_tuning": frontier(results[results["role"] == "tune"]),
+        "same_budget": same_budget(results, n_boot),
         "replays": {} if replays is None else replay_table(replays),
         "forecast": forecast or {},
         "coverage": coverage(evaluation),
@@ -885,15 +910,28 @@ def format_headline(summary: dict[str, Any]) -> str:
     for policy, baseline, row in headline_rows(head):
         add(policy, baseline, row)
     gain = head["comparisons"].get("static", {}).get("families", {}).get("pooled", {})
-    if gain and gain["reduction"] <= 0:
+    if gain and gain["ci95"][0] <= 0:
         lines.append(
-            "predictive does not reduce pooled bad debt against the reactive venue: no control "
-            "has a gain of it to reproduce"
+            "predictive's pooled reduction against the reactive venue is not resolved (its 95% "
+            "interval reaches zero): no control has a gain of it to reproduce"
         )
     for arm, row in head["controls"].items():
         share = row.get("families", {}).get("pooled", {}).get("share_of_predictive_reduction")
         if share is not None:
             lines.append(f"{arm} reproduces {share:.0%} of predictive's pooled reduction")
+    for rival, budgets in summary.get("same_budget", {}).items():
+        for knob, families in budgets.items():
+            cells = []
+            for name, f in families.items():
+                lo, hi = f["ci95"]
+                cells.append(
+                    f"{name} {f['reduction_share']:+.1%} [{lo:,.0f}, {hi:,.0f}] "
+                    f"({f['paths']} paths)"
+                )
+            lines.append(
+                f"same budget of {knob} actions, model-ranked against {rival}-ranked, bad debt "
+                f"reduction: " + "; ".join(cells)
+            )
     for family, figures in summary.get("pairing", {}).items():
         if figures["min"] is None:
             continue

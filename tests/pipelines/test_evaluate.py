@@ -355,3 +355,19 @@ def test_the_report_opens_in_a_browser_with_every_figure(evaluation):
     assert total == 4 and shown == total  # frontiers, distributions, one replay, reliability
     assert "breached_only" in dom and "out of sample" in dom
     assert 'id="headline"' in dom and "static" in dom and "Caveats" in dom
+
+
+def test_the_same_budget_comparison_pairs_the_rankings_at_each_shared_knob():
+    from pipelines.evaluate import same_budget
+
+    frame = _synthetic(n_paths=10)
+    extra = frame[(frame["policy"] == "predictive") & (frame["knob"] == REF)].copy()
+    extra["policy"] = "analytic"
+    extra["bad_debt"] += 4.0  # the analytic ranking leaves 4 more on every path
+    frame = pd.concat([frame, extra], ignore_index=True)
+    got = same_budget(frame, n_boot=200)
+    assert set(got) == {"analytic"} and set(got["analytic"]) == {f"{REF:g}"}
+    pooled = got["analytic"][f"{REF:g}"]["pooled"]
+    assert pooled["paths"] == 10 and pooled["reduction"] == pytest.approx(4.0)
+    assert pooled["ci95"] == pytest.approx([4.0, 4.0])
+    assert set(got["analytic"][f"{REF:g}"]) == {"pooled", "a", "b"}
