@@ -227,6 +227,30 @@ def write_report(
         for p in points
     ]
     parts.append(_frame_table(pd.DataFrame(rows), "frontier"))
+    if summary.get("same_budget"):
+        parts.append("<h2>The ranking at the same budget of actions</h2>")
+        parts.append(
+            "<p>Each rival spends as many actions per forecast as the model-driven arm; the "
+            "reduction is the rival's bad debt less the model's, with its paired bootstrap "
+            "interval (not at matched cost: what the ranking alone is worth).</p>"
+        )
+        rows = [
+            {
+                "rival": rival,
+                "actions per forecast": knob,
+                "family": family,
+                "paths": f["paths"],
+                "rival bad debt": f["baseline_bad_debt"],
+                "model bad debt": f["policy_bad_debt"],
+                "reduction": f["reduction_share"],
+                "95% CI low": f["ci95"][0],
+                "95% CI high": f["ci95"][1],
+            }
+            for rival, budgets in summary["same_budget"].items()
+            for knob, families in budgets.items()
+            for family, f in families.items()
+        ]
+        parts.append(_frame_table(pd.DataFrame(rows), "same-budget"))
     if summary.get("replays"):
         parts.append("<h2>Real crash replays</h2>")
         table = pd.DataFrame(
