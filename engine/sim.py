@@ -1038,26 +1038,27 @@ class Simulation:
         positions whose account a uniform adverse move of at most each rung would bring to
         maintenance margin (distance as in ``account_rows``; base requirements)."""
         led = self.ledger
-        traders = ~led.is_maker
-        sizes = led.size[traders]
+        sizes = led.size  # every row (no copy); the makers' rows get no weight below
         value = sizes * self.mark_q
         notional = np.rint(np.abs(value)).astype(np.int64)
         mm = np.zeros(sizes.shape[0])
         for k, req in enumerate(self.requirements):
             mm += req.maintenance(notional[:, k], sizes[:, k], self.margin_context(k))
         exposure = self._exposure(sizes, notional)
-        head = self._equity(traders, value) - mm
+        head = self._equity(ALL, value) - mm
         distance = np.full(head.shape, np.inf)
         np.divide(head, exposure, out=distance, where=exposure > 0)
         rungs = np.asarray(LIQUIDATION_MAP_DISTANCES)
-        # rung j holds the accounts with distance in (rung j-1, rung j]; cumulated below.
+        r = rungs.size + 1
+        # Bin j holds the accounts with distance in (rung j-1, rung j] (j = r - 1: beyond the
+        # last rung); longs in bins 0..r-1, shorts in r..2r-1: one bincount per market.
         rung = np.searchsorted(rungs, distance, side="left")
+        weight = np.where(led.is_maker[:, None], 0.0, notional / QUOTE_QUANTUMS_PER_UNIT)
         out = np.zeros((2, rungs.size, self.m))
-        usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
         for k in range(self.m):
-            for side, held in enumerate((sizes[:, k] > 0, sizes[:, k] < 0)):
-                sums = np.bincount(rung[held], notional[held, k] * usd, minlength=rungs.size + 1)
-                out[side, :, k] = np.cumsum(sums[: rungs.size])
+            short = sizes[:, k] < 0
+            sums = np.bincount(rung + r * short, weight[:, k], minlength=2 * r).reshape(2, r)
+            out[:, :, k] = np.cumsum(sums[:, : rungs.size], axis=1)
         return out.reshape(2 * rungs.size, self.m)
 
     def market_history(self) -> dict[str, np.ndarray]:
