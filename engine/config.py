@@ -630,6 +630,9 @@ class PolicyConfig:
     outputs of a run depend on the machine's speed)."""
     allocation: Literal["threshold", "budget"] = "threshold"
     """How the predictive policy turns forecasts into actions (see above)."""
+    budget_actions: Literal["best", "call", "derisk"] = "best"
+    """Which actions the budget may buy: the better of a margin call and a de-risk for each
+    account, or only one kind."""
     act_on_breached: bool = False
     """Score and act on accounts already in breach too (the ``breached_only`` control arm of
     an evaluation: what the predictive mechanics buy as reactive extras). By default an account
@@ -654,6 +657,11 @@ class PolicyConfig:
             self.allocation in ("threshold", "budget"),
             "allocation",
             f"must be 'threshold' or 'budget', was {self.allocation!r}",
+        )
+        _require(
+            self.budget_actions in ("best", "call", "derisk"),
+            "budget_actions",
+            f"must be 'best', 'call' or 'derisk', was {self.budget_actions!r}",
         )
         _require(
             self.allocation != "budget" or self.knob == int(self.knob),

@@ -349,6 +349,10 @@ class Policy:
         cost = (f * notional * slip).sum(axis=1)
         derisk_value = np.zeros(rows.size)
         np.divide(f * loss, cost, out=derisk_value, where=cost > 0)
+        if cfg.budget_actions == "call":
+            derisk_value[:] = 0.0
+        elif cfg.budget_actions == "derisk":
+            call_value[:] = 0.0
         value = np.maximum(call_value, derisk_value)
         ranked = np.argsort(-value, kind="stable")
         chosen = ranked[: min(budget, int((value > 0).sum()))]

@@ -123,3 +123,14 @@ def test_the_oracle_foresees_the_amounts_within_the_horizon():
     assert p.tolist() == [1.0, 1.0, 0.0]
     assert loss.tolist() == [5.0, 1.0, 0.0]
     assert oracle.predict_breach(request).tolist() == [1.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("actions", ["call", "derisk"])
+def test_the_budget_can_be_limited_to_one_kind_of_action(actions):
+    sim = Simulation(_cascade(knob=20.0, budget_actions=actions), forecaster=LossByAccount())
+    sim.run()
+    summary = sim.policy.summary()
+    if actions == "call":
+        assert summary["policy_derisked_notional"] == 0 and summary["policy_warnings"] > 0
+    else:
+        assert summary["policy_warnings"] == 0 and summary["policy_derisked_notional"] > 0
