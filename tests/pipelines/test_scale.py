@@ -186,7 +186,7 @@ def test_an_unreachable_tracking_server_is_a_one_line_error(small_histories, tmp
 
 def test_training_on_a_dask_cluster_matches_single_machine_training(small_histories, tmp_path):
     import numpy as np
-    from sklearn.metrics import average_precision_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     from pipelines.cluster import dask_client
     from predictor.train import load_train_config, train
@@ -216,11 +216,13 @@ def test_training_on_a_dask_cluster_matches_single_machine_training(small_histor
     # Not resolvably worse than the single-machine model (it may come out better: Dask-grown
     # trees are not bit-reproducible, and on these histories one run was 0.008-0.047 ahead).
     assert high >= 0.0, (low, high)
-    m_local = local.seed_split.metrics["model"]
     m_dask = distributed.seed_split.metrics["model"]
-    # On these small histories two trainings' ROC-AUC differ by a few hundredths (0.022 seen
-    # with feature schema 1, 0.040 with schema 2: the local model gained more from it).
-    assert abs(m_local["roc_auc"] - m_dask["roc_auc"]) < 0.06
+    # The trees' own ranking (raw scores: the calibration maps, one inside the risk band and
+    # one outside, tie and reorder rows differently for each model). On these small histories
+    # two trainings' ROC-AUC differ by a few hundredths (0.022 seen).
+    raw_local = roc_auc_score(rows.y, local.model.predict_raw(rows.X))
+    raw_dask = roc_auc_score(rows.y, distributed.model.predict_raw(rows.X))
+    assert abs(raw_local - raw_dask) < 0.03, (raw_local, raw_dask)
     assert m_dask["ece"] < 0.01  # calibrated on the calibration seeds like the local model
 
 
