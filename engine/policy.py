@@ -13,6 +13,11 @@ forecaster does wrong — raises, times out, returns the wrong shape, NaN or val
 or reports that its feature schema does not match its model — the block runs the reactive
 policy instead (base requirements, no early action), the fallback is counted by reason in the
 run's policy table, and each reason is logged once.
+
+The budget allocation (``policy.allocation = "budget"``) asks a :class:`LossForecaster` for
+expected bad debt as well, and spends a fixed number of actions per forecast on the accounts
+whose action avoids the most of it per unit of cost; an expected loss that is not finite or is
+negative is a fallback like a bad probability.
 """
 
 from __future__ import annotations
@@ -546,24 +551,24 @@ class OracleForecaster:
         self.total = np.concatenate([[0.0], np.cumsum(amounts)])
         """Running sum of the events' amounts in (account, tick) order."""
 
-    def _window(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (accounts, positions of their first event after t, of their first after
-        t + H) in the sorted events."""
+    def _window(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
+        """Return, per requested account, the positions in the sorted events of its first event
+        after t and of its first after t + H."""
         acct = np.asarray(request.accounts["account"], np.int64)
         t = request.tick
         span = max(int(self.ticks.max(initial=0)), t) + self.horizon_ticks + 2
         keys = self.accounts * span + self.ticks
         lo = np.searchsorted(keys, acct * span + t, side="right")
         hi = np.searchsorted(keys, acct * span + t + self.horizon_ticks, side="right")
-        return acct, lo, hi
+        return lo, hi
 
     def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        _, lo, hi = self._window(request)
+        lo, hi = self._window(request)
         return (hi > lo).astype(np.float64)
 
     def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
         """Return (1 where an event is foreseen within H, the foreseen amounts within H)."""
-        _, lo, hi = self._window(request)
+        lo, hi = self._window(request)
         return (hi > lo).astype(np.float64), self.total[hi] - self.total[lo]
 
 
