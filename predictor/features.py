@@ -205,10 +205,16 @@ class MarketFeatureStream:
 
     def _extreme(self, full: np.ndarray, k: int, w: int, fn) -> np.ndarray:
         """Return fn (np.max or np.min) over each new row's trailing window of ``w`` rows."""
-        base = max(0, self.n - self.keep)
-        ticks = np.arange(self.n, self.n + k)[:, None] - np.arange(w)[None, :]
-        pos = np.maximum(ticks, 0) - base  # (k, w): each row's window, clamped to tick 0
-        return fn(full[pos], axis=1)
+        first = self.n - max(0, self.n - self.keep)  # position of the first new row in full
+        start = first - (w - 1)
+        if start < 0:
+            # Only near tick 0 (full then starts at tick 0): a window reaching before the run
+            # is clamped to tick 0, the same as repeating that row in front.
+            full = np.concatenate([np.repeat(full[:1], -start, axis=0), full])
+            first, start = first - start, 0
+        # A view of each new row's window, (k, ..., w): no index arrays, no gathered copy.
+        windows = np.lib.stride_tricks.sliding_window_view(full[start : first + k], w, axis=0)
+        return fn(windows, axis=-1)
 
     def _accumulate(self, group: str, series: dict[str, np.ndarray]) -> None:
         """Extend the running prefix sums of ``series`` (name -> new rows, (k, m) each).
