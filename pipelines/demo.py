@@ -6,7 +6,7 @@
    (``<out>/mlruns``), so a demo never becomes the champion of a real registry;
 4. an evaluation of every policy and control arm: knobs chosen on tuning seeds 90-91, reported
    on held-out seeds 100-103, including a scenario family the model never saw and the real crash
-   replays beside the project, with its headline and report.
+   replays shipped with the package, with its headline and report.
 
 Every step resumes: partitions already written are kept, so a second run mostly re-trains and
 re-evaluates.
@@ -23,8 +23,8 @@ from typing import Any
 from engine.config import SimConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_REPLAYS = ROOT.parent / "shared" / "data" / "market"
-"""Real 1-minute crash files shipped beside the project (replayed when present)."""
+REAL_CRASHES = Path(__file__).resolve().parent / "data" / "market"
+"""Real 1-minute crash files shipped inside the package (provenance in PROVENANCE.md)."""
 
 
 def builtin_config_path(name: str = "stress") -> Path:
@@ -116,9 +116,7 @@ def run_pipeline(
     outcome = log_training(result, uri, train_cfg.experiment, out / "models")
     stamp(f"registered {outcome.name} v{outcome.version} as {outcome.alias} in {uri}")
 
-    replays = [SHARED_REPLAYS] if SHARED_REPLAYS.is_dir() else []
-    if not replays:
-        echo(f"(no real crash files at {SHARED_REPLAYS}: the replays are left out)")
+    replays = [REAL_CRASHES]  # shipped with the package: a missing file is an error, not a skip
     replay_size: tuple[str, ...] = (f"accounts.count={scale.accounts}",)
     if scale.replay_steps:
         replay_size = (*replay_size, f"steps={scale.replay_steps}")

@@ -12,10 +12,9 @@ import pytest
 from engine.config import resolve
 from engine.prices import ReplayError, bar_segments, bridge_ticks, load_bars, simulate_index
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
+DATA = Path(__file__).resolve().parents[2] / "pipelines" / "data" / "market"
 CRASH_2020 = DATA / "BTCUSDT-PERP_1m_2020-03-12.csv.gz"
 GAPPY_2022 = DATA / "BTCUSDT-PERP_1m_2022-06-13.csv.gz"
-needs_data = pytest.mark.skipif(not CRASH_2020.exists(), reason="shared/data/market not beside")
 
 
 def config(model: str, steps: int = 20_000, m: int = 2, **index):
@@ -94,7 +93,6 @@ def test_same_seed_same_path_and_invalid_correlation_is_refused():
 # ---- replay ----------------------------------------------------------------------------------
 
 
-@needs_data
 def test_bridge_ticks_pass_through_every_bars_open_high_low_close():
     bars = load_bars(CRASH_2020)
     k = 6
@@ -112,7 +110,6 @@ def test_bridge_ticks_pass_through_every_bars_open_high_low_close():
     assert flow[1:].reshape(-1, k).sum(axis=1) == pytest.approx(signed.to_numpy())
 
 
-@needs_data
 def test_replay_drives_its_market_and_the_other_follows():
     cfg = resolve(
         {
@@ -141,7 +138,6 @@ def test_replay_drives_its_market_and_the_other_follows():
     assert np.corrcoef(r.T)[0, 1] > 0.6
 
 
-@needs_data
 def test_gaps_are_refused_or_split_by_option():
     base = {
         "steps": 0,
@@ -232,3 +228,29 @@ def test_missing_column_empty_or_missing_file(tmp_path):
         load_bars(tmp_path / "nope.csv")
     assert len(load_bars(_write(tmp_path, GOOD, gz=False))) == 3
     assert list(pd.Series(load_bars(_write(tmp_path, GOOD))["line"])) == [2, 3, 4]
+
+
+SHIPPED = {
+    # file: (rows, first bar, last bar, gaps) as PROVENANCE.md states them
+    "BTCUSDT-PERP_1m_2020-03-12.csv.gz": (287, "2020-03-12 21:45", "2020-03-13 02:31", 0),
+    "BTCUSDT-PERP_1m_2021-05-19.csv.gz": (270, "2021-05-19 10:20", "2021-05-19 14:49", 0),
+    "BTCUSDT-PERP_1m_2022-06-13.csv.gz": (409, "2022-06-12 21:08", "2022-06-13 15:27", 1),
+    "BTCUSDT-PERP_1m_2024-08-05.csv.gz": (492, "2024-08-04 23:29", "2024-08-05 07:40", 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_shipped_crash_files_are_what_their_provenance_says(name):
+    import pandas as pd
+
+    rows, first, last, gaps = SHIPPED[name]
+    bars = pd.read_csv(DATA / name)
+    assert len(bars) == rows
+    t = pd.to_datetime(bars["open_time_ms"], unit="ms")
+    assert t.iloc[0] == pd.Timestamp(first) and t.iloc[-1] == pd.Timestamp(last)
+    steps = bars["open_time_ms"].diff().dropna()
+    assert int((steps != 60_000).sum()) == gaps and (steps > 0).all()
+    assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+    assert ((bars["taker_buy_volume"] >= 0) & (bars["taker_buy_volume"] <= bars["volume"])).all()
+    assert (DATA / "PROVENANCE.md").read_text().count(name) >= 2  # listed, with its source

@@ -9,7 +9,7 @@ from engine.sim import Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "configs" / "scenarios").glob("*.toml"))
-DATA = ROOT.parent / "shared" / "data" / "market"
+DATA = ROOT / "pipelines" / "data" / "market"
 
 
 def test_the_library_has_every_scenario_family():
@@ -29,8 +29,6 @@ def test_the_library_has_every_scenario_family():
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_runs_and_conserves_value(path):
-    if path.stem == "replay" and not DATA.exists():
-        pytest.skip("shared/data/market not beside")
     cfg = load_config(path, ["accounts.count=300", "steps=80"])
     sim = Simulation(cfg)
     for _ in range(cfg.steps):

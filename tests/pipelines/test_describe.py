@@ -10,8 +10,7 @@ from engine.stylized import file_statistics
 from pipelines.cli import main
 from pipelines.describe import describe
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "market"
-needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared/data/market not beside")
+DATA = Path(__file__).resolve().parents[2] / "pipelines" / "data" / "market"
 
 # shared/reference/stylized_facts.md: sigma 1m %, Parkinson %, excess kurtosis, acf |r| 1 and 5,
 # corr(imbalance, r), worst 1m %, move %.
@@ -33,7 +32,6 @@ KEYS = (
 )
 
 
-@needs_data
 @pytest.mark.parametrize("day", sorted(REFERENCE))
 def test_real_file_statistics_match_the_reference(day):
     stats = file_statistics(DATA / f"BTCUSDT-PERP_1m_{day}.csv.gz")
@@ -75,7 +73,6 @@ def test_describe_measures_a_cascade():
     assert stats["excess_kurtosis"] > 0
 
 
-@needs_data
 def test_facts_and_describe_commands():
     r = CliRunner().invoke(main, ["facts", str(DATA)])
     assert r.exit_code == 0 and "2020-03-12" in r.output and "excess kurtosis" in r.output
