@@ -36,9 +36,9 @@ def main() -> None:
     """predliq: predictive liquidation for leveraged perpetual-futures venues.
 
     Simulate a venue's margin and liquidation engine under stress, train forecasters of margin
-    breaches on the simulated histories, run the venue under margin policies that act on those
-    forecasts (simulate --policy, serve), and evaluate anticipatory against reactive liquidation
-    at matched all-in cost (evaluate).
+    breaches and of the bad debt they leave on the simulated histories, run the venue under
+    margin policies that act on those forecasts (simulate --policy, serve), and evaluate
+    anticipatory against reactive liquidation at matched all-in cost (evaluate).
     """
 
 
@@ -430,7 +430,8 @@ def train(
     workers: int,
     scheduler: str | None,
 ) -> None:
-    """Train a breach forecaster and its baselines, log them to MLflow, promote a champion."""
+    """Train a breach forecaster with its expected-loss heads and its baselines, log them to
+    MLflow, promote a champion."""
     import time
 
     from pipelines.train import format_result
