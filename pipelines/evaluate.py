@@ -325,7 +325,7 @@ def score_history(
 ) -> dict[str, np.ndarray]:
     """Return labels and the model's and the analytic forecasts on a ``fraction`` of the
     accounts of a finished reactive run (rows whose horizon runs past the end are left out)."""
-    from predictor.baselines import first_passage_probability, liquidation_shortfall
+    from predictor.baselines import analytic_expected_loss, first_passage_probability
     from predictor.features import FEATURES, account_features, market_arrays, market_features
 
     horizon = float(model.horizon_minutes)
@@ -365,7 +365,7 @@ def score_history(
         "analytic": analytic.astype(np.float32),
         "acted": acted,
         "loss": accounts[f"loss_{horizon:g}m"].to_numpy()[keep],
-        "analytic_loss": analytic * liquidation_shortfall(X, horizon / 2),
+        "analytic_loss": analytic_expected_loss(analytic, X, horizon),
     }
     if model.has_heads:
         out["model_loss"] = p_model * model.predict_severity(X)

@@ -97,6 +97,13 @@ def liquidation_shortfall(X: np.ndarray, overshoot_minutes: float = 0.0) -> np.n
     return np.nan_to_num(out, nan=0.0, posinf=0.0)
 
 
+def analytic_expected_loss(p: np.ndarray, X: np.ndarray, horizon_minutes: float) -> np.ndarray:
+    """Return the analytic expected bad debt within H: the first-passage probability ``p``
+    times the shortfall of a liquidation at the liquidation price, over the price's overshoot
+    in the rest of the horizon (on average H / 2 after a first passage within H)."""
+    return p * liquidation_shortfall(X, horizon_minutes / 2)
+
+
 class AnalyticBaseline:
     """First-passage probability with the EWMA half-life chosen on calibration data; its loss
     forecast is that probability times :func:`liquidation_shortfall`."""
@@ -125,7 +132,7 @@ class AnalyticBaseline:
 
     def predict_loss(self, X: np.ndarray) -> np.ndarray:
         """Return the expected bad debt within H (quote units)."""
-        return self.predict_proba(X) * liquidation_shortfall(X, self.horizon_minutes / 2)
+        return analytic_expected_loss(self.predict_proba(X), X, self.horizon_minutes)
 
 
 class LogisticBaseline:

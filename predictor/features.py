@@ -39,6 +39,25 @@ def _rung(d: float) -> str:
     return f"{d * 100:g}pct"
 
 
+_MARKET_BEYOND = (
+    *(f"crowding_{side}_{_rung(d)}" for side in ("long", "short") for d in MAP_RUNGS),
+    "insurance_vs_crowded",
+    "keeper_backlog",
+    "depth_change_5m",
+    "depth_refill_15m",
+    "others_ret_5m",
+    "others_liq_share_5m",
+)
+"""Market features of what the first-passage law cannot see (see FEATURE_GROUPS)."""
+_ACCOUNT_BEYOND = (
+    "adverse_flow_1m",
+    "adverse_flow_15m",
+    "adverse_others_ret_5m",
+    "crowding_own_band",
+    *(f"crowding_own_{_rung(d)}" for d in MAP_RUNGS),
+)
+"""Account features of what it cannot see (beside ``adverse_flow_5m``, an older one)."""
+
 MARKET_FEATURES = (
     *(f"ret_{w}m" for w in RETURN_WINDOWS),
     *(f"rv_{w}m" for w in VOL_WINDOWS),
@@ -64,14 +83,7 @@ MARKET_FEATURES = (
     "congestion",
     "insurance_cover",
     "cross_corr_60m",
-    # What the first-passage law cannot see (see FEATURE_GROUPS).
-    *(f"crowding_{side}_{_rung(d)}" for side in ("long", "short") for d in MAP_RUNGS),
-    "insurance_vs_crowded",
-    "keeper_backlog",
-    "depth_change_5m",
-    "depth_refill_15m",
-    "others_ret_5m",
-    "others_liq_share_5m",
+    *_MARKET_BEYOND,
 )
 """Per-(tick, market) features; an account gets those of its dominant market.
 
@@ -100,11 +112,7 @@ ACCOUNT_FEATURES = (
     *(f"adverse_ret_{w}m" for w in RETURN_WINDOWS[:3]),
     "adverse_flow_5m",
     "adverse_basis",
-    "adverse_flow_1m",
-    "adverse_flow_15m",
-    "adverse_others_ret_5m",
-    "crowding_own_band",
-    *(f"crowding_own_{_rung(d)}" for d in MAP_RUNGS),
+    *_ACCOUNT_BEYOND,
 )
 """Per-account-row features; distance_sigmas_* and crowding_own_band depend on the horizon.
 
@@ -128,21 +136,7 @@ FIRST_PASSAGE_FEATURES = (
     "direction",
 )
 """What the closed-form first-passage law sees: the distance to liquidation and volatility."""
-BEYOND_FIRST_PASSAGE_FEATURES = (
-    *(f"crowding_{side}_{_rung(d)}" for side in ("long", "short") for d in MAP_RUNGS),
-    "insurance_vs_crowded",
-    "keeper_backlog",
-    "depth_change_5m",
-    "depth_refill_15m",
-    "others_ret_5m",
-    "others_liq_share_5m",
-    "adverse_flow_1m",
-    "adverse_flow_5m",
-    "adverse_flow_15m",
-    "adverse_others_ret_5m",
-    "crowding_own_band",
-    *(f"crowding_own_{_rung(d)}" for d in MAP_RUNGS),
-)
+BEYOND_FIRST_PASSAGE_FEATURES = (*_MARKET_BEYOND, "adverse_flow_5m", *_ACCOUNT_BEYOND)
 """What it cannot see: crowding of liquidation prices against the book, keeper backlog, depth
 leaving and refilling, contagion from the other markets, taker flow against the account's side,
 the insurance fund against the crowded notional."""

@@ -163,20 +163,7 @@ class BreachForecaster:
             booster = _train_on_dask(params, X, y, self.num_boost_round, client)
             best = _best_iteration(booster, X_stop, y_stop)
         else:
-            train = lgb.Dataset(X, y, feature_name=list(FEATURES), free_raw_data=True)
-            valid = lgb.Dataset(X_stop, y_stop, reference=train)
-            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
-            if log_every:
-                callbacks.append(lgb.log_evaluation(log_every))
-            booster = lgb.train(
-                params,
-                train,
-                num_boost_round=self.num_boost_round,
-                valid_sets=[valid],
-                valid_names=["stop"],
-                callbacks=callbacks,
-            )
-            best = int(booster.best_iteration)
+            booster, best = self._train_early_stopped(params, X, y, X_stop, y_stop, log_every)
         # Keep only the trees early stopping chose, so model.txt is exactly what is served.
         self.booster_ = lgb.Booster(model_str=booster.model_to_string(best))
         self.best_iteration_ = best
@@ -219,20 +206,39 @@ class BreachForecaster:
         self.heads_: dict[str, lgb.Booster] = {}
         self.head_iterations_: dict[str, int] = {}
         for head in HEADS:
-            train = lgb.Dataset(X, targets[head], feature_name=list(FEATURES))
-            valid = lgb.Dataset(X_stop, targets_stop[head], reference=train)
-            booster = lgb.train(
-                params,
-                train,
-                num_boost_round=self.num_boost_round,
-                valid_sets=[valid],
-                valid_names=["stop"],
-                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            booster, best = self._train_early_stopped(
+                params, X, targets[head], X_stop, targets_stop[head]
             )
-            best = max(1, int(booster.best_iteration))
+            best = max(1, best)
             self.heads_[head] = lgb.Booster(model_str=booster.model_to_string(best))
             self.head_iterations_[head] = best
         return self
+
+    def _train_early_stopped(
+        self,
+        params: dict[str, Any],
+        X: np.ndarray,
+        y: np.ndarray,
+        X_stop: np.ndarray,
+        y_stop: np.ndarray,
+        log_every: int = 0,
+    ) -> tuple[lgb.Booster, int]:
+        """Return a booster grown by ``lgb.train`` on (X, y), stopped early on (X_stop, y_stop),
+        and its best iteration."""
+        train = lgb.Dataset(X, y, feature_name=list(FEATURES), free_raw_data=True)
+        valid = lgb.Dataset(X_stop, y_stop, reference=train)
+        callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        if log_every:
+            callbacks.append(lgb.log_evaluation(log_every))
+        booster = lgb.train(
+            params,
+            train,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[valid],
+            valid_names=["stop"],
+            callbacks=callbacks,
+        )
+        return booster, int(booster.best_iteration)
 
     @property
     def has_heads(self) -> bool:

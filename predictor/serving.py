@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.policy import ForecasterSchemaError, ForecastRequest
-from predictor.baselines import first_passage_probability, liquidation_shortfall
+from predictor.baselines import analytic_expected_loss, first_passage_probability
 from predictor.compiled import compile_booster
 from predictor.features import (
     FEATURES,
@@ -180,12 +180,11 @@ class AnalyticForecaster:
         )
 
     def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
-        """Return (first-passage probability, that probability x the bad debt a liquidation at
-        the liquidation price would leave on the current book, over the price's overshoot in
-        the rest of the horizon — on average H / 2 after a first passage within H)."""
+        """Return (first-passage probability, the analytic expected bad debt; see
+        :func:`predictor.baselines.analytic_expected_loss`)."""
         X = self.features(request)
         p = self._probability(X)
-        return p, p * liquidation_shortfall(X, self.horizon_minutes / 2)
+        return p, analytic_expected_loss(p, X, self.horizon_minutes)
 
 
 def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForecaster:
