@@ -14,7 +14,9 @@ import click
 from engine.config import ConfigError, load_config
 from engine.history import OutputExistsError, OutputPathError, check_writable_root
 from engine.prices import ReplayError
-from pipelines.cluster import ClusterError
+from pipelines.cluster import WORKER_LOG, ClusterError
+from pipelines.shipped import UnknownConfigError, replay_place, scenarios_place
+from pipelines.shipped import config_path as config_path_of
 from pipelines.simulate import POLICY_CHOICES
 
 tracking_uri_option = click.option(
@@ -47,8 +49,9 @@ def main() -> None:
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Scenario config (TOML).",
+    metavar="NAME|PATH",
+    help="Scenario config: a shipped name (cascade, stress, short_squeeze...; predliq "
+    "scenarios lists them) or a TOML file.",
 )
 @click.option(
     "--set",
@@ -153,6 +156,10 @@ def simulate(
         overrides = (*overrides, f"seed={seed}")
     if out is None and not describe:
         _fail("--out is required (or --describe to print statistics instead)")
+    try:
+        config_path = str(config_path_of(config_path))
+    except UnknownConfigError as e:
+        _fail(str(e))
     overrides, source = _policy_overrides(
         overrides,
         policy,
@@ -257,7 +264,11 @@ def _sweep(
         check_partition(out, cfg, overwrite)  # refuse before running anything
     click.echo(
         f"{cfgs[0].name}: {len(cfgs)} seeds ({seeds[0]}..{seeds[-1]}) into {out} with "
-        + (f"the scheduler at {scheduler}" if scheduler else f"{workers} worker(s)")
+        + (
+            f"the scheduler at {scheduler}"
+            if scheduler
+            else f"{workers} worker(s)" + (f" (Dask's log: {WORKER_LOG})" if workers > 1 else "")
+        )
     )
     done = 0
     for result in run_sweep(cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS):
@@ -284,18 +295,41 @@ def _describe(cfg) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, metavar="real|PATH...")
 def facts(paths: tuple[str, ...]) -> None:
-    """Print the stylized facts of real 1-minute bar files (files or folders of them)."""
+    """Print the stylized facts of real 1-minute bar files (files or folders of them; 'real':
+    the crash files shipped with predliq)."""
     from pipelines.describe import facts_table, real_files
 
-    files = real_files(list(paths))
+    files = real_files([str(replay_place(p)) for p in paths])
     if not files:
         _fail(f"no 1-minute bar files (*_1m_*.csv[.gz]) in {', '.join(paths)}")
     try:
         click.echo(facts_table(files))
     except ReplayError as e:
         _fail(str(e))
+
+
+@main.command()
+def scenarios() -> None:
+    """List the configs and real crash files that ship with predliq, one line each; pass a
+    name to --config (simulate, train) or --scenarios (evaluate)."""
+    from pipelines.shipped import catalog, real_crash_files
+
+    shipped = catalog()
+    width = max(len(s.name) for s in shipped)
+    kind_width = max(len(s.kind) for s in shipped)
+    for s in shipped:
+        click.echo(f"{s.name:<{width}}  {s.kind:<{kind_width}}  {s.about}")
+    held_out = ", ".join(s.name for s in shipped if s.kind == "evaluation family")
+    click.echo(
+        f"\n--scenarios eval: the held-out evaluation families ({held_out}); "
+        "--scenarios scenarios: the training scenarios"
+    )
+    crashes = real_crash_files()
+    click.echo(f"--replays real: {len(crashes)} real 1-minute crash files in {crashes[0].parent}")
+    for f in crashes:
+        click.echo(f"  {f.name}")
 
 
 @main.command()
@@ -329,7 +363,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on built-in defaults: the stress scenario, a small training set,
     a registered forecaster, and an evaluation of every policy with its report."""
-    from pipelines.demo import FULL, QUICK, builtin_config_path, demo_config, run_pipeline
+    from pipelines.demo import FULL, QUICK, STRESS_CONFIG, demo_config, run_pipeline
     from pipelines.evaluate import EvaluationError, format_headline
     from pipelines.simulate import format_summary, run
     from predictor.data import DataError
@@ -343,7 +377,7 @@ def demo(
     except (ConfigError, OutputPathError) as e:
         _fail(str(e))
     click.echo(
-        f"predliq demo: scenario '{cfg.name}' ({builtin_config_path().name}): "
+        f"predliq demo: scenario '{cfg.name}' ({STRESS_CONFIG.name}): "
         f"{cfg.accounts.count:,} accounts on {len(cfg.markets)} markets, {cfg.steps} blocks; "
         + "; ".join(
             f"{s.market} index {s.log_return:+.0%} (log) over {s.over_ticks} blocks "
@@ -389,8 +423,8 @@ def demo(
     "--config",
     "config_path",
     default=None,
-    type=click.Path(dir_okay=False),
-    help="Training config (TOML), e.g. configs/train.toml.",
+    metavar="NAME|PATH",
+    help="Training config: a TOML file, or 'train' for the shipped one (the defaults).",
 )
 @click.option("--seed", type=int, default=None, help="Training seed (sampling, LightGBM).")
 @click.option("--experiment", default=None, help="MLflow experiment (default breach-forecaster).")
@@ -443,6 +477,8 @@ def train(
 
     uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
+        if config_path is not None:
+            config_path = str(config_path_of(config_path))
         cfg = load_train_config(
             config_path, {"horizon": horizon, "seed": seed, "experiment": experiment}
         )
@@ -459,7 +495,13 @@ def train(
                 result = run_training(data, cfg, progress=progress, client=client)
         else:
             result = run_training(data, cfg, progress=progress, log_every=50)
-    except (DataError, TrackingError, ClusterError, DistributedTrainingError) as e:
+    except (
+        DataError,
+        TrackingError,
+        ClusterError,
+        DistributedTrainingError,
+        UnknownConfigError,
+    ) as e:
         _fail(str(e))
     click.echo(format_result(result))
     try:
@@ -541,8 +583,9 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
     "scenario_places",
     required=True,
     multiple=True,
-    type=click.Path(),
-    help="Scenario configs to evaluate on: a folder of *.toml or a file (repeatable).",
+    metavar="NAME|PATH",
+    help="Scenario families to evaluate on (repeatable): 'eval' (the shipped held-out "
+    "families), 'scenarios', a shipped scenario's name, a folder of *.toml or a file.",
 )
 @click.option(
     "--seeds", required=True, metavar="RANGE", help="Evaluation seeds (reported), e.g. 1000-1099."
@@ -559,9 +602,10 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
     "--replays",
     "replay_places",
     multiple=True,
-    type=click.Path(),
+    metavar="real|PATH",
     help="Real 1-minute bar files, or folders of them (*_1m_*.csv[.gz]), to replay under every "
-    "policy with the same population (repeatable).",
+    "policy with the same population (repeatable); 'real' is the crash files shipped with "
+    "predliq.",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option(
@@ -604,9 +648,9 @@ def evaluate(
     try:
         summary, run_id = run_evaluation(
             model_uri,
-            [Path(p) for p in scenario_places],
+            [scenarios_place(p) for p in scenario_places],
             seeds,
-            [Path(p) for p in replay_places],
+            [replay_place(p) for p in replay_places],
             Path(out),
             overrides,
             workers,
@@ -623,6 +667,7 @@ def evaluate(
         ReplayError,
         TrackingError,
         ClusterError,
+        UnknownConfigError,
         ValueError,
     ) as e:
         _fail(str(e))

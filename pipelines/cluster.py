@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 CONNECT_TIMEOUT_S = 10
 """How long to wait for a scheduler before giving up (Dask's own default is 30 s)."""
+WORKER_LOG = Path(tempfile.gettempdir()) / f"predliq-{os.getuid()}-dask.log"
+"""Where a local cluster's workers and scheduler log (appended): a task that fails on bad input
+is reported by the command as one line, as in a serial run, and its traceback lands here."""
+_LOG_FORMAT = "%(asctime)s pid %(process)d %(name)s %(levelname)s %(message)s"
 
 
 class ClusterError(RuntimeError):
@@ -54,9 +62,39 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             yield client
         return
     with (
+        _logs_to(WORKER_LOG),
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # Dask's terminal logging is muted; the worker plugin and _logs_to send everything
+            # from warnings up to the log file instead.
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
     ):
+        from pipelines.worker_log import LogToFile  # imports distributed: only when needed
+
+        client.register_plugin(LogToFile(str(WORKER_LOG)), name="predliq-log-to-file")
         yield client
+
+
+@contextmanager
+def _logs_to(path: Path) -> Iterator[None]:
+    """Send this process's Dask log records (the scheduler's, the nannies') to ``path``."""
+    handler = file_handler(str(path))
+    logger = logging.getLogger("distributed")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def file_handler(path: str) -> logging.Handler:
+    handler = logging.FileHandler(path, delay=True)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    return handler

@@ -16,25 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from engine.config import SimConfig, load_config
+from pipelines.shipped import CONFIGS, REAL_CRASHES
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_CRASHES = Path(__file__).resolve().parent / "data" / "market"
-"""Real 1-minute crash files shipped inside the package (provenance in PROVENANCE.md)."""
-
-
-def builtin_config_path(name: str = "stress") -> Path:
-    """Return the path of a scenario config shipped inside the package."""
-    return Path(str(resources.files("pipelines") / "builtin" / f"{name}.toml"))
+STRESS_CONFIG = CONFIGS / "stress.toml"
+"""The built-in stress scenario (shipped with the package, like every config)."""
 
 
 def demo_config(overrides: tuple[str, ...] = ()) -> SimConfig:
     """Return the built-in stress scenario config, with optional overrides."""
-    return load_config(builtin_config_path(), overrides)
+    return load_config(STRESS_CONFIG, overrides)
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,7 @@ def run_pipeline(
 
     histories = out / "histories"
     cfgs = [
-        load_config(ROOT / "configs" / "scenarios" / f"{name}.toml", (*size, f"seed={seed}"))
+        load_config(CONFIGS / "scenarios" / f"{name}.toml", (*size, f"seed={seed}"))
         for name in scale.train_scenarios
         for seed in scale.train_seeds
     ]
@@ -122,7 +116,7 @@ def run_pipeline(
         replay_size = (*replay_size, f"steps={scale.replay_steps}")
     summary, run_id = run_evaluation(
         f"models:/{outcome.name}@champion",
-        [ROOT / "configs" / "eval", ROOT / "configs" / "scenarios" / "cascade.toml"],
+        [CONFIGS / "eval", CONFIGS / "scenarios" / "cascade.toml"],
         scale.eval_seeds,
         replays,
         out / "report",

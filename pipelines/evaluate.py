@@ -26,6 +26,8 @@ import pandas as pd
 
 from engine.config import SimConfig, load_config
 from engine.outcomes import run_outcomes
+from pipelines.cluster import WORKER_LOG
+from pipelines.shipped import CONFIGS
 from pipelines.simulate import ForecastSource
 
 DEFAULT_KNOBS: dict[str, tuple[float, ...]] = {
@@ -85,7 +87,7 @@ METRICS = (
 )
 COVERAGE_LEVEL = 0.99
 """The coverage a margin is taken to promise: moves beyond it in 1% of liquidation periods."""
-REPLAY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "replay.toml"
+REPLAY_CONFIG = CONFIGS / "scenarios" / "replay.toml"
 """The venue and population a real crash is replayed into (its market follows the file)."""
 REPLAY_KNOBS = {**REFERENCE_KNOB, "predictive": PREDICTIVE_REFERENCE_KNOB}
 """Each policy's setting on the replays when no knob was tuned: the baselines' reference knobs,
@@ -1000,6 +1002,7 @@ def run_evaluation(
     progress(
         f"evaluating {len(runs)} runs: {paths} paths ({len(tune_list)} tuning and "
         f"{len(seed_list)} evaluation seeds x {len(configs)} families) x {settings} settings"
+        + (f"; Dask's log: {WORKER_LOG}" if workers > 1 and scheduler is None else "")
     )
     t0 = time.perf_counter()
     rows, scored = [], {}

@@ -143,8 +143,7 @@ def evaluation(trained_model, tmp_path_factory):
     args = [
         "evaluate",
         *("--model", "models:/breach-forecaster@champion", "--tracking-uri", uri),
-        *("--scenarios", str(ROOT / "configs" / "eval")),
-        *("--scenarios", str(ROOT / "configs" / "scenarios" / "cascade.toml")),
+        *("--scenarios", "eval", "--scenarios", "cascade"),  # shipped configs, by name
         *("--seeds", "10-11", "--tune-seeds", "8", "--out", str(out), "--bootstrap", "200"),
         *SMALL,
         *("--replays", str(REPLAY)),
