@@ -270,17 +270,17 @@ def _sweep(
             else f"{workers} worker(s)" + (f" (Dask's log: {WORKER_LOG})" if workers > 1 else "")
         )
     )
-    done = 0
-    for result in run_sweep(cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS):
-        done += 1
-        if result["status"] == "written":
-            click.echo(
-                f"[{done}/{len(cfgs)}] seed {result['seed']}: {result['liquidations']:,} "
-                f"liquidations, bad debt {result['bad_debt']:,.0f}, "
-                f"{result['breach_onsets']:,} breach onsets"
-            )
-        else:
-            click.echo(f"[{done}/{len(cfgs)}] seed {result['seed']}: already complete")
+    from pipelines.progress import Progress
+
+    with Progress(len(cfgs), "seeds") as bar:
+        for result in run_sweep(cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS):
+            if result["status"] == "written":
+                bar.step(
+                    f"seed {result['seed']}: {result['liquidations']:,} liquidations, bad debt "
+                    f"{result['bad_debt']:,.0f}, {result['breach_onsets']:,} breach onsets"
+                )
+            else:
+                bar.step(f"seed {result['seed']}: already complete")
 
 
 def _describe(cfg) -> None:
@@ -365,6 +365,7 @@ def demo(
     a registered forecaster, and an evaluation of every policy with its report."""
     from pipelines.demo import FULL, QUICK, STRESS_CONFIG, demo_config, run_pipeline
     from pipelines.evaluate import EvaluationError, format_headline
+    from pipelines.progress import Progress, note
     from pipelines.simulate import format_summary, run
     from predictor.data import DataError
     from predictor.model import ModelError
@@ -391,9 +392,7 @@ def demo(
         return
     click.echo("\nthe whole pipeline: simulate -> train -> register -> evaluate")
     try:
-        summary = run_pipeline(
-            Path(out), QUICK if quick else FULL, lambda m: click.echo(m), workers
-        )
+        summary = run_pipeline(Path(out), QUICK if quick else FULL, note, workers, counter=Progress)
     except (
         ConfigError,
         DataError,
@@ -468,6 +467,7 @@ def train(
     MLflow, promote a champion."""
     import time
 
+    from pipelines.progress import Progress, note
     from pipelines.train import format_result
     from predictor.data import DataError
     from predictor.model import DistributedTrainingError
@@ -486,15 +486,15 @@ def train(
         t0 = time.perf_counter()
 
         def progress(message: str) -> None:
-            click.echo(f"[{time.perf_counter() - t0:6.1f}s] {message}", err=True)
+            note(f"[{time.perf_counter() - t0:6.1f}s] {message}")
 
         if use_dask or scheduler is not None:
             from pipelines.cluster import dask_client
 
             with dask_client(workers, scheduler) as client:
-                result = run_training(data, cfg, progress=progress, client=client)
+                result = run_training(data, cfg, progress=progress, client=client, counter=Progress)
         else:
-            result = run_training(data, cfg, progress=progress, log_every=50)
+            result = run_training(data, cfg, progress=progress, log_every=50, counter=Progress)
     except (
         DataError,
         TrackingError,
@@ -640,8 +640,10 @@ def evaluate(
 ) -> None:
     """Compare anticipatory with reactive liquidation on held-out paths, at matched all-in
     cost: every policy and control arm on the same paths, knobs chosen on tuning seeds and
-    reported on evaluation seeds, per family and pooled, with paired bootstrap intervals."""
+    reported on evaluation seeds, per family and pooled, with paired bootstrap intervals; writes
+    summary.json, runs.parquet and a self-contained report.html that opens with the verdict."""
     from pipelines.evaluate import EvaluationError, format_headline, run_evaluation
+    from pipelines.progress import Progress, note
     from predictor.model import ModelError
     from predictor.tracking import TrackingError
 
@@ -657,8 +659,9 @@ def evaluate(
             scheduler,
             bootstrap,
             tracking_uri,
-            progress=lambda m: click.echo(m, err=True),
+            progress=note,
             tune_seeds=tune_seeds,
+            counter=Progress,
         )
     except (
         EvaluationError,

@@ -69,12 +69,19 @@ QUICK = DemoScale(
 
 
 def run_pipeline(
-    out: Path, scale: DemoScale, echo: Callable[[str], None], workers: int = 2
+    out: Path,
+    scale: DemoScale,
+    echo: Callable[[str], None],
+    workers: int = 2,
+    counter: Callable[[int, str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Simulate, train, register and evaluate into ``out``; return the evaluation summary."""
+    """Simulate, train, register and evaluate into ``out``; return the evaluation summary.
+    ``counter(total, unit)`` tracks counted work (pipelines.progress.Progress: a bar with an
+    ETA on a terminal); by default ``[i/n unit]`` lines to ``echo``."""
     import time
 
     from pipelines.evaluate import run_evaluation
+    from pipelines.progress import Steps
     from pipelines.simulate import run_sweep
     from pipelines.train import format_result
     from predictor.tracking import log_training
@@ -90,6 +97,11 @@ def run_pipeline(
     def stamp(message: str) -> None:
         echo(f"[{time.perf_counter() - t0:6.1f}s] {message}")
 
+    if counter is None:
+
+        def counter(total: int, unit: str) -> Steps:
+            return Steps(total, unit, stamp)
+
     histories = out / "histories"
     cfgs = [
         load_config(CONFIGS / "scenarios" / f"{name}.toml", (*size, f"seed={seed}"))
@@ -101,11 +113,14 @@ def run_pipeline(
         f"{scale.train_seeds[0]}-{scale.train_seeds[-1]}, {scale.accounts:,} accounts, "
         f"{scale.steps} blocks each"
     )
-    for _ in run_sweep(cfgs, str(histories), False, workers, None):
-        pass
+    with counter(len(cfgs), "runs") as bar:
+        for result in run_sweep(cfgs, str(histories), False, workers, None):
+            bar.step(f"{result['scenario']} seed {result['seed']} ({result['status']})")
     stamp("training the 5-minute breach forecaster")
     train_cfg = load_train_config(None, {"horizon": "5m"})
-    result = run_training(histories, train_cfg, progress=lambda m: None, log_every=0)
+    result = run_training(
+        histories, train_cfg, progress=lambda m: None, log_every=0, counter=counter
+    )
     echo(format_result(result))
     outcome = log_training(result, uri, train_cfg.experiment, out / "models")
     stamp(f"registered {outcome.name} v{outcome.version} as {outcome.alias} in {uri}")
@@ -124,9 +139,10 @@ def run_pipeline(
         workers=workers,
         bootstrap=scale.bootstrap,
         tracking_uri=uri,
-        progress=lambda m: stamp(m.split("] ", 1)[-1]),
+        progress=stamp,
         replay_overrides=replay_size,
         tune_seeds=scale.tune_seeds,
+        counter=counter,
     )
     stamp(f"evaluation logged as run {run_id}")
     return summary

@@ -961,20 +961,29 @@ def run_evaluation(
     progress: Callable[[str], None] = lambda message: None,
     replay_overrides: tuple[str, ...] | None = None,
     tune_seeds: str = "",
+    counter: Callable[[int, str], Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Run a whole evaluation into ``out`` and log it; return (summary, MLflow run id).
+
+    ``progress`` receives one-off messages; ``counter(total, unit)`` makes the tracker of the
+    runs (pipelines.progress.Progress: a bar on a terminal), by default ``[i/n unit]`` lines to
+    ``progress``.
 
     Every input is checked before the first run (the tracking URI, the seeds, the scenarios,
     the model and its lineage, every replay file); errors are one-line exceptions
     (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError).
     ``replay_overrides`` apply to the replays instead of ``overrides`` when given.
     """
-    import time
-
     from pipelines.describe import real_files
+    from pipelines.progress import Steps
     from pipelines.simulate import parse_seeds
     from predictor.serving import load_forecaster, registry_version
     from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_evaluation
+
+    if counter is None:
+
+        def counter(total: int, unit: str) -> Steps:
+            return Steps(total, unit, progress)
 
     uri = tracking_uri or DEFAULT_TRACKING_URI
     connect(uri)  # fail before the runs, not after
@@ -1004,20 +1013,15 @@ def run_evaluation(
         f"{len(seed_list)} evaluation seeds x {len(configs)} families) x {settings} settings"
         + (f"; Dask's log: {WORKER_LOG}" if workers > 1 and scheduler is None else "")
     )
-    t0 = time.perf_counter()
     rows, scored = [], {}
     eval_paths = len(configs) * len(seed_list)
-    for done, (path_rows, forecasts, _) in enumerate(
-        execute(runs, workers, scheduler, fraction_paths=eval_paths), start=1
-    ):
-        rows.extend(path_rows)
-        first = path_rows[0]
-        if first["role"] == "eval":
-            scored[first["scenario"], first["seed"]] = forecasts
-        progress(
-            f"[{time.perf_counter() - t0:7.1f}s] path {done}/{paths}: "
-            f"{first['scenario']} seed {first['seed']} ({first['role']})"
-        )
+    with counter(paths, "paths") as bar:
+        for path_rows, forecasts, _ in execute(runs, workers, scheduler, fraction_paths=eval_paths):
+            rows.extend(path_rows)
+            first = path_rows[0]
+            if first["role"] == "eval":
+                scored[first["scenario"], first["seed"]] = forecasts
+            bar.step(f"{first['scenario']} seed {first['seed']} ({first['role']})")
     results = pd.DataFrame(rows).sort_values(["role", "scenario", "seed", "policy", "knob"])
     results = results.reset_index(drop=True)
     head = headline(results, bootstrap)
@@ -1036,10 +1040,12 @@ def run_evaluation(
         )
     if replay_runs:
         replay_rows = []
-        for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
-            replay_rows.extend(path_rows)
-            replay_series[path_rows[0]["scenario"]] = series
-            progress(f"[{time.perf_counter() - t0:7.1f}s] replay {path_rows[0]['scenario']}")
+        groups = len({r.scenario for r in replay_runs})
+        with counter(groups, "replays") as bar:
+            for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
+                replay_rows.extend(path_rows)
+                replay_series[path_rows[0]["scenario"]] = series
+                bar.step(str(path_rows[0]["scenario"]))
         replays = pd.DataFrame(replay_rows).sort_values(["scenario", "policy"])
     meta = model.meta_
     lineage = {

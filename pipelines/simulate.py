@@ -202,9 +202,15 @@ def run_seed(
     """Run and write one seed's partition (a task on a worker); return its headline figures."""
     sim, path = simulate_to(cfg, Path(out), overwrite, source)
     if sim is None:
-        return {"seed": cfg.seed, "status": "already complete", "path": str(path)}
+        return {
+            "scenario": cfg.name,
+            "seed": cfg.seed,
+            "status": "already complete",
+            "path": str(path),
+        }
     s = sim.summary()
     return {
+        "scenario": cfg.name,
         "seed": cfg.seed,
         "status": "written",
         "path": str(path),

@@ -196,6 +196,7 @@ def build_sets(
     split: SeedSplit,
     progress: Progress = _quiet,
     client: Any = None,
+    counter: Callable[[int, str], Any] | None = None,
 ) -> dict[str, Rows]:
     """Return the fit, calibration and test rows of every partition (each partition's features
     computed on a Dask worker with ``client``: the workers must see ``parts``' paths)."""
@@ -216,9 +217,17 @@ def build_sets(
         futures = [client.submit(build_path, *args, pure=False) for _, args in jobs]
         built = (future.result() for future in futures)
     out: dict[str, list[Rows]] = {"fit": [], "calibration": [], "test": []}
+    # ``counter(total, unit)`` tracks the partitions (a progress bar on a terminal); without it,
+    # one progress message each.
+    bar = counter(len(parts), "partitions") if counter is not None else None
     for (role, (part, i, *_)), rows in zip(jobs, built, strict=True):
         out[role].append(rows)
-        progress(f"features {i + 1}/{len(parts)}: {part.scenario} seed {part.seed} ({role})")
+        if bar is not None:
+            bar.step(f"features: {part.scenario} seed {part.seed} ({role})")
+        else:
+            progress(f"features {i + 1}/{len(parts)}: {part.scenario} seed {part.seed} ({role})")
+    if bar is not None:
+        bar.close()
     sets = {}
     for role, items in out.items():
         rows = Rows.concat(items)
@@ -400,6 +409,7 @@ def train(
     progress: Progress = _quiet,
     log_every: int = 0,
     client: Any = None,
+    counter: Callable[[int, str], Any] | None = None,
 ) -> TrainResult:
     """Run the whole training protocol on the histories under ``data`` (features and boosting
     on a Dask cluster with ``client``, see :func:`build_sets` and :meth:`BreachForecaster.fit`)."""
@@ -410,7 +420,7 @@ def train(
     horizon = parse_horizon(cfg.horizon)
     label = check_horizon(parts, horizon)
     split = split_seeds([p.seed for p in parts], cfg.test_fraction, cfg.calibration_fraction)
-    sets = build_sets(parts, cfg, horizon, label, split, progress, client)
+    sets = build_sets(parts, cfg, horizon, label, split, progress, client, counter)
     fit, cal, test = sets["fit"], sets["calibration"], sets["test"]
     k = int(np.median([p.keeper_capacity for p in parts if p.seed in split.test]))
     timings["features_s"] = time.perf_counter() - t0
