@@ -576,7 +576,7 @@ STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1180px;
 margin:0 auto;padding:1.5em 1.2em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin:.2em 0}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
-.verdict{background:#f3f7f3;border-left:5px solid #2ca02c;padding:.8em 1.1em;font-size:1.05em}
+.verdict{background:#f4f6f9;border-left:5px solid #4a6fa5;padding:.8em 1.1em;font-size:1.05em}
 .verdict p{margin:.35em 0}
 .lineage{color:#555;font-size:.92em}
 nav.toc{columns:2;font-size:.95em;background:#fafafa;border:1px solid #eee;padding:.6em 1.2em}
