@@ -29,6 +29,12 @@ FAST_VOL_HALF_LIFE_TICKS = 10.0
 MS_PER_YEAR = 365.0 * 24 * 3600 * 1000
 
 
+MID_FLOOR = 0.01
+"""The lowest the venue's mid or a sell fill goes, as a share of the index: only orders hundreds
+of times the book's depth get there (a shipped scenario never does), and a price at or below
+zero has no meaning in the ledger."""
+
+
 class Book:
     """Bid and ask depth, spread and impact of every market (arrays of shape (m,))."""
 
@@ -79,8 +85,10 @@ class Book:
         self.permanent *= self.permanent_decay
 
     def deviation(self) -> np.ndarray:
-        """Return the venue mid's relative deviation from the index (m,)."""
-        return self.transient + self.permanent + self.block_move
+        """Return the venue mid's relative deviation from the index (m,), never below
+        -(1 - MID_FLOOR): impact adds up linearly, and orders hundreds of times the book's
+        depth would otherwise walk the mid below zero."""
+        return np.maximum(self.transient + self.permanent + self.block_move, MID_FLOOR - 1.0)
 
     # ---- orders ------------------------------------------------------------------------------
 
@@ -110,13 +118,13 @@ class Book:
         ask_x = _walk(bought_before, self.ask_depth[k])
         bid_x = _walk(sold_before, self.bid_depth[k])
         base_move = self.transient[k] + self.permanent[k]
-        mid_before = index_price * (1.0 + base_move + ask_x - bid_x)
+        mid_before = index_price * np.maximum(1.0 + base_move + ask_x - bid_x, MID_FLOOR)
         hs = self.half_spread[k]
         avg_ask = _average_walk(bought_before, bought_after, self.ask_depth[k])
         avg_bid = _average_walk(sold_before, sold_after, self.bid_depth[k])
         # Deeper into the book than the mid already moved: the average minus what was walked.
         buy_fill = mid_before * (1.0 + hs + (avg_ask - ask_x))
-        sell_fill = mid_before * (1.0 - hs - (avg_bid - bid_x))
+        sell_fill = mid_before * np.maximum(1.0 - hs - (avg_bid - bid_x), MID_FLOOR)
         fill = np.where(taker_usd > 0, buy_fill, sell_fill)
         move = (_walk(bought_after, self.ask_depth[k]) - ask_x) - (
             _walk(sold_after, self.bid_depth[k]) - bid_x

@@ -25,6 +25,53 @@ class ConfigError(ValueError):
     """An invalid config: the message names the key and the offending value."""
 
 
+# Bounds that keep every ledger amount inside int64 quote quantums (1e-6 of the quote): the
+# ledger holds 2**63 / 1e6 = 9.2e12 quote units, so a single amount may be at most 1e12 and the
+# money a run starts with (maker collateral and insurance funds) at most 1e12 in all, leaving a
+# 9x margin for PnL, fees and sums. Prices are bounded so that a position's notional is too.
+MAX_USD = 1e12
+"""The largest amount in quote units any ``*_usd`` key (and their total) may hold."""
+MAX_PRICE = 1e9
+"""The largest price (initial price, replay bar) in quote units."""
+MAX_ANNUAL = 1e3
+"""The largest annualized rate (``*_annual``: drift, volatility), as a fraction (100,000%)."""
+MAX_INT = 2**53
+"""The largest integer a config may hold (exact in JSON and float64)."""
+MAX_ACCOUNTS = 10_000_000
+MAX_STEPS = 10_000_000
+
+
+def _bound_number(key: str, x: float) -> None:
+    """Refuse a number outside what the engine can hold (see MAX_USD, MAX_PRICE, MAX_ANNUAL)."""
+    leaf = key.rsplit(".", 1)[-1]
+    # The book's depth is a float of the impact model, never a ledger amount: a test's "no
+    # impact" book is 1e20 deep. It must only be finite.
+    if leaf.endswith("_usd") and leaf != "depth_usd":
+        limit, what = MAX_USD, "the int64 ledger holds 9.2e12 quote units"
+    elif leaf == "initial_price":
+        limit, what = MAX_PRICE, "prices are bounded so notionals fit the ledger"
+    elif leaf.endswith("_annual"):
+        limit, what = MAX_ANNUAL, "an annual rate as a fraction"
+    else:
+        return
+    _require(abs(x) <= limit, key, f"must be at most {_sci(limit)} ({what}), was {_sci(x)}")
+
+
+def _sci(x: float) -> str:
+    """1e12, 2.5e13, 300: numbers in messages as a person writes them."""
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{x:.6g}")
+
+
+def physical_memory() -> int | None:
+    """Return this machine's memory in bytes, or None where it cannot be read."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _require(cond: bool, key: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{key} {message}")
@@ -852,6 +899,45 @@ class SimConfig:
             f"must be >= 1 (or 0 for a whole replay), was {self.steps}",
         )
         _require(self.tick_ms >= 1, "tick_ms", f"must be >= 1, was {self.tick_ms}")
+        _require(
+            self.steps <= MAX_STEPS, "steps", f"must be at most {MAX_STEPS:,}, was {self.steps}"
+        )
+        _require(
+            self.accounts.count <= MAX_ACCOUNTS,
+            "accounts.count",
+            f"must be at most {MAX_ACCOUNTS:,}, was {self.accounts.count}",
+        )
+        opening = self.accounts.maker_collateral_usd + sum(
+            m.insurance_fund_usd for m in self.markets
+        )
+        _require(
+            opening <= MAX_USD,
+            "accounts.maker_collateral_usd",
+            f"plus every market's insurance_fund_usd must be at most {_sci(MAX_USD)} (the "
+            f"money a run starts with must leave the int64 ledger room), was {_sci(opening)}",
+        )
+        need, have = self.memory_estimate(), physical_memory()
+        _require(
+            have is None or need <= 0.8 * have,
+            "accounts.count",
+            f"and steps need about {need / 2**30:.1f} GiB, more than 80% of this machine's "
+            f"{(have or 0) / 2**30:.1f} GiB, was {self.accounts.count:,} accounts x "
+            f"{self.steps:,} steps",
+        )
+
+    def memory_estimate(self) -> int:
+        """Return about how many bytes a run of this config holds at its peak: the account
+        columns and their per-block scratch, the per-block market records, the sampled
+        account history and the event log (an upper estimate, for refusing runs that cannot
+        fit before anything is allocated)."""
+        n, m = self.accounts.count, len(self.markets)
+        steps = max(self.steps, 1)
+        accounts = n * (m * 8 * 24 + 256)
+        records = steps * m * 8 * 64
+        every = self.history.sample_every_ticks
+        history = 0 if every <= 0 else (steps // every + 1) * n * 8 * 40
+        events = steps * min(n, 10_000) * 8
+        return int(accounts + records + history + events)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config as plain data (what the manifest records)."""
@@ -880,13 +966,17 @@ def _build(tp: Any, value: Any, key: str) -> Any:
             key,
             f"must be a number, was {value!r}",
         )
-        return float(value)
+        x = float(value) if abs(value) < 1e308 else math.inf
+        _require(math.isfinite(x), key, f"must be a finite number, was {value!r}")
+        _bound_number(key, x)
+        return x
     if tp is int:
         _require(
             isinstance(value, int) and not isinstance(value, bool),
             key,
             f"must be an integer, was {value!r}",
         )
+        _require(abs(value) <= MAX_INT, key, f"must be at most 2**53 in size, was {value!r}")
         return value
     if tp is bool:
         _require(isinstance(value, bool), key, f"must be true or false, was {value!r}")
@@ -1055,9 +1145,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a TOML config file, apply ``--set`` overrides, validate, and return it."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.reason})"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -18,6 +18,7 @@ error unless ``overwrite`` is set.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -71,13 +72,46 @@ def partition_dir(root: str | Path, cfg: SimConfig) -> Path:
 def existing_manifest(path: Path) -> dict[str, Any] | None:
     """Return the manifest of a complete partition, or None when there is none."""
     try:
-        return json.loads((path / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def partition_problem(path: Path, manifest: dict[str, Any]) -> str | None:
+    """Return why the files of the partition at ``path`` do not match its manifest (a missing,
+    resized or changed file, or a manifest without checksums), or None when they all do."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return f"{path / 'manifest.json'} records no file checksums (an older or foreign partition)"
+    for name, expected in files.items():
+        file = path / str(name)
+        if Path(str(name)).name != name or not isinstance(expected, dict):
+            return f"{path / 'manifest.json'}: malformed files entry {name!r}"
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != expected.get("bytes"):
+            return (
+                f"{file} has {file.stat().st_size:,} bytes, the manifest recorded "
+                f"{expected.get('bytes')!r} (a truncated or replaced file)"
+            )
+        if file_sha256(file) != expected.get("sha256"):
+            return f"{file} differs from the SHA-256 its manifest recorded (a changed file)"
+    return None
 
 
 def check_partition(root: str | Path, cfg: SimConfig, overwrite: bool) -> bool:
-    """Return True when the partition is already complete for this exact config.
+    """Return True when the partition is already complete for this exact config and its files
+    verify against the manifest (a partition whose files do not is simulated again).
 
     Raises :class:`OutputExistsError` when it exists for another config and ``overwrite`` is off.
     """
@@ -87,7 +121,7 @@ def check_partition(root: str | Path, cfg: SimConfig, overwrite: bool) -> bool:
         return False
     manifest = existing_manifest(path)
     if manifest is not None and manifest.get("config_hash") == cfg.hash() and not overwrite:
-        return True
+        return partition_problem(path, manifest) is None
     if not overwrite:
         raise OutputExistsError(
             f"{path} already holds a different run (config hash "
@@ -129,6 +163,10 @@ def write_run(sim, root: str | Path) -> Path:
         _write_table(final_accounts, tmp / "final_accounts.parquet")
         summary = sim.summary()
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        files = {
+            f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+            for f in sorted(tmp.iterdir())
+        }
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "scenario": cfg.name,
@@ -150,6 +188,9 @@ def write_run(sim, root: str | Path) -> Path:
                 c: int((accounts[c] == 1).sum()) for c in accounts.columns if c.startswith("label_")
             },
             "replay_segments": [list(x) for x in sim.index.segments],
+            # Every file's checksum and size: a reader (train, a resume) verifies them, so a
+            # truncated, edited or swapped file is found, not learned from.
+            "files": files,
         }
         # The manifest is written last: its presence marks the partition complete.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.config import IndexConfig, SimConfig
+from engine.config import MAX_PRICE, IndexConfig, SimConfig
 
 BAR_MS = 60_000
 REQUIRED_COLUMNS = ("open_time_ms", "open", "high", "low", "close", "volume", "taker_buy_volume")
@@ -159,8 +159,11 @@ def load_bars(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise ReplayError(f"replay file {str(p)!r} does not exist") from None
+    except pd.errors.EmptyDataError:
+        raise ReplayError(f"replay file {str(p)!r} is empty (no header, no rows)") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, EOFError) as e:
-        raise ReplayError(f"replay file {str(p)!r} cannot be read: {e}") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ReplayError(f"replay file {str(p)!r} cannot be read: {reason}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ReplayError(f"replay file {p.name}: missing column(s) {', '.join(missing)}")
@@ -170,12 +173,24 @@ def load_bars(path: str | Path) -> pd.DataFrame:
     line = np.arange(len(df)) + 2  # line 1 is the header
     out = pd.DataFrame({"line": line})
     for c in REQUIRED_COLUMNS:
-        values = pd.to_numeric(df[c].str.strip(), errors="coerce")
+        values = pd.to_numeric(df[c].str.strip(), errors="coerce").astype(np.float64)
         bad = values.isna().to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
             raise ReplayError(
                 f"replay file {p.name} line {line[i]}: {c} is not a number, was {df[c].iloc[i]!r}"
+            )
+        # Finite and within what the ledger holds: a price above MAX_PRICE, or a volume or time
+        # beyond 1e15, cannot be a real bar and would overflow the quote quantums.
+        limit = MAX_PRICE if c in ("open", "high", "low", "close") else 1e15
+        if c == "open_time_ms":
+            limit = 2.0**53  # milliseconds, exact in float64
+        bad = ~np.isfinite(values.to_numpy()) | (values.abs().to_numpy() > limit)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ReplayError(
+                f"replay file {p.name} line {line[i]}: {c} must be finite and at most "
+                f"{limit:.6g}, was {df[c].iloc[i]!r}"
             )
         out[c] = values.to_numpy(np.int64 if c == "open_time_ms" else np.float64)
     checks = [

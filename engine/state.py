@@ -74,14 +74,10 @@ class Ledger:
         self.net_deposits += int(amount.sum())
 
     def total(self) -> int:
-        """Return the sum of every ledger balance (Python int, exact)."""
-        return (
-            int(self.quote.sum())
-            + int(self.iso_quote.sum())
-            + int(self.insurance.sum())
-            + int(self.fee_pool.sum())
-            + int(self.keepers.sum())
-        )
+        """Return the sum of every ledger balance (Python int, exact: the sum cannot wrap)."""
+        return sum(
+            exact_sum(a) for a in (self.quote, self.iso_quote, self.insurance, self.fee_pool)
+        ) + exact_sum(self.keepers)
 
     def conservation_error(self) -> int:
         """Return total balances minus net deposits: zero unless value was created or destroyed."""
@@ -159,3 +155,18 @@ class Ledger:
         out = np.concatenate([np.atleast_1d(np.asarray(a, np.int64)) for a in self.touched])
         self.touched = []
         return out
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """Return the exact sum of int64 ``values`` as a Python int.
+
+    numpy's int64 sum wraps silently past 2**63; here each value is split into its high and low
+    32 bits, whose int64 sums cannot overflow for fewer than 2**31 values, and the two parts are
+    joined in Python's unbounded integers.
+    """
+    flat = np.ascontiguousarray(values, np.int64).ravel()
+    if flat.size >= 2**31:
+        return sum(int(exact_sum(part)) for part in np.array_split(flat, 4))
+    high = int((flat >> 32).sum())
+    low = int((flat & 0xFFFFFFFF).sum())
+    return (high << 32) + low

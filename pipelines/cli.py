@@ -119,10 +119,17 @@ def main() -> None:
 )
 @click.option(
     "--forecaster-timeout",
-    type=click.FloatRange(min=0.001),
+    type=click.FloatRange(min=0.001, max=3600.0),
     default=2.0,
     show_default=True,
-    help="Seconds to wait for --forecaster-url; a late answer falls back to the reactive policy.",
+    help="Seconds to wait for --forecaster-url (0.001 to 3600); a late answer falls back to "
+    "the reactive policy.",
+)
+@click.option(
+    "--allow-fallback",
+    is_flag=True,
+    help="Keep a run in which forecasts fell back to the reactive policy (by default such a "
+    "run is refused with the count, exit 3, and nothing is written).",
 )
 @click.option(
     "--no-compile",
@@ -145,10 +152,16 @@ def simulate(
     tracking_uri: str | None,
     forecaster_url: str | None,
     forecaster_timeout: float,
+    allow_fallback: bool,
     no_compile: bool,
 ) -> None:
     """Run a scenario through the engine and write Parquet histories plus a manifest."""
-    from pipelines.simulate import format_summary, parse_seeds, simulate_to
+    import math
+
+    from pipelines.simulate import FallbackError, format_summary, parse_seeds, simulate_to
+
+    if not math.isfinite(forecaster_timeout):
+        _fail(f"--forecaster-timeout must be a finite number of seconds, was {forecaster_timeout}")
 
     if seed is not None and seeds is not None:
         _fail("--seed and --seeds exclude each other")
@@ -174,15 +187,29 @@ def simulate(
         cfg = load_config(config_path, overrides)
         if cfg.policy.name == "predictive" and source.kind == "none":
             _fail("the predictive policy needs a forecaster: give --policy predictive --model URI")
+        if source.kind == "remote":
+            _check_remote(cfg, source)
         if describe:
             _describe(cfg)
             return
         assert out is not None
         if seeds is not None:
             seed_list = parse_seeds(seeds)
-            _sweep(config_path, overrides, seed_list, out, overwrite, workers, scheduler, source)
+            _sweep(
+                config_path,
+                overrides,
+                seed_list,
+                out,
+                overwrite,
+                workers,
+                scheduler,
+                source,
+                allow_fallback,
+            )
             return
-        sim, path = simulate_to(cfg, Path(out), overwrite, source)
+        sim, path = simulate_to(cfg, Path(out), overwrite, source, allow_fallback)
+    except FallbackError as e:
+        _fail(str(e), 3)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
     except (OutputExistsError, OutputPathError, ReplayError, ClusterError) as e:
@@ -245,6 +272,23 @@ def _policy_overrides(
     return (*overrides, *extra), source
 
 
+def _check_remote(cfg, source) -> None:
+    """Refuse a served forecaster the run cannot use, before the run (like the tracking URI):
+    one that does not answer, or the budget allocation, which needs expected losses too."""
+    from predictor.model import ModelError
+    from predictor.serving import check_remote
+
+    if cfg.policy.allocation == "budget":
+        _fail(
+            "the budget allocation needs a forecaster of losses as well as breaches "
+            "(--forecaster-url serves breach probabilities only)"
+        )
+    try:
+        check_remote(source.model, source.timeout_s)
+    except ModelError as e:
+        _fail(str(e))
+
+
 def _sweep(
     config_path: str,
     overrides: tuple[str, ...],
@@ -254,6 +298,7 @@ def _sweep(
     workers: int,
     scheduler: str | None,
     source=None,
+    allow_fallback: bool = False,
 ) -> None:
     """Validate every seed's config and output first, then run them (in parallel)."""
     from engine.history import check_partition
@@ -273,7 +318,9 @@ def _sweep(
     from pipelines.progress import Progress
 
     with Progress(len(cfgs), "seeds") as bar:
-        for result in run_sweep(cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS):
+        for result in run_sweep(
+            cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS, allow_fallback
+        ):
             if result["status"] == "written":
                 bar.step(
                     f"seed {result['seed']}: {result['liquidations']:,} liquidations, bad debt "
@@ -483,6 +530,7 @@ def train(
             config_path, {"horizon": horizon, "seed": seed, "experiment": experiment}
         )
         connect(uri)  # fail before hours of work, not after
+        check_writable_root(export_dir)  # and the export folder too
         t0 = time.perf_counter()
 
         def progress(message: str) -> None:
@@ -501,6 +549,7 @@ def train(
         ClusterError,
         DistributedTrainingError,
         UnknownConfigError,
+        OutputPathError,
     ) as e:
         _fail(str(e))
     click.echo(format_result(result))

@@ -80,15 +80,39 @@ def run(
     return sim
 
 
+class FallbackError(RuntimeError):
+    """A run whose forecasts fell back to the reactive policy: not the run that was asked for
+    (exit 3; --allow-fallback keeps it)."""
+
+
 def simulate_to(
-    cfg: SimConfig, out: Path, overwrite: bool, source: ForecastSource = NO_FORECASTS
+    cfg: SimConfig,
+    out: Path,
+    overwrite: bool,
+    source: ForecastSource = NO_FORECASTS,
+    allow_fallback: bool = True,
 ) -> tuple[Simulation | None, Path]:
-    """Run and write a partition; return (None, path) when an identical one is already there."""
+    """Run and write a partition; return (None, path) when an identical one is already there.
+    Without ``allow_fallback``, a run in which any forecast fell back to the reactive policy
+    raises :class:`FallbackError` and writes nothing."""
     from engine.history import partition_dir
 
     if check_partition(out, cfg, overwrite):
         return None, partition_dir(out, cfg)
     sim = run(cfg, source=source)
+    if not allow_fallback and sim.policy is not None:
+        summary = sim.policy.summary()
+        fell = summary["policy_fallbacks"]
+        if fell:
+            reasons = ", ".join(
+                f"{k.removeprefix('policy_fallbacks_')} {v:,}"
+                for k, v in summary.items()
+                if k.startswith("policy_fallbacks_") and v
+            )
+            raise FallbackError(
+                f"{cfg.name} seed {cfg.seed}: {fell:,} forecasts fell back to the reactive "
+                f"policy ({reasons}); nothing written (--allow-fallback keeps such a run)"
+            )
     return sim, write_run(sim, out)
 
 
@@ -197,10 +221,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def run_seed(
-    cfg: SimConfig, out: str, overwrite: bool, source: ForecastSource = NO_FORECASTS
+    cfg: SimConfig,
+    out: str,
+    overwrite: bool,
+    source: ForecastSource = NO_FORECASTS,
+    allow_fallback: bool = True,
 ) -> dict:
     """Run and write one seed's partition (a task on a worker); return its headline figures."""
-    sim, path = simulate_to(cfg, Path(out), overwrite, source)
+    sim, path = simulate_to(cfg, Path(out), overwrite, source, allow_fallback)
     if sim is None:
         return {
             "scenario": cfg.name,
@@ -227,10 +255,11 @@ def run_sweep(
     workers: int,
     scheduler: str | None,
     source: ForecastSource = NO_FORECASTS,
+    allow_fallback: bool = True,
 ) -> Iterator[dict]:
     """Run many seeds; yield each seed's result as it finishes (any order)."""
     from pipelines.cluster import map_tasks
 
     # Workers have their own working directories: hand them an absolute path.
     out = str(Path(out).resolve())
-    yield from map_tasks(run_seed, cfgs, workers, scheduler, out, overwrite, source)
+    yield from map_tasks(run_seed, cfgs, workers, scheduler, out, overwrite, source, allow_fallback)

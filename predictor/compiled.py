@@ -54,6 +54,15 @@ class CompiledBooster:
         return np.asarray(self._model.predict(X, n_jobs=jobs), np.float64)
 
 
+def _intact(library: Path, digest: Path) -> bool:
+    """True when ``library`` has the SHA-256 recorded beside it when it was built."""
+    try:
+        recorded = digest.read_text().strip()
+        return hashlib.sha256(library.read_bytes()).hexdigest() == recorded
+    except OSError:
+        return False
+
+
 def compile_booster(booster: lgb.Booster, threads: int = 2) -> CompiledBooster | None:
     """Return the compiled form of ``booster`` (built or taken from the cache), or None when it
     cannot be compiled here."""
@@ -76,13 +85,20 @@ def compile_booster(booster: lgb.Booster, threads: int = 2) -> CompiledBooster |
             model_file = Path(work) / "model.txt"
             model_file.write_text(text)
             model = lleaves.Model(model_file=str(model_file))
+            digest = library.with_suffix(".sha256")
+            if library.exists() and not _intact(library, digest):
+                # A damaged object file makes LLVM abort the process, not raise: never load one.
+                log.warning("the compiled-model cache %s is damaged; rebuilding it", library)
+                library.unlink(missing_ok=True)
             if library.exists():
                 model.compile(cache=str(library))
             else:
-                # Built beside its final name, then renamed: a reader never sees half a file.
+                # Built beside its final name, then renamed: a reader never sees half a file;
+                # its checksum is written after it, so a library without one is not trusted.
                 built = Path(work) / "model.o"
                 model.compile(cache=str(built))
                 os.replace(built, library)
+                digest.write_text(hashlib.sha256(library.read_bytes()).hexdigest() + "\n")
     except Exception as exc:  # a failed build: the booster still predicts
         log.warning("compiling the forecaster failed (%s); using Booster.predict", exc)
         return None

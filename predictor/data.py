@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from engine.history import partition_problem
+
 MARKET_COLUMNS = (
     "tick",
     "market",
@@ -62,6 +64,25 @@ ACCOUNT_COLUMNS = (
     "ticks_to_breach",
 )
 """Columns of accounts.parquet that features read (plus notional_<market> and label_<H>m)."""
+
+
+NEVER_MISSING = frozenset(
+    {
+        "tick",
+        "account",
+        "market",
+        "equity",
+        "maintenance_margin",
+        "notional",
+        "index_price",
+        "oracle_price",
+        "mark_price",
+        "open_interest",
+        "insurance_fund",
+    }
+)
+"""Columns the engine always fills: a NaN there is damage, not a missing feature (margin ratio,
+distance to liquidation and the time-since columns may legitimately be missing)."""
 
 
 class DataError(ValueError):
@@ -111,6 +132,13 @@ class Partition:
             if missing:
                 raise DataError(f"{file}: missing column(s) {', '.join(missing)}")
         frame = pq.read_table(file, columns=columns).to_pandas()
+        for column in NEVER_MISSING.intersection(frame.columns):
+            missing = frame[column].isna().to_numpy()
+            if missing.any():
+                raise DataError(
+                    f"{file}: column {column!r} has {int(missing.sum()):,} missing values "
+                    f"(first at row {int(missing.argmax()):,}); the engine never leaves it empty"
+                )
         expected = self.manifest["rows"].get(table)
         if expected is not None and len(frame) != expected:
             raise DataError(
@@ -166,12 +194,16 @@ def discover(root: str | Path) -> list[Partition]:
         if not file.is_file():
             raise DataError(f"{folder}: no manifest.json (an interrupted or foreign partition)")
         try:
-            manifest = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{file}: not readable JSON ({exc})") from None
-        for key in ("scenario", "seed", "config", "config_hash", "rows"):
-            if key not in manifest:
-                raise DataError(f"{file}: no {key!r} entry")
+            manifest = json.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DataError(f"{file}: cannot be read ({exc.strerror})") from None
+        except ValueError as exc:  # not UTF-8, or not JSON
+            reason = str(exc).splitlines()[0]
+            raise DataError(f"{file}: not readable JSON ({reason})") from None
+        check_manifest(manifest, file, folder)
+        problem = partition_problem(folder, manifest)
+        if problem is not None:
+            raise DataError(f"{problem}: simulate the partition again")
         if config_hash(manifest["config"]) != manifest["config_hash"]:
             raise DataError(
                 f"{file}: config hash {manifest['config_hash'][:12]} does not match its config "
@@ -180,6 +212,37 @@ def discover(root: str | Path) -> list[Partition]:
         parts.append(Partition(folder, manifest))
     parts.sort(key=lambda p: (p.scenario, p.seed))
     return parts
+
+
+def check_manifest(manifest: Any, file: Path, folder: Path) -> None:
+    """Refuse a manifest that is not what predliq simulate writes: entries of the wrong type,
+    or a scenario and seed that disagree with its folder's name or with its own config (an
+    edited seed would move a held-out path into training)."""
+    if not isinstance(manifest, dict):
+        raise DataError(f"{file}: must be a JSON object, was {type(manifest).__name__}")
+    types = {"scenario": str, "seed": int, "config": dict, "config_hash": str, "rows": dict}
+    for key, kind in types.items():
+        if key not in manifest:
+            raise DataError(f"{file}: no {key!r} entry")
+        value = manifest[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DataError(f"{file}: {key!r} must be a {kind.__name__}, was {value!r}")
+    rows = manifest["rows"]
+    for table, n in rows.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise DataError(f"{file}: rows[{table!r}] must be a whole number >= 0, was {n!r}")
+    expected = (f"scenario={manifest['scenario']}", f"seed={manifest['seed']}")
+    if (folder.parent.name, folder.name) != expected:
+        raise DataError(
+            f"{file}: scenario {manifest['scenario']!r} seed {manifest['seed']} disagree with "
+            f"its folder {folder.parent.name}/{folder.name}"
+        )
+    config = manifest["config"]
+    if config.get("name") != manifest["scenario"] or config.get("seed") != manifest["seed"]:
+        raise DataError(
+            f"{file}: scenario {manifest['scenario']!r} seed {manifest['seed']} disagree with "
+            f"its config (name {config.get('name')!r}, seed {config.get('seed')!r})"
+        )
 
 
 def data_hash(parts: list[Partition]) -> str:

@@ -9,7 +9,9 @@ order, schema version, calibration knots, data hash, metrics).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +305,12 @@ class BreachForecaster:
                 else None
             ),
             "heads": heads,
+            # Checked before LightGBM reads a byte: a truncated or edited tree file can crash
+            # its parser (a segfault or an abort) instead of raising.
+            "files": {
+                name: _sha256(folder / name)
+                for name in ["model.txt", *(spec["file"] for spec in heads.values())]
+            },
         }
         (folder / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
@@ -310,10 +318,11 @@ class BreachForecaster:
     def load(cls, folder: str | Path) -> BreachForecaster:
         """Load a saved forecaster; raise :class:`ModelError` when it does not fit FEATURES."""
         folder = Path(folder)
+        doc = read_model_doc(folder)
+        verify_files(folder, doc)
         try:
-            doc = json.loads((folder / "model.json").read_text())
             booster = lgb.Booster(model_file=str(folder / "model.txt"))
-        except (OSError, json.JSONDecodeError, lgb.basic.LightGBMError) as exc:
+        except (OSError, lgb.basic.LightGBMError) as exc:
             raise ModelError(f"{folder}: not a saved forecaster ({exc})") from None
         if doc.get("features") != list(FEATURES) or doc.get("schema_version") != SCHEMA_VERSION:
             raise ModelError(
@@ -346,6 +355,111 @@ class BreachForecaster:
                 model.heads_[head] = booster
                 model.head_iterations_[head] = int(spec["best_iteration"])
         return model
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _numbers(value: Any) -> bool:
+    """True for a non-empty list of finite numbers."""
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    )
+
+
+def read_model_doc(folder: Path) -> dict[str, Any]:
+    """Return ``folder / model.json`` checked against the shape :meth:`BreachForecaster.save`
+    writes; anything else is a one-line :class:`ModelError` naming the file and the entry."""
+    path = folder / "model.json"
+    try:
+        text = path.read_bytes().decode("utf-8")
+        doc = json.loads(text)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{path}: must be a JSON object, was {type(doc).__name__}")
+
+    def need(key: str, ok: bool, what: str) -> None:
+        if not ok:
+            shown = repr(doc.get(key, "missing"))
+            raise ModelError(f"{path}: {key!r} must be {what}, was {shown[:60]}")
+
+    horizon = doc.get("horizon_minutes")
+    need(
+        "horizon_minutes",
+        isinstance(horizon, int | float)
+        and not isinstance(horizon, bool)
+        and math.isfinite(horizon)
+        and horizon > 0,
+        "a positive number of minutes",
+    )
+    need("features", isinstance(doc.get("features"), list), "a list of feature names")
+    need("schema_version", isinstance(doc.get("schema_version"), int), "an integer")
+    best = doc.get("best_iteration")
+    need("best_iteration", isinstance(best, int) and best >= 0, "a whole number")
+    calibration = doc.get("calibration")
+    need(
+        "calibration",
+        isinstance(calibration, dict)
+        and _numbers(calibration.get("x"))
+        and _numbers(calibration.get("y"))
+        and len(calibration["x"]) == len(calibration["y"]),
+        "an isotonic map of finite x and y of one length",
+    )
+    band = doc.get("band_calibration")
+    need(
+        "band_calibration",
+        band is None
+        or (
+            isinstance(band, dict)
+            and _numbers(band.get("x"))
+            and _numbers(band.get("y"))
+            and len(band["x"]) == len(band["y"])
+            and _numbers([band.get("sigmas")])
+        ),
+        "null or a map of finite x and y of one length with its sigmas",
+    )
+    need("heads", isinstance(doc.get("heads") or {}, dict), "a table of severity heads")
+    files = doc.get("files")
+    need(
+        "files",
+        isinstance(files, dict)
+        and "model.txt" in files
+        and all(isinstance(v, str) and len(v) == 64 for v in files.values()),
+        "the SHA-256 of every model file (an export by an older predliq has none: re-export it)",
+    )
+    return doc
+
+
+def verify_files(folder: Path, doc: dict[str, Any]) -> None:
+    """Refuse model files whose SHA-256 differs from what model.json recorded."""
+    wanted = {"model.txt", *(spec.get("file") for spec in (doc.get("heads") or {}).values())}
+    missing = sorted(str(n) for n in wanted if n not in doc["files"])
+    if missing:
+        raise ModelError(f"{folder / 'model.json'}: no SHA-256 recorded for {', '.join(missing)}")
+    for name, digest in doc["files"].items():
+        path = folder / name
+        if Path(name).name != name:
+            raise ModelError(f"{folder / 'model.json'}: file name {name!r} is not in the folder")
+        try:
+            actual = _sha256(path)
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot be read ({exc.strerror})") from None
+        if actual != digest:
+            raise ModelError(
+                f"{path}: SHA-256 {actual[:12]}... differs from the {digest[:12]}... model.json "
+                "recorded (a changed or truncated model file)"
+            )
 
 
 class DistributedTrainingError(RuntimeError):

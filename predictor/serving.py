@@ -270,6 +270,21 @@ class RemoteForecaster:
         return np.asarray(doc["predictions"], np.float64)
 
 
+def check_remote(url: str, timeout_s: float) -> None:
+    """Ask the server at ``url`` for one forecast before a run; a server that does not answer
+    with one probability is a :class:`ModelError`, not a run of fallbacks."""
+    probe = RemoteForecaster(url, horizon_minutes=5.0, timeout_s=timeout_s)  # scores X only
+    try:
+        p = probe.score(np.zeros((1, len(FEATURES))))
+    except Exception as exc:  # refused, timed out, an HTTP error, a foreign answer
+        reason = str(getattr(exc, "reason", "") or exc).splitlines()[0] or type(exc).__name__
+        raise ModelError(f"--forecaster-url {url} does not answer a forecast: {reason}") from None
+    if p.shape != (1,) or not np.isfinite(p).all() or not 0 <= p[0] <= 1:
+        raise ModelError(
+            f"--forecaster-url {url} answered {p.tolist()!r}, not one probability per row"
+        )
+
+
 def registry_version(uri: str, tracking_uri: str) -> int | None:
     """Return the registry version a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI
     resolves to (None for other URIs)."""

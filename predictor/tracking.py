@@ -329,25 +329,39 @@ def _compare(client, name: str, result: TrainResult, tmp: Path) -> tuple[bool, s
     return promote, reason, champ
 
 
-def export_champion(folder: Path, source: Path, registry: dict[str, Any]) -> Path:
-    """Replace ``folder`` with the export in ``source`` plus registry details, atomically."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+def stage_export(folder: Path, source: Path, registry: dict[str, Any]) -> Path:
+    """Copy the export in ``source`` plus registry details into a staging folder beside
+    ``folder`` and return it: everything that can fail (a path that is not a folder, a full
+    disk) fails here, before the registry's alias moves."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot export the champion to {folder}: {exc.strerror or exc}"
+        ) from None
     try:
         for f in source.iterdir():
             shutil.copy2(f, staging / f.name)
         doc = json.loads((staging / "model.json").read_text())
         doc["registry"] = registry
         (staging / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        old = folder.with_name(f".old-{folder.name}")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        os.replace(staging, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        raise TrackingError(
+            f"cannot export the champion to {folder}: {exc.strerror or exc}"
+        ) from None
+    return staging
+
+
+def commit_export(folder: Path, staging: Path) -> Path:
+    """Replace ``folder`` with ``staging`` (from :func:`stage_export`) by renames."""
+    old = folder.with_name(f".old-{folder.name}")
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
@@ -417,17 +431,28 @@ def log_training(
             version = int(info.registered_model_version)
             promote, reason, _ = _compare(client, name, result, tmp)
             alias = "champion" if promote else "challenger"
-            client.set_registered_model_alias(name, alias, str(version))
             client.set_model_version_tag(name, str(version), "data_hash", result.data_hash)
-            mlflow.set_tag("alias", alias)
-            mlflow.set_tag("promotion", reason)
-            exported = None
+            # The export is staged before the champion alias moves and swapped in after it: a
+            # failed export leaves the previous champion (and its export) in place, and a failed
+            # alias leaves the previous export — never a champion without its export.
+            staged = None
             if promote and export_root is not None:
-                exported = export_champion(
+                staged = stage_export(
                     Path(export_root) / name,
                     export,
                     {"name": name, "version": version, "run_id": run.info.run_id, "uri": uri},
                 )
+            try:
+                client.set_registered_model_alias(name, alias, str(version))
+            except BaseException:
+                if staged is not None:
+                    shutil.rmtree(staged, ignore_errors=True)
+                raise
+            mlflow.set_tag("alias", alias)
+            mlflow.set_tag("promotion", reason)
+            exported = None
+            if staged is not None:
+                exported = commit_export(Path(export_root) / name, staged)
     return Outcome(run.info.run_id, experiment, name, version, alias, reason, exported)
 
 

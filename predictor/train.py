@@ -120,9 +120,12 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> Tra
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise DataError(f"training config {path}: {exc}") from None
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DataError(f"training config {path}: cannot be read ({exc.strerror})") from None
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            kind = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "not valid TOML"
+            raise DataError(f"training config {path}: {kind} ({exc})") from None
     data.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name: f for f in fields(TrainConfig)}
     for key, value in data.items():
