@@ -581,8 +581,16 @@ def train(
     help="Address to listen on (127.0.0.1: this machine only).",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Listen on an address other than this machine's loopback (the endpoint has no "
+    "authentication: anyone who reaches it can query the model).",
+)
 @tracking_uri_option
-def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> None:
+def serve(
+    model_uri: str, host: str, port: int, allow_remote: bool, tracking_uri: str | None
+) -> None:
     """Serve a registered forecaster over HTTP (`mlflow models serve`) for --forecaster-url."""
     import os
     import subprocess
@@ -593,6 +601,17 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
 
     if not model_uri.startswith(("models:/", "runs:/")):
         _fail(f"serve takes a registry or run URI (models:/... or runs:/...), was {model_uri!r}")
+    if not _is_loopback(host):
+        if not allow_remote:
+            _fail(
+                f"--host {host} is reachable from other machines and the endpoint has no "
+                "authentication; pass --allow-remote to serve there anyway"
+            )
+        click.echo(
+            f"warning: serving on {host}, beyond this machine, with no authentication: anyone "
+            "who reaches the port can query the model",
+            err=True,
+        )
     uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
         load_forecaster(model_uri, tracking_uri=uri)  # resolves and checks the features first
@@ -616,6 +635,18 @@ def serve(model_uri: str, host: str, port: int, tracking_uri: str | None) -> Non
             code = server.wait()
     if code not in (0, -15):
         _fail(f"mlflow models serve exited with code {code}", 1)
+
+
+def _is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 @main.command()

@@ -377,3 +377,21 @@ def test_a_resume_simulates_again_a_partition_whose_files_do_not_verify(tmp_path
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "already complete" not in again.output, again.output
     assert {f.name: f.read_bytes() for f in part.iterdir()} == before  # the same bytes back
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.7", "::", "example.org"])
+def test_serving_beyond_loopback_needs_allow_remote(host, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["serve", "--model", "models:/missing@champion", "--tracking-uri", uri, "--host", host]
+    _refused(args, f"--host {host} is reachable from other machines")
+    r = CliRunner().invoke(main, [*args, "--allow-remote"])
+    # Allowed, with the warning; then the missing model is refused as usual.
+    assert "warning: serving on" in r.output and "no authentication" in r.output
+    assert r.exit_code == 2 and "missing" in r.output.splitlines()[-1]
+
+
+def test_loopback_addresses_need_no_flag():
+    from pipelines.cli import _is_loopback
+
+    assert all(_is_loopback(h) for h in ("127.0.0.1", "127.5.0.1", "::1", "localhost"))
+    assert not any(_is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "host.local"))
