@@ -966,8 +966,16 @@ def _build(tp: Any, value: Any, key: str) -> Any:
             key,
             f"must be a number, was {value!r}",
         )
-        x = float(value) if abs(value) < 1e308 else math.inf
-        _require(math.isfinite(x), key, f"must be a finite number, was {value!r}")
+        try:
+            x = float(value)
+        except OverflowError:  # an integer beyond float64 (10**400)
+            x = math.inf
+        shown = (
+            repr(value)
+            if len(repr(value)) <= 30
+            else f"{repr(value)[:12]}... ({len(repr(value))} digits)"
+        )
+        _require(math.isfinite(x), key, f"must be a finite number, was {shown}")
         _bound_number(key, x)
         return x
     if tp is int:
