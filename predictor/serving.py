@@ -277,7 +277,8 @@ def check_remote(url: str, timeout_s: float) -> None:
     try:
         p = probe.score(np.zeros((1, len(FEATURES))))
     except Exception as exc:  # refused, timed out, an HTTP error, a foreign answer
-        reason = str(getattr(exc, "reason", "") or exc).splitlines()[0] or type(exc).__name__
+        text = str(getattr(exc, "reason", "") or exc)
+        reason = (text.splitlines() or [""])[0] or type(exc).__name__
         raise ModelError(f"--forecaster-url {url} does not answer a forecast: {reason}") from None
     if p.shape != (1,) or not np.isfinite(p).all() or not 0 <= p[0] <= 1:
         raise ModelError(
