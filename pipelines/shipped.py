@@ -16,9 +16,10 @@ CONFIGS = Path(str(resources.files("predliq_configs")))
 REAL_CRASHES = Path(str(resources.files("pipelines"))) / "data" / "market"
 """Real 1-minute crash files shipped inside the package (provenance in PROVENANCE.md)."""
 
-# Where a bare name is looked up, in this order; the folders are the ones `--scenarios` takes.
-_FILE_PLACES = ("scenarios", "eval", ".")
-_FOLDERS = ("scenarios", "eval")
+# The folders `--scenarios` takes by name, and what their configs are; a bare --config name is
+# looked up in them, then beside them.
+_FOLDERS = {"scenarios": "scenario", "eval": "evaluation family"}
+_FILE_PLACES = (*_FOLDERS, ".")
 
 
 class UnknownConfigError(ValueError):
@@ -80,10 +81,9 @@ def _about(path: Path) -> str:
 
 def catalog() -> list[Shipped]:
     """Every shipped config, training scenarios first."""
-    kinds = {"scenarios": "scenario", "eval": "evaluation family"}
     found = [
         Shipped(p.stem, kind, p, _about(p))
-        for folder, kind in kinds.items()
+        for folder, kind in _FOLDERS.items()
         for p in sorted((CONFIGS / folder).glob("*.toml"))
     ]
     top = {"stress": "stress scenario", "train": "training", "example": "example"}

@@ -104,6 +104,26 @@ def write_small_histories(root, scenarios=SMALL_HISTORY_SCENARIOS, seeds=SMALL_H
     return root
 
 
+@pytest.fixture
+def broken_replay(tmp_path):
+    """Return a function writing a copy of the first shipped crash file into ``tmp_path`` with
+    one value of line 6 replaced: ``broken_replay("high", "-1")`` -> the file's path."""
+    import gzip
+
+    from pipelines.shipped import real_crash_files
+
+    lines = gzip.open(real_crash_files()[0], "rt").read().splitlines()
+
+    def write(column: str, value: str, name: str = "broken"):
+        header, row = lines[0].split(","), lines[5].split(",")
+        row[header.index(column)] = value
+        bad = tmp_path / f"BTCUSDT-PERP_1m_{name}.csv"
+        bad.write_text("\n".join([*lines[:5], ",".join(row), *lines[6:]]) + "\n")
+        return bad
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def small_histories(tmp_path_factory):
     """A read-only history root: two crash scenarios x seeds 0-3 (copy it before changing it)."""

@@ -306,16 +306,9 @@ def test_a_model_uri_that_does_not_resolve_is_refused(trained_model, tmp_path):
     )
 
 
-def test_a_malformed_replay_file_is_refused(trained_model, tmp_path):
-    import gzip
-
+def test_a_malformed_replay_file_is_refused(trained_model, tmp_path, broken_replay):
     uri, _ = trained_model
-    lines = gzip.open(REPLAY, "rt").read().splitlines()
-    header = lines[0].split(",")
-    row = lines[5].split(",")
-    row[header.index("high")] = "-1"  # a negative high on line 6
-    bad = tmp_path / "BTCUSDT-PERP_1m_broken.csv"
-    bad.write_text("\n".join([*lines[:5], ",".join(row), *lines[6:]]) + "\n")
+    bad = broken_replay("high", "-1")  # a negative high on line 6
     _refused(
         ["--tracking-uri", uri, "--scenarios", str(ROOT / "configs" / "eval"), "--seeds", "10"]
         + ["--replays", str(bad)],

@@ -99,18 +99,11 @@ def test_sigkill_mid_sweep_then_rerun_gives_the_uninterrupted_files(tmp_path):
     assert _files(out) == _files(clean)  # no leftover temporary folder either
 
 
-def test_a_bad_input_found_inside_a_worker_is_one_line_as_in_a_serial_run(tmp_path):
+def test_a_bad_input_found_inside_a_worker_is_one_line_as_in_a_serial_run(tmp_path, broken_replay):
     """The workers' tracebacks go to the log file; the terminal gets the serial run's line."""
-    import gzip
-
     from pipelines.cluster import WORKER_LOG
-    from pipelines.shipped import real_crash_files
 
-    lines = gzip.open(real_crash_files()[0], "rt").read().splitlines()
-    header, row = lines[0].split(","), lines[5].split(",")
-    row[header.index("high")] = "-1"
-    bad = tmp_path / "BTCUSDT-PERP_1m_broken.csv"
-    bad.write_text("\n".join([*lines[:5], ",".join(row), *lines[6:]]) + "\n")
+    bad = broken_replay("high", "-1")
     before = WORKER_LOG.stat().st_size if WORKER_LOG.exists() else 0
     command = [sys.executable, "-m", "pipelines.cli", "simulate", "--config", "replay"]
     command += ["--set", f'index.replay_file="{bad}"', "--set", "steps=60"]

@@ -3,7 +3,6 @@ a documented exit code, and nothing written or registered."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.cli import main
-from pipelines.shipped import real_crash_files
 
 SMALL = ["--set", "accounts.count=300", "--set", "steps=60"]
 
@@ -106,15 +104,6 @@ def test_conservation_holds_exactly_up_to_the_documented_bounds(fund, maker, pri
     assert (sim.records["mark_price"][1 : sim.t + 1] > 0).all()
 
 
-def _broken(tmp_path: Path, column: str, value: str) -> Path:
-    lines = gzip.open(real_crash_files()[0], "rt").read().splitlines()
-    header, row = lines[0].split(","), lines[5].split(",")
-    row[header.index(column)] = value
-    bad = tmp_path / f"BTCUSDT-PERP_1m_{column}.csv"
-    bad.write_text("\n".join([*lines[:5], ",".join(row), *lines[6:]]) + "\n")
-    return bad
-
-
 @pytest.mark.parametrize(
     ("column", "value", "needle"),
     [
@@ -124,8 +113,10 @@ def _broken(tmp_path: Path, column: str, value: str) -> Path:
         ("open_time_ms", "1e308", "open_time_ms must be finite"),
     ],
 )
-def test_replay_bars_beyond_the_ledger_are_refused_with_their_line(column, value, needle, tmp_path):
-    bad = _broken(tmp_path, column, value)
+def test_replay_bars_beyond_the_ledger_are_refused_with_their_line(
+    column, value, needle, broken_replay
+):
+    bad = broken_replay(column, value, name=column)
     line = _refused(["facts", str(bad)], needle)
     assert "line 6" in line and bad.name in line
 
@@ -240,6 +231,14 @@ def histories(small_histories, tmp_path) -> Path:
     return Path(shutil.copytree(small_histories, tmp_path / "histories"))
 
 
+def _train_refuses(histories: Path, tmp_path: Path, needle: str) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    models = tmp_path / "models"
+    args = ["train", "--data", str(histories), "--tracking-uri", uri, "--export-dir", str(models)]
+    _refused(args, needle)
+    assert not models.exists()
+
+
 def _manifest(histories: Path, scenario: str = "cascade", seed: int = 3) -> Path:
     return histories / f"scenario={scenario}" / f"seed={seed}" / "manifest.json"
 
@@ -258,11 +257,7 @@ def test_a_tampered_manifest_is_refused_by_train(histories, tmp_path, edit, need
     manifest = json.loads(file.read_text())
     edit(manifest)
     file.write_text(json.dumps(manifest))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    models = tmp_path / "models"
-    args = ["train", "--data", str(histories), "--tracking-uri", uri, "--export-dir", str(models)]
-    _refused(args, needle)
-    assert not models.exists()
+    _train_refuses(histories, tmp_path, needle)
 
 
 def test_a_non_utf8_manifest_is_one_line(histories, tmp_path):
@@ -308,8 +303,8 @@ def test_a_timeout_that_is_not_finite_is_refused(tmp_path):
 
 
 def test_a_run_whose_forecasts_fell_back_exits_3_unless_allowed(export, tmp_path):
-    """A model whose severity heads cannot score (here: their Tweedie trees replaced by a
-    constant that predicts a negative loss) falls back at every block."""
+    """A model whose calibration maps every score above probability 1 falls back at every
+    block it is asked."""
     doc = json.loads((export / "model.json").read_text())
     doc["calibration"]["y"] = [2.0] * len(doc["calibration"]["y"])  # probabilities above 1
     (export / "model.json").write_text(json.dumps(doc))
@@ -321,14 +316,6 @@ def test_a_run_whose_forecasts_fell_back_exits_3_unless_allowed(export, tmp_path
     r = CliRunner().invoke(main, [*args, "--allow-fallback"])
     assert r.exit_code == 0, r.output
     assert any(out.rglob("manifest.json"))
-
-
-def _train_refuses(histories: Path, tmp_path: Path, needle: str) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    models = tmp_path / "models"
-    args = ["train", "--data", str(histories), "--tracking-uri", uri, "--export-dir", str(models)]
-    _refused(args, needle)
-    assert not models.exists()
 
 
 def test_a_changed_or_truncated_history_file_is_refused_by_train(histories, tmp_path):
