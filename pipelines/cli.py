@@ -591,11 +591,17 @@ def train(
 def serve(
     model_uri: str, host: str, port: int, allow_remote: bool, tracking_uri: str | None
 ) -> None:
-    """Serve a registered forecaster over HTTP (`mlflow models serve`) for --forecaster-url."""
-    import os
-    import subprocess
+    """Serve a registered forecaster over HTTP for --forecaster-url.
+
+    Only the forecaster's own files are read (model.txt and model.json, SHA-256 checked); a
+    registered version's other contents, a pickle included, are never loaded. SIGTERM, SIGHUP
+    and Ctrl-C stop the server and free the port.
+    """
+    import signal
+    import threading
 
     from predictor.model import ModelError
+    from predictor.server import ForecastServer
     from predictor.serving import load_forecaster
     from predictor.tracking import DEFAULT_TRACKING_URI
 
@@ -614,27 +620,28 @@ def serve(
         )
     uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
-        load_forecaster(model_uri, tracking_uri=uri)  # resolves and checks the features first
+        model = load_forecaster(model_uri, tracking_uri=uri)  # verified, features checked
     except ModelError as e:
         _fail(str(e))
-    command = [
-        sys.executable,
-        *("-m", "mlflow", "models", "serve", "-m", model_uri),
-        *("-h", host, "-p", str(port), "--env-manager", "local"),
-    ]
+    try:
+        server = ForecastServer(model, (host, port), name=model_uri)
+    except OSError as e:
+        _fail(f"cannot listen on {host}:{port} ({e.strerror})")
+    stopped_by: list[str] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        # shutdown() waits for serve_forever() to return, so it must run off this thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, stop)
     click.echo(f"serving {model_uri} at http://{host}:{port}/invocations (Ctrl-C stops)")
-    # mlflow starts uvicorn by name: put this environment's scripts first on PATH.
-    scripts = os.path.dirname(sys.executable)
-    path = os.pathsep.join([scripts, os.environ.get("PATH", "")])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "PATH": path}
-    with subprocess.Popen(command, env=env) as server:
-        try:
-            code = server.wait()
-        except KeyboardInterrupt:
-            server.terminate()
-            code = server.wait()
-    if code not in (0, -15):
-        _fail(f"mlflow models serve exited with code {code}", 1)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    click.echo(f"stopped ({stopped_by[0] if stopped_by else 'server ended'})")
 
 
 def _is_loopback(host: str) -> bool:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +323,7 @@ class BreachForecaster:
         folder = Path(folder)
         doc = read_model_doc(folder)
         verify_files(folder, doc)
+        check_parses(folder, doc["files"])
         try:
             booster = lgb.Booster(model_file=str(folder / "model.txt"))
         except (OSError, lgb.basic.LightGBMError) as exc:
@@ -460,6 +464,74 @@ def verify_files(folder: Path, doc: dict[str, Any]) -> None:
                 f"{path}: SHA-256 {actual[:12]}... differs from the {digest[:12]}... model.json "
                 "recorded (a changed or truncated model file)"
             )
+
+
+_PARSED: set[str] = set()
+"""SHA-256 of tree files this process has seen LightGBM parse."""
+
+_PROBE = """
+import ctypes, sys
+lib = ctypes.cdll.LoadLibrary(sys.argv[1])
+lib.LGBM_GetLastError.restype = ctypes.c_char_p
+for path in sys.argv[2:]:
+    handle, iterations = ctypes.c_void_p(), ctypes.c_int()
+    if lib.LGBM_BoosterCreateFromModelfile(
+        path.encode(), ctypes.byref(iterations), ctypes.byref(handle)
+    ):
+        sys.exit(lib.LGBM_GetLastError().decode(errors="replace"))
+    lib.LGBM_BoosterFree(handle)
+    print(path, flush=True)
+"""
+"""Parse each tree file with LightGBM's own library through its C API (the call ``lgb.Booster``
+makes), without importing the Python package and its 2 s of imports."""
+
+
+def check_parses(folder: Path, files: dict[str, str]) -> None:
+    """Refuse a tree file LightGBM cannot parse, finding out in a child process.
+
+    LightGBM's parser can abort or segfault on a malformed file rather than raise, and a
+    checksum only proves the file is the one model.json names: so each file (``files``: name
+    to SHA-256) is parsed once in a child, and its digest remembered (in this process, and
+    under ``$PREDLIQ_CACHE/parsed``) so later loads of the same file pay nothing.
+    """
+    from predictor.compiled import cache_root
+
+    marks = cache_root().parent / "parsed"
+    pending = {
+        str(folder / name): digest
+        for name, digest in files.items()
+        if digest not in _PARSED and not (marks / digest).exists()
+    }
+    if pending:
+        try:
+            done = subprocess.run(
+                # The very library this process loaded (LightGBM is pinned, 4.7.0).
+                [sys.executable, "-c", _PROBE, lgb.basic._LIB._name, *pending],
+                capture_output=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            raise ModelError(f"{folder}: LightGBM did not parse its tree files in 300 s") from None
+        if done.returncode != 0:
+            # A crashing parser may write anything to stderr: read it as bytes.
+            parsed = set(done.stdout.decode(errors="replace").splitlines())
+            path = next(p for p in pending if p not in parsed)
+            if done.returncode < 0:
+                reason = f"the parser crashed with {signal.Signals(-done.returncode).name}"
+            else:
+                stderr = done.stderr.decode(errors="replace")
+                lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+                fatal = [ln for ln in lines if "[Fatal]" in ln or "Error" in ln]
+                reason = (fatal or lines or [f"exit code {done.returncode}"])[-1]
+            shown = "".join(c if c.isprintable() else "?" for c in reason[:200])
+            raise ModelError(f"{path}: LightGBM cannot parse it ({shown})")
+        for digest in pending.values():
+            try:
+                marks.mkdir(parents=True, exist_ok=True)
+                (marks / digest).touch()
+            except OSError:
+                pass  # an unwritable cache only costs the next load another parse
+    _PARSED.update(files.values())
 
 
 class DistributedTrainingError(RuntimeError):

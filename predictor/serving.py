@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -204,20 +205,24 @@ def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForec
     from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect
 
     target = tracking_uri or DEFAULT_TRACKING_URI
-    try:
-        connect(target)
-        mlflow.set_tracking_uri(target)
-        mlflow.set_registry_uri(target)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except TrackingError as exc:
-        raise ModelError(str(exc)) from None
-    except (MlflowException, OSError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{uri}: cannot be loaded from {target} ({message})") from None
-    found = sorted(local.rglob("model.json"))
-    if not found:
-        raise ModelError(f"{uri}: the logged model holds no model.json")
-    return BreachForecaster.load(found[0].parent)
+    with tempfile.TemporaryDirectory(prefix="predliq-model-") as scratch:
+        try:
+            connect(target)
+            mlflow.set_tracking_uri(target)
+            mlflow.set_registry_uri(target)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))
+        except TrackingError as exc:
+            raise ModelError(str(exc)) from None
+        except (MlflowException, OSError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"{uri}: cannot be loaded from {target} ({message})") from None
+        # Only the forecaster's own files are read (SHA-256 checked, LightGBM text); whatever
+        # else the version holds, a pickle included, is never loaded.
+        found = sorted(local.rglob("model.json"))
+        if len(found) != 1:
+            held = "no model.json" if not found else f"{len(found)} model.json files"
+            raise ModelError(f"{uri}: the logged model holds {held}, not one saved forecaster")
+        return BreachForecaster.load(found[0].parent)  # reads every file into memory
 
 
 class RemoteForecaster:

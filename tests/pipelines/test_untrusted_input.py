@@ -3,6 +3,7 @@ a documented exit code, and nothing written or registered."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -165,6 +166,32 @@ def test_an_edited_tree_line_is_refused(export, tmp_path):
     text = (export / "model.txt").read_text().replace("leaf_value=", "leaf_value=9", 1)
     (export / "model.txt").write_text(text)
     _simulate_with(export, tmp_path, needle="a changed or truncated model file")
+
+
+def _rehash(export: Path) -> None:
+    """Record the damaged files' SHA-256, as a careless tool or an attacker would."""
+    doc = json.loads((export / "model.json").read_text())
+    for name in doc["files"]:
+        doc["files"][name] = hashlib.sha256((export / name).read_bytes()).hexdigest()
+    (export / "model.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # LightGBM segfaulted on this one (exit 139)
+        lambda text: text.replace("split_feature=", "split_feature=x", 1),  # aborted (134)
+    ],
+    ids=["truncated", "edited"],
+)
+def test_a_tree_file_lightgbm_cannot_parse_is_refused_even_with_its_checksum(
+    export, tmp_path, damage
+):
+    path = export / "model.txt"
+    path.write_text(damage(path.read_text()))
+    _rehash(export)
+    line = _simulate_with(export, tmp_path, needle="LightGBM cannot parse it")
+    assert str(path) in line
 
 
 def test_an_edited_severity_head_is_refused(export, tmp_path):
