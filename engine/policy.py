@@ -175,6 +175,7 @@ class Policy:
         """Breach onsets, and those whose account was scored within the horizon before them:
         the share of breaches the risk band (and cadence) leaves within the forecasts' reach."""
         self.fallbacks: dict[Fallback, int] = {r: 0 for r in Fallback if r != Fallback.NONE}
+        self.forecasts = 0  # requests made to the forecaster, fallbacks included
         self.scored_total = 0
         self.mm_held = np.zeros(m)
         self.mm_base = np.zeros(m)
@@ -376,6 +377,7 @@ class Policy:
         (fallback reason, probabilities, expected losses — empty unless the budget allocation
         asked for them)."""
         assert self.forecaster is not None
+        self.forecasts += 1
         none = np.empty(0)
         request = ForecastRequest(
             tick=sim.t,
@@ -488,6 +490,7 @@ class Policy:
         t = self.table
         return {
             "policy_scored_rows": int(self.scored_total),
+            "policy_forecasts": self.forecasts,
             "policy_fallbacks": int(sum(self.fallbacks.values())),
             **{f"policy_fallbacks_{r.name.lower()}": int(c) for r, c in self.fallbacks.items()},
             "policy_warnings": int(t[:, 2, 0].sum()),

@@ -126,10 +126,18 @@ def main() -> None:
     "the reactive policy.",
 )
 @click.option(
+    "--max-fallback-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    metavar="SHARE",
+    help="Largest share of forecasts (0 to 1) that may fall back to the reactive policy; a run "
+    "with more is refused with the count, exit 3, and nothing is written (0: any fallback).",
+)
+@click.option(
     "--allow-fallback",
     is_flag=True,
-    help="Keep a run in which forecasts fell back to the reactive policy (by default such a "
-    "run is refused with the count, exit 3, and nothing is written).",
+    help="Keep a run however many forecasts fell back (--max-fallback-share 1).",
 )
 @click.option(
     "--no-compile",
@@ -152,6 +160,7 @@ def simulate(
     tracking_uri: str | None,
     forecaster_url: str | None,
     forecaster_timeout: float,
+    max_fallback_share: float,
     allow_fallback: bool,
     no_compile: bool,
 ) -> None:
@@ -162,6 +171,10 @@ def simulate(
 
     if not math.isfinite(forecaster_timeout):
         _fail(f"--forecaster-timeout must be a finite number of seconds, was {forecaster_timeout}")
+    if math.isnan(max_fallback_share):
+        _fail("--max-fallback-share must be a share from 0 to 1, was nan")
+    if allow_fallback:
+        max_fallback_share = 1.0
 
     if seed is not None and seeds is not None:
         _fail("--seed and --seeds exclude each other")
@@ -204,10 +217,10 @@ def simulate(
                 workers,
                 scheduler,
                 source,
-                allow_fallback,
+                max_fallback_share,
             )
             return
-        sim, path = simulate_to(cfg, Path(out), overwrite, source, allow_fallback)
+        sim, path = simulate_to(cfg, Path(out), overwrite, source, max_fallback_share)
     except FallbackError as e:
         _fail(str(e), 3)
     except (ConfigError, ValueError) as e:
@@ -298,7 +311,7 @@ def _sweep(
     workers: int,
     scheduler: str | None,
     source=None,
-    allow_fallback: bool = False,
+    max_fallback_share: float = 0.0,
 ) -> None:
     """Validate every seed's config and output first, then run them (in parallel)."""
     from engine.history import check_partition
@@ -319,7 +332,7 @@ def _sweep(
 
     with Progress(len(cfgs), "seeds") as bar:
         for result in run_sweep(
-            cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS, allow_fallback
+            cfgs, out, overwrite, workers, scheduler, source or NO_FORECASTS, max_fallback_share
         ):
             if result["status"] == "written":
                 bar.step(

@@ -81,8 +81,8 @@ def run(
 
 
 class FallbackError(RuntimeError):
-    """A run whose forecasts fell back to the reactive policy: not the run that was asked for
-    (exit 3; --allow-fallback keeps it)."""
+    """A run in which more forecasts fell back to the reactive policy than allowed: not the run
+    that was asked for (exit 3; --max-fallback-share or --allow-fallback keeps it)."""
 
 
 def simulate_to(
@@ -90,28 +90,30 @@ def simulate_to(
     out: Path,
     overwrite: bool,
     source: ForecastSource = NO_FORECASTS,
-    allow_fallback: bool = True,
+    max_fallback_share: float = 1.0,
 ) -> tuple[Simulation | None, Path]:
     """Run and write a partition; return (None, path) when an identical one is already there.
-    Without ``allow_fallback``, a run in which any forecast fell back to the reactive policy
-    raises :class:`FallbackError` and writes nothing."""
+    A run in which more than ``max_fallback_share`` of the forecasts fell back to the reactive
+    policy (0: any) raises :class:`FallbackError` and writes nothing."""
     from engine.history import partition_dir
 
     if check_partition(out, cfg, overwrite):
         return None, partition_dir(out, cfg)
     sim = run(cfg, source=source)
-    if not allow_fallback and sim.policy is not None:
+    if sim.policy is not None:
         summary = sim.policy.summary()
-        fell = summary["policy_fallbacks"]
-        if fell:
+        fell, asked = summary["policy_fallbacks"], summary["policy_forecasts"]
+        if fell > max_fallback_share * asked:
             reasons = ", ".join(
                 f"{k.removeprefix('policy_fallbacks_')} {v:,}"
                 for k, v in summary.items()
                 if k.startswith("policy_fallbacks_") and v
             )
             raise FallbackError(
-                f"{cfg.name} seed {cfg.seed}: {fell:,} forecasts fell back to the reactive "
-                f"policy ({reasons}); nothing written (--allow-fallback keeps such a run)"
+                f"{cfg.name} seed {cfg.seed}: {fell:,} of {asked:,} forecasts "
+                f"({fell / asked:.1%}) fell back to the reactive policy ({reasons}), more than "
+                f"the {max_fallback_share:.1%} allowed; nothing written (--max-fallback-share "
+                "or --allow-fallback keeps such a run)"
             )
     return sim, write_run(sim, out)
 
@@ -225,10 +227,10 @@ def run_seed(
     out: str,
     overwrite: bool,
     source: ForecastSource = NO_FORECASTS,
-    allow_fallback: bool = True,
+    max_fallback_share: float = 1.0,
 ) -> dict:
     """Run and write one seed's partition (a task on a worker); return its headline figures."""
-    sim, path = simulate_to(cfg, Path(out), overwrite, source, allow_fallback)
+    sim, path = simulate_to(cfg, Path(out), overwrite, source, max_fallback_share)
     if sim is None:
         return {
             "scenario": cfg.name,
@@ -255,11 +257,13 @@ def run_sweep(
     workers: int,
     scheduler: str | None,
     source: ForecastSource = NO_FORECASTS,
-    allow_fallback: bool = True,
+    max_fallback_share: float = 1.0,
 ) -> Iterator[dict]:
     """Run many seeds; yield each seed's result as it finishes (any order)."""
     from pipelines.cluster import map_tasks
 
     # Workers have their own working directories: hand them an absolute path.
     out = str(Path(out).resolve())
-    yield from map_tasks(run_seed, cfgs, workers, scheduler, out, overwrite, source, allow_fallback)
+    yield from map_tasks(
+        run_seed, cfgs, workers, scheduler, out, overwrite, source, max_fallback_share
+    )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -330,19 +332,65 @@ def test_a_timeout_that_is_not_finite_is_refused(tmp_path):
 
 
 def test_a_run_whose_forecasts_fell_back_exits_3_unless_allowed(export, tmp_path):
-    """A model whose calibration maps every score above probability 1 falls back at every
-    block it is asked."""
+    """A model whose calibration maps every score above probability 1 falls back whenever it
+    is asked about any account (7 of the 16 forecasts here)."""
     doc = json.loads((export / "model.json").read_text())
     doc["calibration"]["y"] = [2.0] * len(doc["calibration"]["y"])  # probabilities above 1
     (export / "model.json").write_text(json.dumps(doc))
     out = tmp_path / "runs"
     args = ["simulate", "--config", "cascade", "--out", str(out), *SMALL]
     args += ["--set", "shocks.0.tick=20", "--policy", "predictive", "--model", str(export)]
-    line = _refused(args, "forecasts fell back to the reactive policy", out, code=3)
+    line = _refused(args, "fell back to the reactive policy (out_of_range ", out, code=3)
     assert "--allow-fallback" in line and not out.exists()
     r = CliRunner().invoke(main, [*args, "--allow-fallback"])
     assert r.exit_code == 0, r.output
     assert any(out.rglob("manifest.json"))
+
+
+@pytest.fixture
+def flaky_server():
+    """A forecast server that fails every second forecast of a run (answers 500), else says 1%
+    each; it answers the check before a run (one row of zeros) every time."""
+    calls = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            rows = data["dataframe_split"]["data"]
+            probe = len(rows) == 1 and not any(rows[0])
+            calls.append(1)
+            ok = probe or len(calls) % 2 == 1
+            body = json.dumps({"predictions": [0.01] * len(rows)})
+            self.send_response(200 if ok else 500)
+            self.send_header("Content-Length", str(len(body) if ok else 0))
+            self.end_headers()
+            if ok:
+                self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_share_of_forecasts_allowed_to_fall_back_is_a_setting(flaky_server, tmp_path):
+    out = tmp_path / "runs"
+    args = ["simulate", "--config", "cascade", "--out", str(out), *SMALL]
+    args += ["--policy", "predictive", "--forecaster-url", flaky_server]
+    line = _refused(args, "fell back to the reactive policy (exception ", out, code=3)
+    fell, asked = (int(w.replace(",", "")) for w in line.split(": ", 2)[2].split()[:3:2])
+    assert 0.4 < fell / asked < 0.6, line  # every second request failed
+    _refused([*args, "--max-fallback-share", "0.3"], "more than the 30.0% allowed", out, code=3)
+    r = CliRunner().invoke(main, [*args, "--max-fallback-share", "0.6"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(next(out.rglob("summary.json")).read_text())
+    assert (summary["policy_fallbacks"], summary["policy_forecasts"]) == (fell, asked)
+    _refused([*args, "--max-fallback-share", "nan"], "must be a share from 0 to 1")
 
 
 def test_a_changed_or_truncated_history_file_is_refused_by_train(histories, tmp_path):
