@@ -27,7 +27,8 @@ from engine.config import MarketConfig
 from engine.events import FEE_POOL, INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind
 from engine.fixedpoint import PPM, mul_ppm
 from engine.margin import to_ppm
-from engine.units import QUOTE_QUANTUMS_PER_UNIT
+from engine.state import exact_sum
+from engine.units import QUOTE_QUANTUMS_PER_UNIT, as_int64
 from engine.venues import drift_v2, dydx_v4
 
 
@@ -73,7 +74,7 @@ class Batch:
     def shortage(self, buffer_ratio: float) -> np.ndarray:
         """Return Drift's margin shortage, MM + buffer x notional - TNC, at least 0."""
         need = self.tmmr + buffer_ratio * self.total_notional - self.tnc.astype(np.float64)
-        return np.maximum(0, np.ceil(need)).astype(np.int64)
+        return as_int64(np.maximum(0, np.ceil(need)))
 
 
 class VenueRules:
@@ -107,7 +108,7 @@ class VenueRules:
         net = mmf + liq.buffer_ratio - liq.penalty
         ok = (net > 0) & (b.tnc > 0) & (b.notional > 0)
         target = np.ceil(b.shortage(liq.buffer_ratio) / np.where(ok, net, 1.0))
-        return np.where(ok, np.minimum(target, b.notional), b.notional).astype(np.int64)
+        return as_int64(np.where(ok, np.minimum(target, b.notional), b.notional))
 
     def close_notional(self, b: Batch) -> np.ndarray:
         """Return the notional to close now: the target, within the block bounds and the floor."""
@@ -123,7 +124,7 @@ class VenueRules:
         """Return base quantums to close, in [1, |size|]."""
         want = self.close_notional(b)
         q = np.ceil(want / b.mark_q) if b.mark_q > 0 else np.abs(b.size).astype(np.float64)
-        return np.clip(q, 1, np.abs(b.size)).astype(np.int64)
+        return as_int64(np.clip(q, 1, np.abs(b.size)))
 
     def fees(
         self, b: Batch, quote: np.ndarray, headroom: np.ndarray
@@ -204,7 +205,7 @@ class DriftRules(VenueRules):
             notional = np.floor(notional * pct / drift_v2.LIQUIDATION_PCT_PRECISION)
         full = ~np.isfinite(base) | (b.tnc <= 0)
         notional = np.where(full, b.notional, np.minimum(np.maximum(notional, 1), b.notional))
-        return notional.astype(np.int64)
+        return as_int64(notional)
 
     def fees(self, b, quote, headroom):
         _, _, _, _, liq_fee, if_fee = self._drift_terms(b)
@@ -213,7 +214,7 @@ class DriftRules(VenueRules):
         total = keeper + insurance
         # A fee may never push the account past bankruptcy: scale both down to the headroom.
         over = total > headroom
-        scaled = np.floor(keeper * (headroom / np.maximum(total, 1))).astype(np.int64)
+        scaled = as_int64(np.floor(keeper * (headroom / np.maximum(total, 1))))
         keeper = np.where(over, scaled, keeper)
         insurance = np.where(over, headroom - keeper, insurance)
         return keeper, insurance
@@ -362,9 +363,9 @@ class Liquidator:
             rows=rows,
             size=led.size[rows, k],
             notional=notional[:, k],
-            value=np.rint(value[:, k]).astype(np.int64),
+            value=as_int64(np.rint(value[:, k])),
             position_mm=mm[:, k],
-            tnc=np.floor(tnc).astype(np.int64),
+            tnc=as_int64(np.floor(tnc)),
             tmmr=np.where(cross, mm.sum(axis=1), mm[:, k]),
             total_notional=np.where(cross, notional.sum(axis=1), notional[:, k]),
             ticks_in_breach=ticks_in_breach,
@@ -390,12 +391,12 @@ class Liquidator:
         if b.dsize is None or b.bankruptcy is None:
             # Sizing depends on each unit alone, so a re-plan of the same units reuses it.
             dsize = -np.sign(b.size) * rules.close_size(b)
-            new_notional = np.rint(np.abs((b.size + dsize) * b.mark_q)).astype(np.int64)
+            new_notional = as_int64(np.rint(np.abs((b.size + dsize) * b.mark_q)))
             mm_after = sim.requirements[k].maintenance(
                 new_notional, b.size + dsize, sim.margin_context(k)
             )
             mm_after = sim.policy.scale(mm_after[:, None], b.rows, initial=False)[:, 0]
-            dnnv = np.rint(dsize * b.mark_q).astype(np.int64)
+            dnnv = as_int64(np.rint(dsize * b.mark_q))
             bankruptcy = dydx_v4.bankruptcy_price_quote_quantums_array(
                 dnnv, mm_after - b.position_mm, b.tnc, b.tmmr
             )
@@ -404,7 +405,7 @@ class Liquidator:
             dsize, bankruptcy = b.dsize, b.bankruptcy
         sent = None if off_book is None else ~off_book
         fill_q, taker_usd = sim.book_fills(k, dsize, sent)
-        quote = np.floor(-dsize * fill_q).astype(np.int64)  # rounded against the account
+        quote = as_int64(np.floor(-dsize * fill_q))  # rounded against the account
         d = quote - bankruptcy
         keeper_fee, insurance_fee = rules.fees(b, quote, np.maximum(d, 0))
         payout = np.maximum(-d, 0)
@@ -532,8 +533,8 @@ class Liquidator:
         fees = p.keeper_fee + p.insurance_fee
         if fees.any():
             led.credit(rows, k, -fees)
-            np.add.at(led.keepers, keepers, p.keeper_fee)
-            led.insurance[k] += int(p.insurance_fee.sum())
+            led.pay_keepers(keepers, p.keeper_fee)
+            led.add_insurance(k, exact_sum(p.insurance_fee))
             kf = p.keeper_fee > 0
             sim.events.add(
                 t,
@@ -550,9 +551,9 @@ class Liquidator:
             )
         bankrupt = p.d < 0
         if bankrupt.any():
-            paid = int(p.payout.sum())
+            paid = exact_sum(p.payout)
             led.credit(rows[bankrupt], k, p.payout[bankrupt])
-            led.insurance[k] -= paid
+            led.add_insurance(k, -paid)
             sim.insurance_paid_block[k] += paid
             sim.events.add(
                 t,
@@ -614,7 +615,7 @@ class Liquidator:
         no_fees = replace(p, d=none, keeper_fee=none, insurance_fee=none, payout=none)
         self._execute(b, no_fees, k, stats)
         if available > 0:
-            sim.ledger.insurance[k] -= available
+            sim.ledger.add_insurance(k, -available)
             sim.ledger.credit_one(i, k, available)
             sim.insurance_paid_block[k] += available
             sim.events.add_one(t, EventKind.INSURANCE_PAYOUT, i, k, INSURANCE_FUND, 0, available)
@@ -708,7 +709,7 @@ class Liquidator:
             sim.maker,
         )
         takes = (stop - start).astype(np.int64)
-        shares = np.floor(bankruptcies[unit] * (takes / needs[unit])).astype(np.int64)
+        shares = as_int64(np.floor(bankruptcies[unit] * (takes / needs[unit])))
         last = np.r_[unit[1:] != unit[:-1], True]
         paid = np.zeros(rows.size, np.int64)
         np.add.at(paid, unit[~last], shares[~last])
@@ -743,7 +744,7 @@ class Liquidator:
         """
         sim = self.sim
         sim.ledger.credit_one(i, k, loss)
-        sim.ledger.fee_pool[k] -= loss
+        sim.ledger.add_fee_pool(k, -loss)
         self._pending_social[k] += loss
         sim.events.add_one(sim.t, EventKind.SOCIALIZED_LOSS, i, k, FEE_POOL, 0, loss)
         stats.socialized[k] += loss
@@ -768,7 +769,7 @@ class Liquidator:
             # With no open position left, the fee pool keeps the loss (a visible deficit).
             pays = drift_v2.socialized_loss_payments_array(loss, drift_base, delta)
             led.credit(holders, k, -pays)
-            led.fee_pool[k] += int(pays.sum())
+            led.add_fee_pool(k, exact_sum(pays))
             sim.events.add_one(
                 sim.t,
                 EventKind.SOCIALIZED_LOSS,

@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.config import PolicyConfig
 from engine.draws import Draws, Purpose
+from engine.units import as_int64
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -234,7 +235,7 @@ class Policy:
                     return req
             else:
                 factor = factor[None, :] * mine[:, None]
-        return np.ceil(req * factor).astype(np.int64)
+        return as_int64(np.ceil(req * factor))
 
     def mm_growth_bound(self) -> np.ndarray:
         """Return per market an upper bound of the MM multiplier of any account, (m,)."""
@@ -290,7 +291,7 @@ class Policy:
         traders = np.flatnonzero(~sim.ledger.is_maker)
         sizes = sim.ledger.size[traders]
         base = np.empty(sizes.shape, np.int64)
-        notional = np.rint(np.abs(sizes * sim.mark_q)).astype(np.int64)
+        notional = as_int64(np.rint(np.abs(sizes * sim.mark_q)))
         for k, r in enumerate(sim.requirements):
             base[:, k] = r.maintenance(notional[:, k], sizes[:, k], sim.margin_context(k))
         held = self.scale(base, traders, initial=False)
@@ -451,7 +452,7 @@ class Policy:
         if not self.cfg.act_on_breached:
             keep &= ~sim.in_breach[rows]
         rows, size = rows[keep], size[keep]
-        dsize = -np.sign(size) * np.ceil(np.abs(size) * self.cfg.derisk_fraction).astype(np.int64)
+        dsize = -np.sign(size) * as_int64(np.ceil(np.abs(size) * self.cfg.derisk_fraction))
         notional = np.abs(dsize * sim.mark_q[k]) / 1e6
         budget = self.cfg.derisk_depth_share * float(sim.book.depth[:, k].mean())
         fits = np.cumsum(notional) <= budget

@@ -38,10 +38,12 @@ from engine.liquidation import STAT_FIELDS, BlockStats, Liquidator, make_rules
 from engine.margin import MarginContext, make_requirements, vol_scaled_mmf_ppm
 from engine.policy import POLICY_COLUMNS, Forecaster, Policy
 from engine.prices import IndexPath, simulate_index
-from engine.state import Ledger
+from engine.state import Ledger, exact_sum
 from engine.traders import Traders
 from engine.units import (
     QUOTE_QUANTUMS_PER_UNIT,
+    LedgerOverflowError,
+    as_int64,
     base_to_quantums,
     quote_per_base_quantum,
     usd_to_quote_quantums,
@@ -356,7 +358,7 @@ class Simulation:
         for k, mk in enumerate(cfg.markets):
             base = rng.normal(0.0, mk.position_sigma_base, n_traders) * scale
             sizes[:, k] = base_to_quantums(base, mk.base_quantum_exponent)
-        cost = np.floor(sizes * self.mark_q).astype(np.int64)  # quote paid to open, per market
+        cost = as_int64(np.floor(sizes * self.mark_q))  # quote paid to open, per market
         notional = np.abs(sizes * self.mark_q)
         collateral = usd_to_quote_quantums(
             notional / leverage[:, None] / QUOTE_QUANTUMS_PER_UNIT, "up"
@@ -371,7 +373,7 @@ class Simulation:
         )
         for k, mk in enumerate(cfg.markets):
             if_seed = usd_to_quote_quantums(mk.insurance_fund_usd, "down")
-            led.insurance[k] += if_seed
+            led.add_insurance(k, int(if_seed))
             led.net_deposits += int(if_seed)
             led.trade(traders, k, sizes[:, k], -cost[:, k])
             led.trade(np.array([self.maker]), k, -sizes[:, k].sum(), cost[:, k].sum())
@@ -499,10 +501,10 @@ class Simulation:
                 continue
             holders = np.nonzero(led.size[:, k])[0]
             owed = led.size[holders, k] * (self.oracle[k] * self.price_scale[k] * rate)
-            amount = np.floor(-owed).astype(np.int64)  # = -ceil(owed): payers pay at least owed
+            amount = as_int64(np.floor(-owed))  # = -ceil(owed): payers pay at least owed
             led.credit(holders, k, amount)
-            dust = -int(amount.sum())
-            led.fee_pool[k] += dust
+            dust = -exact_sum(amount)
+            led.add_fee_pool(k, dust)
             paid = int(-amount[amount < 0].sum())
             self.events.add(self.t, EventKind.FUNDING, NOBODY, k, NOBODY, 0, paid, rate)
             if dust:
@@ -532,7 +534,7 @@ class Simulation:
             dsize = base_to_quantums(base, mk.base_quantum_exponent)
             fraction = close_fraction[sel]
             position = led.size[idx, k]
-            closing = np.rint(-position * fraction).astype(np.int64)
+            closing = as_int64(np.rint(-position * fraction))
             dsize = np.where(fraction > 0, closing, dsize)
             keep = dsize != 0
             idx, dsize = idx[keep], dsize[keep]
@@ -555,18 +557,18 @@ class Simulation:
         the takers paid to the book: impact and spread plus fees, quote units)."""
         led = self.ledger
         price_q, taker_usd = self.book_fills(k, dsize)
-        quote = np.floor(-dsize * price_q).astype(np.int64)
-        fee = np.ceil(np.abs(quote) * self.cfg.markets[k].taker_fee).astype(np.int64)
+        quote = as_int64(np.floor(-dsize * price_q))
+        fee = as_int64(np.ceil(np.abs(quote) * self.cfg.markets[k].taker_fee))
         # The book's impact and spread: the distance of each fill from the price the book
         # quotes around (the index), always against the taker.
         reference_q = float(self.index_path[self.t, k]) * self.price_scale[k]
         impact = float((np.abs(dsize) * np.abs(price_q - reference_q)).sum())
         led.trade(idx, k, dsize, quote)
-        led.trade(np.array([self.maker]), k, -dsize.sum(), -quote.sum())
+        led.trade(np.array([self.maker]), k, -exact_sum(dsize), -exact_sum(quote))
         self.events.add(self.t, kind, idx, k, self.maker, dsize, quote, price_q)
         if fee.any():
             led.credit(idx, k, -fee)
-            led.fee_pool[k] += int(fee.sum())
+            led.add_fee_pool(k, exact_sum(fee))
             self.events.add(self.t, EventKind.FEE, idx, k, FEE_POOL, 0, -fee)
         self.book.consume(k, taker_usd)
         return float(np.abs(taker_usd).sum()), (impact + float(fee.sum())) / 1e6
@@ -588,7 +590,7 @@ class Simulation:
         cross = led.cross[accounts]
         equity = led.quote[accounts] + value.sum(axis=1)
         need = np.ceil(target * mm.sum(axis=1) - equity)
-        amount = np.where(cross & (mm.sum(axis=1) > 0), np.maximum(need, 0), 0).astype(np.int64)
+        amount = as_int64(np.where(cross & (mm.sum(axis=1) > 0), np.maximum(need, 0), 0))
         paid = amount > 0
         forced = np.where(called, amount, 0).sum(axis=0)
         if paid.any():
@@ -597,7 +599,7 @@ class Simulation:
         for k in range(self.m):
             pool = led.iso_quote[accounts, k] + value[:, k]
             need_k = np.ceil(target * mm[:, k] - pool)
-            amount_k = np.where(~cross & (mm[:, k] > 0), np.maximum(need_k, 0), 0).astype(np.int64)
+            amount_k = as_int64(np.where(~cross & (mm[:, k] > 0), np.maximum(need_k, 0), 0))
             iso_paid = amount_k > 0
             if iso_paid.any():
                 led.deposit(accounts[iso_paid], k, amount_k[iso_paid])
@@ -664,7 +666,7 @@ class Simulation:
         """Return (value, notional, IM or MM) of positions ``sizes`` (r, m) of accounts ``rows``
         at the mark, under the margin policy's multipliers."""
         value = sizes * self.mark_q
-        notional = np.rint(np.abs(value)).astype(np.int64)
+        notional = as_int64(np.rint(np.abs(value)))
         req = np.empty(sizes.shape, np.int64)
         for k, r in enumerate(self.requirements):
             ctx = self.margin_context(k)
@@ -906,7 +908,13 @@ class Simulation:
     def run(self, progress=None) -> None:
         """Run every remaining step; ``progress(t)`` is called after each one if given."""
         while self.t < self.steps:
-            self.step()
+            try:
+                self.step()
+            except LedgerOverflowError as e:
+                raise LedgerOverflowError(
+                    f"{self.cfg.name} seed {self.cfg.seed}, block {self.t}: {e}; the config's "
+                    "amounts, sizes or price path go beyond what the ledger can hold"
+                ) from None
             if progress is not None:
                 progress(self.t)
 
@@ -982,7 +990,7 @@ class Simulation:
         led = self.ledger
         sizes = led.size[accounts]
         value = sizes * self.mark_q
-        notional = np.rint(np.abs(value)).astype(np.int64)
+        notional = as_int64(np.rint(np.abs(value)))
         im = np.empty(sizes.shape, np.int64)
         mm = np.empty(sizes.shape, np.int64)
         for k, req in enumerate(self.requirements):
@@ -1040,7 +1048,7 @@ class Simulation:
         led = self.ledger
         sizes = led.size  # every row (no copy); the makers' rows get no weight below
         value = sizes * self.mark_q
-        notional = np.rint(np.abs(value)).astype(np.int64)
+        notional = as_int64(np.rint(np.abs(value)))
         mm = np.zeros(sizes.shape[0])
         for k, req in enumerate(self.requirements):
             mm += req.maintenance(notional[:, k], sizes[:, k], self.margin_context(k))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.units import INT64_BOUND, LedgerOverflowError
+
 
 @dataclass(slots=True)
 class Ledger:
@@ -69,9 +71,9 @@ class Ledger:
 
     def deposit(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:
         """Deposit collateral into each account's pool for ``market`` (cross pool if cross)."""
-        amount = np.asarray(amount, np.int64)
+        amount = _int64(amount, "a deposit")
         self.credit(account, market, amount)
-        self.net_deposits += int(amount.sum())
+        self.net_deposits += exact_sum(amount)
 
     def total(self) -> int:
         """Return the sum of every ledger balance (Python int, exact: the sum cannot wrap)."""
@@ -89,14 +91,15 @@ class Ledger:
         """Add ``amount`` to one account's pool for ``market`` (scalar fast path)."""
         self.touched.append(account)
         if self.cross[account]:
-            self.quote[account] += amount
+            self.quote[account] = _checked(int(self.quote[account]) + int(amount), "a balance")
         else:
-            self.iso_quote[account, market] += amount
+            pool = int(self.iso_quote[account, market]) + int(amount)
+            self.iso_quote[account, market] = _checked(pool, "a balance")
 
     def trade_one(self, account: int, market: int, dsize: int, dquote: int) -> None:
         """Scalar :meth:`trade` for one account (the per-liquidation fast path)."""
         old = int(self.size[account, market])
-        new = old + dsize
+        new = _checked(old + int(dsize), "a position")
         entry = float(self.entry[account, market])
         if old == 0 or (old > 0) == (dsize > 0):
             entry += -dquote
@@ -106,22 +109,24 @@ class Ledger:
             entry = -dquote * new / dsize
         self.entry[account, market] = entry
         self.size[account, market] = new
-        self.open_interest[market] += max(new, 0) - max(old, 0)
+        self.add_open_interest(market, max(new, 0) - max(old, 0))
         self.credit_one(account, market, dquote)
 
     def credit(self, account: np.ndarray, market: int, amount: np.ndarray | int) -> None:
         """Add ``amount`` to each account's pool for ``market``. Accounts must be unique."""
         account = np.atleast_1d(np.asarray(account, np.int64))
-        amount = np.asarray(amount, np.int64)
+        amount = _int64(amount, "a transfer")
         self.touched.append(account)
         cross = self.cross[account]
         if cross.all():
-            self.quote[account] += amount
+            self.quote[account] = checked_add(self.quote[account], amount, "a balance")
             return
         amount = np.broadcast_to(amount, account.shape)
-        self.quote[account[cross]] += amount[cross]
+        c = account[cross]
+        self.quote[c] = checked_add(self.quote[c], amount[cross], "a balance")
         iso = ~cross
-        self.iso_quote[account[iso], market] += amount[iso]
+        i = account[iso]
+        self.iso_quote[i, market] = checked_add(self.iso_quote[i, market], amount[iso], "a balance")
 
     def trade(self, account: np.ndarray, market: int, dsize, dquote) -> None:
         """Change positions in ``market`` by ``dsize`` (base quantums) and balances by ``dquote``.
@@ -131,10 +136,10 @@ class Ledger:
         remainder at the trade's price.
         """
         account = np.atleast_1d(np.asarray(account, np.int64))
-        dsize = np.asarray(dsize, np.int64)
-        dquote = np.asarray(dquote, np.int64)
+        dsize = _int64(dsize, "a trade's size")
+        dquote = _int64(dquote, "a trade's quote")
         old = self.size[account, market]
-        new = old + dsize
+        new = checked_add(old, dsize, "a position")
         entry = self.entry[account, market]
         cost = -dquote.astype(np.float64)
         adds = (old == 0) | (np.sign(old) == np.sign(dsize))
@@ -145,8 +150,35 @@ class Ledger:
             adds, entry + cost, np.where(flips, reopened, reduced)
         )
         self.size[account, market] = new
-        self.open_interest[market] += int((np.maximum(new, 0) - np.maximum(old, 0)).sum())
+        self.add_open_interest(
+            market, exact_sum(np.maximum(new, 0)) - exact_sum(np.maximum(old, 0))
+        )
         self.credit(account, market, dquote)
+
+    def add_open_interest(self, market: int, amount: int) -> None:
+        self.open_interest[market] = _checked(
+            int(self.open_interest[market]) + amount, "open interest"
+        )
+
+    def add_insurance(self, market: int, amount: int) -> None:
+        """Add ``amount`` (negative: a payout) to ``market``'s insurance fund."""
+        self.insurance[market] = _checked(int(self.insurance[market]) + int(amount), "a fund")
+
+    def add_fee_pool(self, market: int, amount: int) -> None:
+        """Add ``amount`` (negative: an advance) to ``market``'s fee pool."""
+        self.fee_pool[market] = _checked(int(self.fee_pool[market]) + int(amount), "a fee pool")
+
+    def pay_keepers(self, keepers: np.ndarray, amounts: np.ndarray) -> None:
+        """Add ``amounts`` to the balances of ``keepers`` (which may repeat)."""
+        amounts = _int64(amounts, "a keeper fee")
+        up, down = exact_sum(np.maximum(amounts, 0)), exact_sum(np.minimum(amounts, 0))
+        # Enough to exclude a wrap whatever the repeats: the most any one keeper can move.
+        if self.keepers.size and (
+            int(self.keepers.max()) + up >= INT64_BOUND
+            or int(self.keepers.min()) + down < -INT64_BOUND
+        ):
+            raise LedgerOverflowError("a keeper's balance would leave the int64 ledger")
+        np.add.at(self.keepers, keepers, amounts)
 
     def take_touched(self) -> np.ndarray:
         """Return (and forget) the ids of accounts changed since the last call (may repeat)."""
@@ -155,6 +187,41 @@ class Ledger:
         out = np.concatenate([np.atleast_1d(np.asarray(a, np.int64)) for a in self.touched])
         self.touched = []
         return out
+
+
+def _checked(value: int, what: str) -> int:
+    """Return the Python int ``value``, refusing one an int64 cannot hold."""
+    if not -INT64_BOUND <= value < INT64_BOUND:
+        raise LedgerOverflowError(f"{what} of {value:.3g} quantums would leave the int64 ledger")
+    return value
+
+
+def _int64(values, what: str) -> np.ndarray:
+    """Return ``values`` as int64, refusing Python ints beyond it (numpy raises OverflowError)
+    and floats (which would be truncated)."""
+    try:
+        out = np.asarray(values)
+        if out.dtype.kind == "f":
+            raise TypeError(f"{what} must be whole quantums, was float")
+        return out if out.dtype == np.int64 else out.astype(np.int64)
+    except OverflowError:
+        raise LedgerOverflowError(f"{what} would leave the int64 ledger") from None
+
+
+def checked_add(a: np.ndarray, b: np.ndarray, what: str) -> np.ndarray:
+    """Return ``a + b`` for int64 arrays, refusing any element that wraps.
+
+    Two's-complement addition overflows exactly when both operands have one sign and the result
+    the other, which the sign bit of ``(a ^ out) & (b ^ out)`` shows.
+    """
+    out = a + b
+    if (((a ^ out) & (b ^ out)) < 0).any():
+        bad = int(np.argmax(((a ^ out) & (b ^ out)) < 0))
+        raise LedgerOverflowError(
+            f"{what} would leave the int64 ledger ({int(np.broadcast_to(a, out.shape).flat[bad])}"
+            f" + {int(np.broadcast_to(b, out.shape).flat[bad])} quantums)"
+        )
+    return out
 
 
 def exact_sum(values: np.ndarray) -> int:

@@ -16,6 +16,30 @@ QUOTE_QUANTUMS_PER_UNIT = 1_000_000
 
 Rounding = Literal["up", "down", "nearest"]
 
+INT64_BOUND = 2**63
+"""Every ledger integer x satisfies -2**63 <= x < 2**63: about 9.2e12 quote units of money."""
+
+
+class LedgerOverflowError(ValueError):
+    """An amount the int64 ledger cannot hold: the run stops rather than wrap (a refusal of the
+    config that led there, reported as one line)."""
+
+
+def as_int64(a: float | np.ndarray, what: str = "an amount") -> np.ndarray:
+    """Cast float64 values already rounded to whole numbers to int64, refusing any the cast
+    would wrap or make up (beyond +/-2**63, infinite or NaN: numpy's cast gives -2**63 for
+    them, silently)."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iub":
+        return a.astype(np.int64)
+    a = a.astype(np.float64, copy=False)
+    if a.size and not (a.max() < 2.0**63 and a.min() >= -(2.0**63)):  # NaN fails both
+        worst = a[~(np.abs(a) < 2.0**63)].flat[0]
+        raise LedgerOverflowError(
+            f"{what} of {worst:.3g} quantums is beyond the int64 ledger (|x| < 9.2e18)"
+        )
+    return a.astype(np.int64)
+
 
 def to_quote_quantums(x: float | np.ndarray, rounding: Rounding) -> np.ndarray:
     """Convert an amount already expressed in quote quantums (float) to int64, rounding as named.
@@ -32,7 +56,7 @@ def to_quote_quantums(x: float | np.ndarray, rounding: Rounding) -> np.ndarray:
         r = np.rint(a)
     else:
         raise ValueError(f"rounding must be 'up', 'down' or 'nearest', was {rounding!r}")
-    return r.astype(np.int64)  # 0-d for a scalar
+    return as_int64(r, "a quote amount")  # 0-d for a scalar
 
 
 def usd_to_quote_quantums(usd: float | np.ndarray, rounding: Rounding) -> np.ndarray:
@@ -43,7 +67,7 @@ def usd_to_quote_quantums(usd: float | np.ndarray, rounding: Rounding) -> np.nda
 def base_to_quantums(base: float | np.ndarray, exponent: int) -> np.ndarray:
     """Convert a size in base units to int64 base quantums, rounding to nearest (0-d for a
     scalar)."""
-    return np.rint(np.asarray(base, dtype=np.float64) * 10.0 ** (-exponent)).astype(np.int64)
+    return as_int64(np.rint(np.asarray(base, dtype=np.float64) * 10.0 ** (-exponent)), "a size")
 
 
 def quote_per_base_quantum(price: float | np.ndarray, exponent: int) -> np.ndarray:

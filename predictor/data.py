@@ -131,7 +131,10 @@ class Partition:
             missing = [c for c in columns if c not in schema.names]
             if missing:
                 raise DataError(f"{file}: missing column(s) {', '.join(missing)}")
-        frame = pq.read_table(file, columns=columns).to_pandas()
+        try:
+            frame = pq.read_table(file, columns=columns).to_pandas()
+        except (OSError, ValueError) as exc:  # pyarrow's errors are both kinds
+            raise DataError(f"{file}: not a readable Parquet file ({exc})") from None
         for column in NEVER_MISSING.intersection(frame.columns):
             missing = frame[column].isna().to_numpy()
             if missing.any():

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from engine.units import as_int64
+
 PRICE_PRECISION = 1_000_000
 QUOTE_PRECISION = 1_000_000
 BASE_PRECISION = 1_000_000_000
@@ -294,9 +296,10 @@ def calculate_perp_if_fee_array(
             / np.where(base_value > 0, base_value, 1)
         )
     implied = np.maximum(0.0, ratio_fee - liquidator_fee - shortage_ratio)
-    implied = np.floor(implied * 19 / 20).astype(np.int64)
+    # Capped before the cast (floor and an integer cap commute): the cap, not int64, bounds it.
+    implied = as_int64(np.floor(np.minimum(implied * 19 / 20, max_if_liquidation_fee)))
     ok = (base_value > 0) & (ratio_fee > liquidator_fee) & (oracle_price > 0)
-    return np.where(ok, np.minimum(max_if_liquidation_fee, implied), 0)
+    return np.where(ok, implied, 0)
 
 
 def get_liquidation_fee_array(
@@ -329,5 +332,5 @@ def calculate_max_pct_to_liquidate_array(
     freed = np.floor(shortage.astype(np.float64) * pct / LIQUIDATION_PCT_PRECISION)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.floor(freed * LIQUIDATION_PCT_PRECISION / np.where(shortage > 0, shortage, 1))
-    out = out.astype(np.int64)
+    out = as_int64(np.where(shortage > 0, out, 0))  # the rest is replaced below
     return np.where(shortage < 50 * QUOTE_PRECISION, LIQUIDATION_PCT_PRECISION, out)

@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from engine.fixedpoint import PPM, mul_ppm
+from engine.units import as_int64
 
 # Mainnet launch genesis (protocol/testing/mainnet/genesis.json).
 MAX_LIQUIDATION_FEE_PPM = 15_000
@@ -228,7 +229,7 @@ def bankruptcy_price_quote_quantums_array(
     """Vector :func:`bankruptcy_price_quote_quantums`; int64 (n,) in and out."""
     share = np.abs(delta_maintenance_margin) / total_maintenance_margin.astype(np.float64)
     bp = -delta_net_notional.astype(np.float64) - total_net_collateral * share
-    return np.ceil(bp).astype(np.int64)
+    return as_int64(np.ceil(bp))
 
 
 def fillable_price_array(

@@ -71,6 +71,55 @@ def test_the_conservation_sum_cannot_wrap():
     assert exact_sum(many) == sum(int(v) for v in many)
 
 
+def test_ledger_operations_refuse_to_wrap():
+    from engine.state import Ledger, checked_add
+    from engine.units import LedgerOverflowError, as_int64, usd_to_quote_quantums
+
+    top = np.int64(2**63 - 5)
+    with pytest.raises(LedgerOverflowError, match="a balance"):
+        checked_add(np.array([1, top], np.int64), np.array([1, 10], np.int64), "a balance")
+    assert checked_add(np.array([top], np.int64), np.array([4], np.int64), "x")[0] == 2**63 - 1
+    with pytest.raises(LedgerOverflowError):
+        checked_add(np.array([-top], np.int64), np.array([-10], np.int64), "x")
+    for value in (1e19, -1e19, np.inf, np.nan):  # numpy's cast makes -2**63 of each, silently
+        with pytest.raises(LedgerOverflowError, match="beyond the int64 ledger"):
+            as_int64(np.array([0.0, value]))
+    with pytest.raises(LedgerOverflowError):
+        usd_to_quote_quantums(1e13, "down")  # 1e19 quantums
+    led = Ledger.empty(3, 2, 2)
+    led.iso_quote[2, 1], led.cross[2] = top, False
+    operations = [
+        lambda: led.credit(np.array([0, 2]), 1, np.array([5, 10])),  # isolated pool 2
+        lambda: led.credit_one(2, 1, 10),
+        lambda: led.trade(np.array([1]), 0, 2**63 - 1, 0) or led.trade(np.array([1]), 0, 1, 0),
+        lambda: led.trade_one(1, 1, 2**62, 0) or led.trade_one(1, 1, 2**62, 0),
+        lambda: led.trade(np.array([0]), 0, 0, 2**64),  # a Python int numpy cannot hold
+        lambda: led.add_insurance(0, 2**63),
+        lambda: led.add_fee_pool(1, -(2**63) - 1),
+        lambda: led.pay_keepers(np.array([0, 0]), np.array([2**62, 2**62])),
+    ]
+    for i, operation in enumerate(operations):
+        with pytest.raises(LedgerOverflowError):
+            operation()
+        assert led.iso_quote[2, 1] == top, i  # the refused operation changed nothing there
+
+
+def test_a_run_that_would_wrap_the_ledger_stops_at_its_block():
+    """A maker whose balance sits at the edge of int64: its first trade cannot be booked."""
+    from engine.config import load_config
+    from engine.sim import Simulation
+    from engine.units import LedgerOverflowError
+    from pipelines.shipped import CONFIGS
+
+    cfg = load_config(CONFIGS / "scenarios" / "cascade.toml", ["accounts.count=200", "steps=20"])
+    sim = Simulation(cfg)
+    edge = 2**63 - 1 - int(sim.ledger.quote[sim.maker])
+    sim.ledger.quote[sim.maker] += edge
+    sim.ledger.net_deposits += edge
+    with pytest.raises(LedgerOverflowError, match=r"cascade seed 0, block \d+: .*int64 ledger"):
+        sim.run()
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     fund=st.floats(0, 1e11),
