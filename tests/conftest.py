@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -158,3 +159,54 @@ def _compiled_model_cache(tmp_path_factory):
         os.environ.pop("PREDLIQ_CACHE", None)
     else:
         os.environ["PREDLIQ_CACHE"] = previous
+
+
+# Helper processes of Python's multiprocessing (used by Dask's workers) that live as long as
+# the interpreter which started them and end with it: not something a test left behind.
+_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _started_by_this_session(since: float) -> list:
+    """Processes this test session started that are still running: its descendants, and
+    orphans of its process group (a child whose parent died is re-parented, but keeps its
+    group) created since the session began."""
+    import os
+
+    import psutil
+
+    me = psutil.Process()
+    found = {p.pid: p for p in me.children(recursive=True)}
+    group = os.getpgrp()
+    mine = {me.pid, *(p.pid for p in me.parents())}  # the session itself and what runs it
+    for p in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if p.pid not in mine and p.info["create_time"] >= since and os.getpgid(p.pid) == group:
+                found.setdefault(p.pid, p)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    alive = []
+    for p in found.values():
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                if not any(h in " ".join(p.cmdline()) for h in _INTERPRETER_HELPERS):
+                    alive.append(p)
+        except psutil.Error:
+            continue
+    return alive
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_process_outlives_the_suite():
+    """Fail the session when a process a test started (a server, a cluster's worker, a
+    browser) is still running after every test has finished; then stop it."""
+    import psutil
+
+    since = psutil.Process().create_time()
+    yield
+    _, left = psutil.wait_procs(_started_by_this_session(since), timeout=10)
+    if left:
+        names = "; ".join(f"{p.pid} {p.name()}" for p in left)
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        pytest.fail(f"{len(left)} process(es) outlived the tests that started them: {names}")

@@ -3,6 +3,7 @@ scheduler or tracking server is a one-line error; every pipeline works against `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -128,6 +129,9 @@ def tracking_server(tmp_path_factory):
             **os.environ,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         },
+        # mlflow server runs its web server as a child and does not pass SIGTERM on: a group
+        # of its own lets the teardown stop both.
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -137,12 +141,17 @@ def tracking_server(tmp_path_factory):
                 break
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
                 pytest.fail("mlflow server did not come up")
             time.sleep(0.5)
     yield url
-    server.terminate()
-    server.wait(timeout=30)
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)  # whatever of the group is left
 
 
 def test_train_register_evaluate_and_load_through_a_tracking_server(
