@@ -166,23 +166,35 @@ def _compiled_model_cache(tmp_path_factory):
 _INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
-def _started_by_this_session(since: float) -> list:
-    """Processes this test session started that are still running: its descendants, and
-    orphans of its process group (a child whose parent died is re-parented, but keeps its
-    group) created since the session began."""
+def _group_members() -> set[int]:
+    """Process ids in this process's group (what a shell pipeline or CI started with it)."""
     import os
 
     import psutil
 
+    group, members = os.getpgrp(), set()
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == group:
+                members.add(p.pid)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return members
+
+
+def _started_by_this_session(before: set[int]) -> list:
+    """Processes this test session started that are still running: its descendants, and
+    orphans of its process group (a child whose parent died is re-parented, but keeps its
+    group) that were not in the group when the session began (``before``: its pipeline
+    neighbours, such as ``| tee``, and whatever runs it)."""
+    import psutil
+
     me = psutil.Process()
     found = {p.pid: p for p in me.children(recursive=True)}
-    group = os.getpgrp()
-    mine = {me.pid, *(p.pid for p in me.parents())}  # the session itself and what runs it
-    for p in psutil.process_iter(["pid", "create_time"]):
+    for pid in _group_members() - before - {me.pid}:
         try:
-            if p.pid not in mine and p.info["create_time"] >= since and os.getpgid(p.pid) == group:
-                found.setdefault(p.pid, p)
-        except (psutil.Error, ProcessLookupError):
+            found.setdefault(pid, psutil.Process(pid))
+        except psutil.Error:
             continue
     alive = []
     for p in found.values():
@@ -201,9 +213,9 @@ def _no_process_outlives_the_suite():
     browser) is still running after every test has finished; then stop it."""
     import psutil
 
-    since = psutil.Process().create_time()
+    before = _group_members()
     yield
-    _, left = psutil.wait_procs(_started_by_this_session(since), timeout=10)
+    _, left = psutil.wait_procs(_started_by_this_session(before), timeout=10)
     if left:
         names = "; ".join(f"{p.pid} {p.name()}" for p in left)
         for p in left:

@@ -161,7 +161,7 @@ def _port_is_free(url: str) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])  # SIGHUP: the same handler
 def test_a_signal_stops_the_server_and_frees_its_port(trained_model, sig):
     uri, _ = trained_model
     proc, url = _start_serve(["--tracking-uri", uri])
@@ -242,6 +242,7 @@ def test_serve_never_loads_a_registered_pickle(trained_model, tmp_path):
         mlflow.pyfunc.log_model(
             name="model",
             python_model=_RunsCodeWhenUnpickled(marker),
+            pip_requirements=[],  # no requirement inference: it loads the model to infer
             registered_model_name="pickle-only",
         )
     with mlflow.start_run():  # the genuine forecaster's files with a pickle beside them
@@ -249,9 +250,10 @@ def test_serve_never_loads_a_registered_pickle(trained_model, tmp_path):
             name="model",
             python_model=_RunsCodeWhenUnpickled(marker),
             artifacts={"forecaster": str(export)},
+            pip_requirements=[],  # no requirement inference: it loads the model to infer
             registered_model_name="pickle-and-forecaster",
         )
-    marker.unlink(missing_ok=True)  # MLflow itself loads a model it logs, to infer its needs
+    marker.unlink(missing_ok=True)  # MLflow may load a model while it logs it
     refused = CliRunner().invoke(
         main, ["serve", "--model", "models:/pickle-only/1", "--tracking-uri", uri]
     )
@@ -288,6 +290,7 @@ def test_serve_refuses_a_registered_forecaster_whose_files_changed(trained_model
             name="model",
             python_model=str(Path(pyfunc_module.__file__)),
             artifacts={"forecaster": str(changed)},
+            pip_requirements=[],  # no requirement inference: it loads the model to infer
             registered_model_name="changed",
         )
     result = CliRunner().invoke(

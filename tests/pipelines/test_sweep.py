@@ -120,3 +120,36 @@ def test_a_bad_input_found_inside_a_worker_is_one_line_as_in_a_serial_run(tmp_pa
     assert len(error) == 1 and "line 6" in error[0]
     assert parallel.stderr.strip().splitlines() == error, parallel.stderr
     assert WORKER_LOG.read_text()[before:].count("Compute Failed") >= 1
+
+
+def test_a_parallel_sweep_stopped_midway_leaves_no_process(tmp_path, sig=signal.SIGINT):
+    """Ctrl-C during a sweep on a local cluster of 2 workers: the command exits and none of
+    its workers, nannies or helpers outlives it (SIGTERM was measured the same way)."""
+    import psutil
+
+    out = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "pipelines.cli", "simulate", "--config", str(CASCADE)]
+    cmd += ["--seeds", "0-7", "--workers", "2", "--out", str(out), *SMALL]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 180
+    while not any(out.rglob("manifest.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert any(out.rglob("manifest.json")), "the sweep wrote nothing before it was stopped"
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "a 2-worker sweep runs worker processes"
+    os.kill(proc.pid, sig)
+    assert proc.wait(timeout=60) != 0
+    _, left = psutil.wait_procs(workers, timeout=15)
+    group = [p for p in psutil.process_iter() if _group_of(p) == proc.pid]
+    for p in left + group:
+        p.kill()
+    assert not left and not group, [p.name() for p in left + group]
+
+
+def _group_of(p) -> int | None:
+    try:
+        return os.getpgid(p.pid)
+    except ProcessLookupError:
+        return None
