@@ -226,8 +226,9 @@ def load_forecaster(uri: str, *, tracking_uri: str | None = None) -> BreachForec
 
 
 class RemoteForecaster:
-    """Breach probabilities from a model served over HTTP (``predliq serve``, i.e. ``mlflow
-    models serve``): features are computed here, online, and posted to ``/invocations``.
+    """Breach probabilities from a model served over HTTP (``predliq serve``, or any server on
+    MLflow's scoring contract): features are computed here, online, and posted to
+    ``/invocations``.
 
     A slow server raises TimeoutError after ``timeout_s``; an unreachable one or an error answer
     raises, and a server whose model refuses these feature columns raises
