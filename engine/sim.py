@@ -376,7 +376,7 @@ class Simulation:
             led.add_insurance(k, int(if_seed))
             led.net_deposits += int(if_seed)
             led.trade(traders, k, sizes[:, k], -cost[:, k])
-            led.trade(np.array([self.maker]), k, -sizes[:, k].sum(), cost[:, k].sum())
+            led.trade(np.array([self.maker]), k, -exact_sum(sizes[:, k]), exact_sum(cost[:, k]))
         return led
 
     # ---- prices ----------------------------------------------------------------------------------

@@ -215,8 +215,9 @@ def checked_add(a: np.ndarray, b: np.ndarray, what: str) -> np.ndarray:
     the other, which the sign bit of ``(a ^ out) & (b ^ out)`` shows.
     """
     out = a + b
-    if (((a ^ out) & (b ^ out)) < 0).any():
-        bad = int(np.argmax(((a ^ out) & (b ^ out)) < 0))
+    wrapped = ((a ^ out) & (b ^ out)) < 0
+    if wrapped.any():
+        bad = int(np.argmax(wrapped))
         raise LedgerOverflowError(
             f"{what} would leave the int64 ledger ({int(np.broadcast_to(a, out.shape).flat[bad])}"
             f" + {int(np.broadcast_to(b, out.shape).flat[bad])} quantums)"

@@ -38,30 +38,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained_model):
-    uri, _ = trained_model
+def _start_serve(args: list[str]) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     predliq = Path(sys.executable).parent / "predliq"
     proc = subprocess.Popen(
-        [str(predliq), "serve", "--port", str(port), "--tracking-uri", uri],
+        [str(predliq), "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while True:
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
-                if r.status == 200:
-                    break
+            with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                return proc, url
         except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"predliq serve did not come up:\n{out[-2000:]}")
-        time.sleep(0.5)
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"predliq serve did not come up:\n{proc.stdout.read().decode()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(trained_model):
+    uri, _ = trained_model
+    proc, url = _start_serve(["--tracking-uri", uri])
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -133,26 +133,6 @@ def test_serve_refuses_a_model_it_cannot_resolve(trained_model):
     assert result.exit_code == 2 and "nothing" in result.output
     folder = CliRunner().invoke(main, ["serve", "--model", "models/breach-forecaster"])
     assert folder.exit_code == 2 and "registry or run URI" in folder.output
-
-
-def _start_serve(args: list[str]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    predliq = Path(sys.executable).parent / "predliq"
-    proc = subprocess.Popen(
-        [str(predliq), "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail(f"predliq serve did not come up:\n{proc.stdout.read().decode()[-2000:]}")
 
 
 def _port_is_free(url: str) -> bool:
@@ -231,28 +211,29 @@ class _RunsCodeWhenUnpickled(mlflow.pyfunc.PythonModel):
         return model_input
 
 
+def _register(uri: str, name: str, python_model, forecaster: Path | None = None) -> None:
+    """Log ``python_model`` (with a forecaster's files as artifacts, if given) to the store at
+    ``uri`` and register it as version 1 of ``name``."""
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(name)
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=None if forecaster is None else {"forecaster": str(forecaster)},
+            pip_requirements=[],  # no requirement inference: it loads the model to infer
+            registered_model_name=name,
+        )
+
+
 def test_serve_never_loads_a_registered_pickle(trained_model, tmp_path):
     _, export = trained_model
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     marker = tmp_path / "the-pickle-ran"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("pickles")
-    with mlflow.start_run():
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=_RunsCodeWhenUnpickled(marker),
-            pip_requirements=[],  # no requirement inference: it loads the model to infer
-            registered_model_name="pickle-only",
-        )
-    with mlflow.start_run():  # the genuine forecaster's files with a pickle beside them
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=_RunsCodeWhenUnpickled(marker),
-            artifacts={"forecaster": str(export)},
-            pip_requirements=[],  # no requirement inference: it loads the model to infer
-            registered_model_name="pickle-and-forecaster",
-        )
+    _register(uri, "pickle-only", _RunsCodeWhenUnpickled(marker))
+    # The genuine forecaster's files with a pickle beside them.
+    _register(uri, "pickle-and-forecaster", _RunsCodeWhenUnpickled(marker), export)
     marker.unlink(missing_ok=True)  # MLflow may load a model while it logs it
     refused = CliRunner().invoke(
         main, ["serve", "--model", "models:/pickle-only/1", "--tracking-uri", uri]
@@ -282,17 +263,7 @@ def test_serve_refuses_a_registered_forecaster_whose_files_changed(trained_model
     text = (changed / "model.txt").read_text()
     (changed / "model.txt").write_text(text.replace("Tree=0", "Tree=0\n", 1))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("changed")
-    with mlflow.start_run():
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(pyfunc_module.__file__)),
-            artifacts={"forecaster": str(changed)},
-            pip_requirements=[],  # no requirement inference: it loads the model to infer
-            registered_model_name="changed",
-        )
+    _register(uri, "changed", str(Path(pyfunc_module.__file__)), changed)
     result = CliRunner().invoke(
         main, ["serve", "--model", "models:/changed/1", "--tracking-uri", uri]
     )
