@@ -21,7 +21,7 @@ from engine.config import (
     VolScaledMargin,
 )
 from engine.fixedpoint import PPM, mul_ppm
-from engine.units import QUOTE_QUANTUMS_PER_UNIT
+from engine.units import QUOTE_QUANTUMS_PER_UNIT, as_int64
 from engine.venues import drift_v2, dydx_v4, hyperliquid
 
 
@@ -213,3 +213,45 @@ def make_requirements(model: MarginModel, base_quantum_exponent: int) -> Require
     if isinstance(model, VolScaledMargin):
         return VolScaledRequirements(model)
     raise TypeError(f"unknown margin model {type(model).__name__}")
+
+
+class RequirementScale:
+    """Multipliers a margin policy puts on the margin models' requirements (all >= 1).
+
+    The policy (:class:`engine.policy.Policy`) is the only writer; valuation, liquidation, the
+    order gate and the breach screen read requirements through :meth:`scale`.
+    """
+
+    __slots__ = ("account_factor", "account_factor_bound", "im_factor", "m", "mm_factor")
+
+    def __init__(self, m: int) -> None:
+        self.m = m
+        self.mm_factor: np.ndarray | None = None
+        """Per-market multiplier of MM, float64 (m,), or None for 1 everywhere."""
+        self.im_factor: np.ndarray | None = None
+        self.account_factor: np.ndarray | None = None
+        """Per-account multiplier of MM and IM, float64 (n,), or None for 1 everywhere."""
+        self.account_factor_bound = 1.0
+        """An upper bound of account_factor (the breach screen's MM-growth bound uses it)."""
+
+    def scale(self, req: np.ndarray, rows: np.ndarray | slice, initial: bool) -> np.ndarray:
+        """Return requirements ``req`` (r, m) of accounts ``rows`` under the multipliers,
+        rounded up (a multiplier of 1 leaves them untouched)."""
+        market = self.im_factor if initial else self.mm_factor
+        account = self.account_factor
+        if market is None and account is None:
+            return req
+        factor = np.ones(req.shape[1]) if market is None else market
+        if account is not None:
+            mine = account[rows]
+            if not (mine != 1.0).any():
+                if market is None:
+                    return req
+            else:
+                factor = factor[None, :] * mine[:, None]
+        return as_int64(np.ceil(req * factor))
+
+    def mm_growth_bound(self) -> np.ndarray:
+        """Return per market an upper bound of the MM multiplier of any account, (m,)."""
+        market = self.mm_factor if self.mm_factor is not None else 1.0
+        return np.ones(self.m) * market * self.account_factor_bound

@@ -164,7 +164,7 @@ def _slippage(sim: Simulation, liq) -> float:
         return 0.0
     tick = liq["tick"].to_numpy()
     k = liq["market"].to_numpy().astype(np.int64)
-    mark_q = sim.records["mark_price"][tick, k] * sim.price_scale[k]
+    mark_q = sim.records["mark_price"][tick, k] * sim.venue.price_scale[k]
     size = np.abs(liq["size"].to_numpy()).astype(np.float64)
     price = liq["price"].to_numpy()
     weight = size * mark_q

@@ -28,16 +28,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from engine.config import PolicyConfig
-from engine.draws import Draws, Purpose
+from engine.book import Book
+from engine.config import PolicyConfig, TradersConfig
+from engine.deposits import TopUps
+from engine.draws import Purpose
+from engine.margin import RequirementScale
+from engine.market import MarketState
+from engine.recorder import Recorder
+from engine.screen import BreachScreen
+from engine.state import Ledger
 from engine.units import as_int64
-
-if TYPE_CHECKING:
-    from engine.sim import Simulation
+from engine.venue import VenueModel
 
 log = logging.getLogger("predliq.engine")
 
@@ -142,9 +147,28 @@ def validate_probabilities(p: object, rows: int) -> Fallback:
 
 
 class Policy:
-    """The requirement multipliers and early actions of one run (``sim.policy``)."""
+    """The requirement multipliers and early actions of one run.
 
-    def __init__(self, cfg: PolicyConfig, sim: Simulation, forecaster: Forecaster | None):
+    It writes the requirement multipliers (``requirement_scale``), the breach screen's
+    invalidations (accounts whose requirements it changed), margin calls (as top-ups) and its
+    own table; it reads the market, the ledger, the book and the recorder's account rows.
+    """
+
+    def __init__(
+        self,
+        cfg: PolicyConfig,
+        forecaster: Forecaster | None,
+        venue: VenueModel,
+        market: MarketState,
+        ledger: Ledger,
+        book: Book,
+        requirement_scale: RequirementScale,
+        screen: BreachScreen,
+        recorder: Recorder,
+        topups: TopUps,
+        traders: TradersConfig,
+        steps: int,
+    ) -> None:
         if cfg.name == "predictive" and forecaster is None:
             raise ValueError("the predictive policy needs a forecaster")
         self.budget = cfg.name == "predictive" and cfg.allocation == "budget"
@@ -155,22 +179,25 @@ class Policy:
             )
         self.cfg = cfg
         self.forecaster = forecaster
-        m = sim.m
-        n = sim.ledger.size.shape[0]
-        self.mm_factor: np.ndarray | None = None
-        """Per-market multiplier of MM, float64 (m,), or None for 1 everywhere."""
-        self.im_factor: np.ndarray | None = None
-        self.account_factor: np.ndarray | None = None
-        """Per-account multiplier of MM and IM, float64 (n,), or None for 1 everywhere."""
-        self.account_factor_bound = 1.0
-        """An upper bound of account_factor (the breach screen's MM-growth bound uses it)."""
+        self.venue = venue
+        self.market = market
+        self.ledger = ledger
+        self.book = book
+        self.screen = screen
+        self.recorder = recorder
+        self.topups = topups
+        self.traders = traders
+        m = venue.m
+        n = ledger.size.shape[0]
+        self.requirement_scale = requirement_scale
+        rs = requirement_scale
         self.gated = np.zeros(m, bool)
         self.derisk_rows = np.empty(0, np.int64)
         self.derisk_order = np.empty(0, np.float64)
         self.last_warned = np.full(n, -(10**9), np.int64)
         self.last_scored = np.full(n, -(10**9), np.int64)
         self.scored_rows = np.empty(0, np.int64)
-        self.horizon_ticks = max(1, round(cfg.horizon_minutes * 60_000 / sim.cfg.tick_ms))
+        self.horizon_ticks = max(1, round(cfg.horizon_minutes * 60_000 / venue.tick_ms))
         self.onsets = 0
         self.onsets_in_band = 0
         """Breach onsets, and those whose account was scored within the horizon before them:
@@ -180,80 +207,65 @@ class Policy:
         self.scored_total = 0
         self.mm_held = np.zeros(m)
         self.mm_base = np.zeros(m)
-        self.steps = sim.steps
-        self.table = np.zeros((sim.steps + 1, len(POLICY_COLUMNS), m))
+        self.steps = steps
+        self.table = np.zeros((steps + 1, len(POLICY_COLUMNS), m))
         if cfg.name == "static" and cfg.knob != 1.0:
-            self.mm_factor = np.full(m, cfg.knob)
-            self.im_factor = np.full(m, cfg.knob)
+            rs.mm_factor = np.full(m, cfg.knob)
+            rs.im_factor = np.full(m, cfg.knob)
         if cfg.name == "vol_scaled":
-            self.base_mm_rate = np.array([_base_mm_rate(sim, k) for k in range(m)])
-            self.mm_factor = np.ones(m)
-            self.im_factor = np.ones(m)
+            self.base_mm_rate = np.array([_base_mm_rate(venue, market, k) for k in range(m)])
+            rs.mm_factor = np.ones(m)
+            rs.im_factor = np.ones(m)
         if cfg.name == "oi_scaled":
-            self.opening_oi = sim.oi_notional.astype(np.float64)
-            self.max_im_factor = np.array([1.0 / _base_im_rate(sim, k) for k in range(m)])
-            self.im_factor = np.ones(m)
+            self.opening_oi = market.oi_notional.astype(np.float64)
+            self.max_im_factor = np.array([1.0 / _base_im_rate(venue, market, k) for k in range(m)])
+            rs.im_factor = np.ones(m)
         if cfg.name == "predictive":
-            self.account_factor = np.ones(n)
-            self.account_factor_bound = 1.0 + cfg.addon_cap
+            rs.account_factor = np.ones(n)
+            rs.account_factor_bound = 1.0 + cfg.addon_cap
+
+    @property
+    def account_factor(self) -> np.ndarray | None:
+        """Per-account multiplier of MM and IM (predictive policy), or None."""
+        return self.requirement_scale.account_factor
 
     # ---- market multipliers, every block -----------------------------------------------------
 
-    def begin_block(self, sim: Simulation) -> bool:
+    def begin_block(self) -> bool:
         """Update the market multipliers after prices moved; return True if MM rose anywhere
         (every account must then be re-evaluated)."""
         cfg = self.cfg
-        if cfg.name == "vol_scaled" and self.mm_factor is not None:
-            sigma = np.sqrt(sim.ewma_var * cfg.margin_period_ticks)
+        rs = self.requirement_scale
+        market = self.market
+        if cfg.name == "vol_scaled" and rs.mm_factor is not None:
+            sigma = np.sqrt(market.ewma_var * cfg.margin_period_ticks)
             target = np.maximum(1.0, cfg.knob * sigma / self.base_mm_rate)
             # Anti-procyclicality: the multiplier may rise by max_rise_per_step per block.
-            new = np.minimum(target, self.mm_factor * (1.0 + cfg.max_rise_per_step))
+            new = np.minimum(target, rs.mm_factor * (1.0 + cfg.max_rise_per_step))
             # A lower MM leaves every safe move valid (more headroom); a higher one does not.
-            rose = bool((new > self.mm_factor).any())
-            self.mm_factor = new
-            self.im_factor = new
+            rose = bool((new > rs.mm_factor).any())
+            rs.mm_factor = new
+            rs.im_factor = new
             return rose
-        if cfg.name == "oi_scaled" and self.im_factor is not None:
-            growth = np.zeros(sim.m)
-            np.divide(sim.oi_notional, self.opening_oi, out=growth, where=self.opening_oi > 0)
+        if cfg.name == "oi_scaled" and rs.im_factor is not None:
+            growth = np.zeros(self.venue.m)
+            np.divide(market.oi_notional, self.opening_oi, out=growth, where=self.opening_oi > 0)
             factor = 1.0 + cfg.knob * np.maximum(growth - 1.0, 0.0)
-            self.im_factor = np.minimum(factor, self.max_im_factor)
+            rs.im_factor = np.minimum(factor, self.max_im_factor)
         return False
-
-    def scale(self, req: np.ndarray, rows: np.ndarray | slice, initial: bool) -> np.ndarray:
-        """Return requirements ``req`` (r, m) of accounts ``rows`` under the multipliers,
-        rounded up (a multiplier of 1 leaves them untouched)."""
-        market = self.im_factor if initial else self.mm_factor
-        account = self.account_factor
-        if market is None and account is None:
-            return req
-        factor = np.ones(req.shape[1]) if market is None else market
-        if account is not None:
-            mine = account[rows]
-            if not (mine != 1.0).any():
-                if market is None:
-                    return req
-            else:
-                factor = factor[None, :] * mine[:, None]
-        return as_int64(np.ceil(req * factor))
-
-    def mm_growth_bound(self) -> np.ndarray:
-        """Return per market an upper bound of the MM multiplier of any account, (m,)."""
-        market = self.mm_factor if self.mm_factor is not None else 1.0
-        return np.ones(len(self.gated)) * market * self.account_factor_bound
 
     # ---- forecasts and early action ------------------------------------------------------------
 
-    def end_block(self, sim: Simulation) -> None:
+    def end_block(self) -> None:
         """Score accounts on the forecast cadence and set the early actions that follow."""
         cfg = self.cfg
-        if sim.t % CAPITAL_EVERY_TICKS == 0:
-            self._measure_margin(sim)
-        if cfg.name != "predictive" or sim.t % cfg.cadence_ticks:
-            self._record(sim, None, 0, 0)
+        if self.market.t % CAPITAL_EVERY_TICKS == 0:
+            self._measure_margin()
+        if cfg.name != "predictive" or self.market.t % cfg.cadence_ticks:
+            self._record(None, 0, 0)
             return
-        rows = self._triage(sim)
-        accounts = sim.account_rows(rows)
+        rows = self._triage()
+        accounts = self.recorder.account_rows(rows)
         if not cfg.act_on_breached:
             # An account already in breach of the margin model's own requirement is the
             # reactive path's (keepers, liquidation): a forecast of it would only dress a
@@ -261,9 +273,9 @@ class Policy:
             keep = ~base_breach(accounts)
             rows = rows[keep]
             accounts = {k: v[keep] for k, v in accounts.items()}
-        self.last_scored[rows] = sim.t
+        self.last_scored[rows] = self.market.t
         self.scored_rows = rows
-        reason, p, loss = self._forecast(sim, rows, accounts)
+        reason, p, loss = self._forecast(rows, accounts)
         warned = 0
         previous = self.account_factor
         assert previous is not None
@@ -272,29 +284,29 @@ class Policy:
         self.derisk_rows = np.empty(0, np.int64)
         if self.budget:
             if reason == Fallback.NONE and rows.size:
-                warned = self._spend_budget(sim, rows, accounts, loss)
+                warned = self._spend_budget(rows, accounts, loss)
         elif reason == Fallback.NONE and rows.size:
             score = cfg.knob * p
             factor[rows] = 1.0 + np.minimum(score, cfg.addon_cap)
-            self._gate(sim, rows, score)
+            self._gate(rows, score)
             risky = score >= cfg.derisk_score
             order = np.argsort(-score[risky], kind="stable")
             self.derisk_rows = rows[risky][order]
-            warned = self._warn(sim, rows[score >= cfg.warn_score])
+            warned = self._warn(rows[score >= cfg.warn_score])
         changed = np.flatnonzero(factor != previous)
-        self.account_factor = factor
-        sim.requirements_changed(changed)
-        self._record(sim, reason, rows.size, warned)
+        self.requirement_scale.account_factor = factor
+        self.screen.requirements_changed(changed)
+        self._record(reason, rows.size, warned)
 
-    def _measure_margin(self, sim: Simulation) -> None:
+    def _measure_margin(self) -> None:
         """Measure the traders' maintenance margin per market, with and without the policy."""
-        traders = np.flatnonzero(~sim.ledger.is_maker)
-        sizes = sim.ledger.size[traders]
+        traders = np.flatnonzero(~self.ledger.is_maker)
+        sizes = self.ledger.size[traders]
         base = np.empty(sizes.shape, np.int64)
-        notional = as_int64(np.rint(np.abs(sizes * sim.mark_q)))
-        for k, r in enumerate(sim.requirements):
-            base[:, k] = r.maintenance(notional[:, k], sizes[:, k], sim.margin_context(k))
-        held = self.scale(base, traders, initial=False)
+        notional = as_int64(np.rint(np.abs(sizes * self.market.mark_q)))
+        for k, r in enumerate(self.venue.requirements):
+            base[:, k] = r.maintenance(notional[:, k], sizes[:, k], self.market.margin_context(k))
+        held = self.requirement_scale.scale(base, traders, initial=False)
         self.mm_base = base.sum(axis=0) / 1e6
         self.mm_held = held.sum(axis=0) / 1e6
 
@@ -305,23 +317,23 @@ class Policy:
         self.onsets += int(accounts.size)
         self.onsets_in_band += int((self.last_scored[accounts] >= t - self.horizon_ticks).sum())
 
-    def _triage(self, sim: Simulation) -> np.ndarray:
+    def _triage(self) -> np.ndarray:
         """Return the candidates to score: traders with an open position whose margin a move
         of risk_band_sigmas x sigma x sqrt(H) could use up (by the breach screen's
         conservative safe move). Accounts already in breach are dropped by the caller."""
-        n = sim.ledger.size.shape[0]
+        n = self.ledger.size.shape[0]
         traders = np.arange(1, n)
-        traders = traders[(sim.ledger.size[1:] != 0).any(axis=1)]
+        traders = traders[(self.ledger.size[1:] != 0).any(axis=1)]
         band = self.cfg.risk_band_sigmas
-        if band == 0 or sim.always_evaluate or not sim.screen:
+        if band == 0 or not self.screen.active:
             return traders
-        horizon_ticks = self.cfg.horizon_minutes * 60_000 / sim.cfg.tick_ms
-        move = band * float(np.sqrt(sim.ewma_var.max() * horizon_ticks))
-        safe = sim.safe_move[traders] - np.float32(sim.current_drift())
+        horizon_ticks = self.cfg.horizon_minutes * 60_000 / self.venue.tick_ms
+        move = band * float(np.sqrt(self.market.ewma_var.max() * horizon_ticks))
+        safe = self.screen.safe_move[traders] - np.float32(self.screen.drift(self.market))
         return traders[safe <= move]
 
     def _spend_budget(
-        self, sim: Simulation, rows: np.ndarray, accounts: Mapping[str, np.ndarray], loss
+        self, rows: np.ndarray, accounts: Mapping[str, np.ndarray], loss: np.ndarray
     ) -> int:
         """Give this forecast's knob actions to the accounts whose best action avoids the most
         expected loss per unit of cost; return the margin calls sent."""
@@ -332,7 +344,7 @@ class Policy:
         # A margin call: answered with the traders' top-up probability q, it avoids the
         # expected loss and costs the deposit back to the top-up target: per unit, loss / deposit
         # (q cancels). Accounts with a top-up pending or within the cooldown cannot be called.
-        traders = sim.cfg.traders
+        traders = self.traders
         deposit = np.maximum(
             traders.topup_target_ratio * np.asarray(accounts["maintenance_margin"])
             - np.asarray(accounts["equity"]),
@@ -340,8 +352,8 @@ class Policy:
         )
         callable_ = (
             (traders.topup_probability > 0)
-            & (sim.t - self.last_warned[rows] >= cfg.warn_cooldown_ticks)
-            & ~sim.topup_pending[rows]
+            & (self.market.t - self.last_warned[rows] >= cfg.warn_cooldown_ticks)
+            & ~self.topups.pending[rows]
             & (deposit > 0)
         )
         call_value = np.zeros(rows.size)
@@ -349,10 +361,10 @@ class Policy:
         # A de-risk of fraction f: avoids about f of the expected loss and pays, per market,
         # the half spread, the square-root impact of f x notional and the taker fee.
         f = cfg.derisk_fraction
-        notional = np.abs(sim.ledger.size[rows] * sim.mark_q) / 1e6  # (r, m) quote units
-        side = np.maximum(sim.book.depth.mean(axis=0), 1.0)  # per 1% per side, (m,)
-        fee = np.array([mk.taker_fee for mk in sim.cfg.markets])
-        slip = sim.book.half_spread + (2.0 / 3.0) * 0.01 * np.sqrt(f * notional / side) + fee
+        notional = np.abs(self.ledger.size[rows] * self.market.mark_q) / 1e6  # (r, m) quote units
+        side = np.maximum(self.book.depth.mean(axis=0), 1.0)  # per 1% per side, (m,)
+        fee = np.array([mk.taker_fee for mk in self.venue.markets])
+        slip = self.book.half_spread + (2.0 / 3.0) * 0.01 * np.sqrt(f * notional / side) + fee
         cost = (f * notional * slip).sum(axis=1)
         derisk_value = np.zeros(rows.size)
         np.divide(f * loss, cost, out=derisk_value, where=cost > 0)
@@ -367,12 +379,12 @@ class Policy:
         derisk = chosen[call_value[chosen] < derisk_value[chosen]]
         self.derisk_rows = rows[derisk]  # in the order ranked: most value first
         due = rows[call]
-        self.last_warned[due] = sim.t
-        sim.margin_call(due)
+        self.last_warned[due] = self.market.t
+        self.topups.schedule(self.market.t, due, Purpose.CALL_TOPUP)
         return int(due.size)
 
     def _forecast(
-        self, sim: Simulation, rows: np.ndarray, accounts: Mapping[str, np.ndarray]
+        self, rows: np.ndarray, accounts: Mapping[str, np.ndarray]
     ) -> tuple[Fallback, np.ndarray, np.ndarray]:
         """Ask the forecaster about ``rows`` (whose sampled columns are ``accounts``); return
         (fallback reason, probabilities, expected losses — empty unless the budget allocation
@@ -381,10 +393,10 @@ class Policy:
         self.forecasts += 1
         none = np.empty(0)
         request = ForecastRequest(
-            tick=sim.t,
-            tick_ms=sim.cfg.tick_ms,
-            markets=tuple(mk.name for mk in sim.cfg.markets),
-            market_history=sim.market_history(),
+            tick=self.market.t,
+            tick_ms=self.venue.tick_ms,
+            markets=tuple(mk.name for mk in self.venue.markets),
+            market_history=self.recorder.market_history(),
             accounts=accounts,
         )
         started = time.perf_counter()
@@ -395,73 +407,73 @@ class Policy:
             else:
                 p = self.forecaster.predict_breach(request)
         except ForecasterSchemaError as e:
-            return self._fallback(sim, Fallback.SCHEMA, e), none, none
+            return self._fallback(Fallback.SCHEMA, e), none, none
         except TimeoutError as e:
-            return self._fallback(sim, Fallback.TIMEOUT, e), none, none
+            return self._fallback(Fallback.TIMEOUT, e), none, none
         except Exception as e:  # any failure of a forecaster is a fallback, never a crash
-            return self._fallback(sim, Fallback.EXCEPTION, e), none, none
+            return self._fallback(Fallback.EXCEPTION, e), none, none
         limit = self.cfg.forecast_timeout_s
         if limit > 0 and time.perf_counter() - started > limit:
-            return self._fallback(sim, Fallback.TIMEOUT, f"answer took over {limit} s"), none, none
+            return self._fallback(Fallback.TIMEOUT, f"answer took over {limit} s"), none, none
         reason = validate_probabilities(p, rows.size)
         if reason != Fallback.NONE:
-            return self._fallback(sim, reason, "unusable probabilities"), none, none
+            return self._fallback(reason, "unusable probabilities"), none, none
         if self.budget:
             reason = validate_losses(loss, rows.size)
             if reason != Fallback.NONE:
-                return self._fallback(sim, reason, "unusable expected losses"), none, none
+                return self._fallback(reason, "unusable expected losses"), none, none
             loss = np.asarray(loss, np.float64)
         return Fallback.NONE, np.asarray(p, np.float64), loss  # type: ignore[return-value]
 
-    def _fallback(self, sim: Simulation, reason: Fallback, detail: object) -> Fallback:
+    def _fallback(self, reason: Fallback, detail: object) -> Fallback:
         if self.fallbacks[reason] == 0:
             log.warning(
                 "forecaster failed at block %d (%s: %s); running the reactive policy for "
                 "every block where this happens",
-                sim.t,
+                self.market.t,
                 reason.name.lower(),
                 detail,
             )
         self.fallbacks[reason] += 1
         return reason
 
-    def _gate(self, sim: Simulation, rows: np.ndarray, score: np.ndarray) -> None:
+    def _gate(self, rows: np.ndarray, score: np.ndarray) -> None:
         """Refuse new leverage in markets where forecast breach notional outgrows the book."""
-        notional = np.abs(sim.ledger.size[rows] * sim.mark_q) / 1e6  # quote units, (r, m)
+        notional = np.abs(self.ledger.size[rows] * self.market.mark_q) / 1e6  # quote units, (r, m)
         forecast = np.minimum(score, 1.0) @ notional
-        depth = sim.book.depth.sum(axis=0) / 2.0  # per 1%, mean of the two sides
+        depth = self.book.depth.sum(axis=0) / 2.0  # per 1%, mean of the two sides
         self.gated = forecast > self.cfg.gate_depth_multiple * depth
 
-    def _warn(self, sim: Simulation, rows: np.ndarray) -> int:
+    def _warn(self, rows: np.ndarray) -> int:
         """Send margin calls (not to accounts with a top-up already pending); return how many
         went out."""
-        due = rows[sim.t - self.last_warned[rows] >= self.cfg.warn_cooldown_ticks]
-        due = due[~sim.topup_pending[due]]
-        self.last_warned[due] = sim.t
-        sim.margin_call(due)
+        due = rows[self.market.t - self.last_warned[rows] >= self.cfg.warn_cooldown_ticks]
+        due = due[~self.topups.pending[due]]
+        self.last_warned[due] = self.market.t
+        self.topups.schedule(self.market.t, due, Purpose.CALL_TOPUP)
         return int(due.size)
 
-    def derisk_plan(self, sim: Simulation, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def derisk_plan(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (accounts, size changes) of this block's pre-emptive reductions in market k:
         derisk_fraction of each flagged position, riskiest first, within the depth budget."""
         rows = self.derisk_rows
         if rows.size == 0:
             return rows, rows
-        size = sim.ledger.size[rows, k]
+        size = self.ledger.size[rows, k]
         keep = size != 0
         if not self.cfg.act_on_breached:
-            keep &= ~sim.in_breach[rows]
+            keep &= ~self.recorder.in_breach[rows]
         rows, size = rows[keep], size[keep]
         dsize = -np.sign(size) * as_int64(np.ceil(np.abs(size) * self.cfg.derisk_fraction))
-        notional = np.abs(dsize * sim.mark_q[k]) / 1e6
-        budget = self.cfg.derisk_depth_share * float(sim.book.depth[:, k].mean())
+        notional = np.abs(dsize * self.market.mark_q[k]) / 1e6
+        budget = self.cfg.derisk_depth_share * float(self.book.depth[:, k].mean())
         fits = np.cumsum(notional) <= budget
         return rows[fits], dsize[fits]
 
     # ---- outputs -------------------------------------------------------------------------------
 
-    def _record(self, sim: Simulation, reason: Fallback | None, scored: int, warned: int) -> None:
-        row = self.table[sim.t]
+    def _record(self, reason: Fallback | None, scored: int, warned: int) -> None:
+        row = self.table[self.market.t]
         if reason is not None:
             row[0] = scored
             row[1] = int(reason)
@@ -470,8 +482,9 @@ class Policy:
         af = self.account_factor
         row[4] = self.gated
         row[5] = 0 if af is None else int((af > 1.0).sum())
-        row[6] = 1.0 if self.mm_factor is None else self.mm_factor
-        row[7] = 1.0 if self.im_factor is None else self.im_factor
+        rs = self.requirement_scale
+        row[6] = 1.0 if rs.mm_factor is None else rs.mm_factor
+        row[7] = 1.0 if rs.im_factor is None else rs.im_factor
         row[8] = self.mm_held
         row[9] = self.mm_base
 
@@ -515,135 +528,21 @@ def base_breach(accounts: Mapping[str, np.ndarray]) -> np.ndarray:
     return (mm > 0) & (np.asarray(accounts["equity"]) < mm)
 
 
-def _base_mm_rate(sim: Simulation, k: int) -> float:
+def _base_mm_rate(venue: VenueModel, market: MarketState, k: int) -> float:
     """Return market k's MM rate of a small ($1,000) position under its margin model."""
-    notional, size = _probe(sim, k)
-    mm = sim.requirements[k].maintenance(notional, size, sim.margin_context(k))
+    notional, size = _probe(market, k)
+    mm = venue.requirements[k].maintenance(notional, size, market.margin_context(k))
     return max(float(mm[0]) / float(notional[0]), 1e-9)
 
 
-def _base_im_rate(sim: Simulation, k: int) -> float:
-    notional, size = _probe(sim, k)
-    im = sim.requirements[k].requirements(notional, size, sim.margin_context(k))[0]
+def _base_im_rate(venue: VenueModel, market: MarketState, k: int) -> float:
+    notional, size = _probe(market, k)
+    im = venue.requirements[k].requirements(notional, size, market.margin_context(k))[0]
     return min(max(float(im[0]) / float(notional[0]), 1e-9), 1.0)
 
 
-def _probe(sim: Simulation, k: int) -> tuple[np.ndarray, np.ndarray]:
-    size = max(1, math.floor(1e9 / float(sim.mark_q[k])))  # about $1,000 (1e9 quote quantums)
-    notional = np.array([round(size * float(sim.mark_q[k]))], np.int64)
+def _probe(market: MarketState, k: int) -> tuple[np.ndarray, np.ndarray]:
+    mark_q = float(market.mark_q[k])
+    size = max(1, math.floor(1e9 / mark_q))  # about $1,000 (1e9 quote quantums)
+    notional = np.array([round(size * mark_q)], np.int64)
     return notional, np.array([size], np.int64)
-
-
-class OracleForecaster:
-    """Perfect foresight, for evaluation only: p = 1 for accounts with a foreseen event within
-    the horizon — by default the bad debt their liquidation leaves in the reactive run of the
-    same config and seed (``foresee="loss"``), or their breach onset (``"breach"``) — else 0:
-    the upper bound of what a forecast could give the predictive policy."""
-
-    def __init__(
-        self,
-        event_ticks: np.ndarray,
-        event_accounts: np.ndarray,
-        horizon_ticks: int,
-        event_amounts: np.ndarray | None = None,
-    ):
-        order = np.lexsort((event_ticks, event_accounts))
-        self.accounts = event_accounts[order]
-        self.ticks = event_ticks[order]
-        self.horizon_ticks = horizon_ticks
-        amounts = np.ones(order.size) if event_amounts is None else event_amounts[order]
-        self.total = np.concatenate([[0.0], np.cumsum(amounts)])
-        """Running sum of the events' amounts in (account, tick) order."""
-
-    def _window(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
-        """Return, per requested account, the positions in the sorted events of its first event
-        after t and of its first after t + H."""
-        acct = np.asarray(request.accounts["account"], np.int64)
-        t = request.tick
-        span = max(int(self.ticks.max(initial=0)), t) + self.horizon_ticks + 2
-        keys = self.accounts * span + self.ticks
-        lo = np.searchsorted(keys, acct * span + t, side="right")
-        hi = np.searchsorted(keys, acct * span + t + self.horizon_ticks, side="right")
-        return lo, hi
-
-    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        lo, hi = self._window(request)
-        return (hi > lo).astype(np.float64)
-
-    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
-        """Return (1 where an event is foreseen within H, the foreseen amounts within H)."""
-        lo, hi = self._window(request)
-        return (hi > lo).astype(np.float64), self.total[hi] - self.total[lo]
-
-
-class BreachedOnlyForecaster:
-    """The ``breached_only`` control arm: p = 1 for accounts already in breach, else 0 — no
-    forecast at all. Run with ``act_on_breached``, it measures what the predictive mechanics
-    buy as reactive extras (margin calls, add-ons and de-risking of breached accounts)."""
-
-    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        return base_breach(request.accounts).astype(np.float64)
-
-    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
-        """Return (1 for breached accounts, their shortfall below maintenance margin)."""
-        accounts = request.accounts
-        p = self.predict_breach(request)
-        shortfall = np.asarray(accounts["maintenance_margin"]) - np.asarray(accounts["equity"])
-        return p, p * np.maximum(shortfall, 0.0)
-
-
-class RandomRankingForecaster:
-    """The ``random`` control arm: each forecast of ``inner`` shuffled among the accounts it
-    scored, so that the same number of accounts get each action (the same budget) but the
-    forecast no longer says which. Shuffles are keyed by block (paired across runs)."""
-
-    def __init__(self, inner: Forecaster, seed: int) -> None:
-        self.inner = inner
-        self.draws = Draws(np.random.SeedSequence([seed, 7]), 1)
-
-    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        p = self.inner.predict_breach(request)
-        if validate_probabilities(p, len(request.accounts["account"])) != Fallback.NONE:
-            return p  # let the policy see the inner forecaster's failure as it is
-        return self.draws.block(Purpose.RANDOM_RANKING, request.tick).permutation(p)
-
-    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
-        """Return the inner forecast's (p, loss) pairs shuffled together among the accounts."""
-        p, loss = self.inner.predict_breach_and_loss(request)  # type: ignore[attr-defined]
-        rows = len(request.accounts["account"])
-        if validate_probabilities(p, rows) != Fallback.NONE:
-            return p, loss
-        if validate_losses(loss, rows) != Fallback.NONE:
-            return p, loss
-        order = self.draws.block(Purpose.RANDOM_RANKING, request.tick).permutation(rows)
-        return p[order], loss[order]
-
-
-def oracle_forecaster(
-    sim_cfg, horizon_minutes: float, index_path: np.ndarray | None = None, foresee: str = "loss"
-):
-    """Return an :class:`OracleForecaster` from a reactive (static, knob 1) run of ``sim_cfg``
-    that foresees each account's bad debt (``"loss"``) or its breach onset (``"breach"``)."""
-    import dataclasses
-
-    from engine.events import EventKind
-    from engine.sim import Simulation
-
-    reactive = dataclasses.replace(
-        sim_cfg,
-        policy=PolicyConfig(),
-        history=dataclasses.replace(sim_cfg.history, sample_every_ticks=0),
-    )
-    sim = Simulation(reactive, index_path=index_path)
-    sim.run()
-    amounts = None
-    if foresee == "breach":
-        ticks, accounts = sim.onsets()
-    else:
-        events = sim.events.to_frame()
-        loss = events[(events["kind"] == int(EventKind.BAD_DEBT)) & (events["account"] > 0)]
-        ticks = loss["tick"].to_numpy(np.int64)
-        accounts = loss["account"].to_numpy(np.int64)
-        amounts = -loss["amount"].to_numpy(np.float64) / 1e6  # bad debt, quote units
-    horizon_ticks = max(1, round(horizon_minutes * 60_000 / sim_cfg.tick_ms))
-    return OracleForecaster(ticks, accounts, horizon_ticks, amounts)

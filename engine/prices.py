@@ -342,3 +342,19 @@ def replay_index(cfg: SimConfig, rng: np.random.Generator) -> IndexPath:
     t0 = int(part["open_time_ms"].iloc[0])
     time_ms = t0 + np.arange(steps + 1, dtype=np.int64) * cfg.tick_ms
     return IndexPath(prices, np.zeros(steps + 1, np.int8), taker_flow, time_ms, tuple(segments))
+
+
+def apply_shocks(paths: np.ndarray, cfg: SimConfig) -> np.ndarray:
+    """Return paths with each configured shock's log return spread evenly over its ticks."""
+    if not cfg.shocks:
+        return paths
+    names = [mk.name for mk in cfg.markets]
+    log_paths = np.log(paths)
+    for shock in cfg.shocks:
+        k = names.index(shock.market)
+        ramp = np.zeros(paths.shape[0])
+        start = min(shock.tick, paths.shape[0] - 1)
+        end = min(shock.tick + shock.over_ticks, paths.shape[0])
+        ramp[start:end] = shock.log_return / shock.over_ticks
+        log_paths[:, k] += np.cumsum(ramp)
+    return np.exp(log_paths)

@@ -249,7 +249,7 @@ def run_path(
     history scores the forecasts out of sample.
     """
     from engine.events import EventKind
-    from engine.policy import OracleForecaster
+    from engine.forecasters import OracleForecaster
     from engine.sim import Simulation
 
     ordered = sorted(runs, key=lambda r: r.policy != "static" or r.knob != 1.0)

@@ -48,16 +48,16 @@ class ForecastSource:
 
             return AnalyticForecaster(horizon_minutes=cfg.policy.horizon_minutes)
         if self.kind == "breached_only":
-            from engine.policy import BreachedOnlyForecaster
+            from engine.forecasters import BreachedOnlyForecaster
 
             return BreachedOnlyForecaster()
         if self.kind == "random":
-            from engine.policy import RandomRankingForecaster
+            from engine.forecasters import RandomRankingForecaster
             from predictor.serving import ModelForecaster
 
             inner = ModelForecaster(self.model, compiled=self.compiled)
             return RandomRankingForecaster(inner, cfg.seed)
-        from engine.policy import oracle_forecaster
+        from engine.forecasters import oracle_forecaster
 
         return oracle_forecaster(cfg, cfg.policy.horizon_minutes)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, load_config
-from engine.policy import ForecastRequest, OracleForecaster
+from engine.forecasters import OracleForecaster
+from engine.policy import ForecastRequest
 from engine.sim import Simulation
 
 CASCADE = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "cascade.toml"
@@ -81,7 +82,7 @@ def test_accounts_forecast_to_lose_more_per_unit_of_cost_come_first():
     rows = sim.policy.scored_rows
     assert sim.policy.derisk_rows.size
     # Every chosen account is worth at least as much per unit as any account left out.
-    notional = np.abs(sim.ledger.size[rows] * sim.mark_q).sum(axis=1)
+    notional = np.abs(sim.ledger.size[rows] * sim.market.mark_q).sum(axis=1)
     value = rows * 10.0 / np.maximum(notional, 1)
     chosen = np.isin(rows, sim.policy.derisk_rows)
     # de-risk values scale as loss / notional up to the sqrt-impact term: compare ranks loosely

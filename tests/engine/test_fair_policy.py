@@ -11,13 +11,9 @@ from hypothesis import strategies as st
 
 from engine.config import load_config
 from engine.draws import Draws, Purpose, poisson_count
+from engine.forecasters import BreachedOnlyForecaster, RandomRankingForecaster
 from engine.outcomes import all_in_cost, run_outcomes
-from engine.policy import (
-    BreachedOnlyForecaster,
-    ForecastRequest,
-    RandomRankingForecaster,
-    base_breach,
-)
+from engine.policy import ForecastRequest, base_breach
 from engine.sim import Simulation
 
 CASCADE = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "cascade.toml"
@@ -58,8 +54,8 @@ def test_accounts_in_breach_or_without_a_position_get_no_forecast_driven_action(
             assert (factor[breached] == 1.0).all()
             assert not np.isin(sim.policy.scored_rows, breached).any()
         for k in range(sim.m):
-            rows, _ = sim.policy.derisk_plan(sim, k)
-            assert not sim.in_breach[rows].any()
+            rows, _ = sim.policy.derisk_plan(k)
+            assert not sim.recorder.in_breach[rows].any()
             derisk_checked += rows.size
     asked = [a for a in forecaster.asked if a["account"].size]
     assert asked, "the forecaster was never asked"
@@ -92,10 +88,10 @@ def test_a_margin_call_never_rolls_a_second_top_up_for_a_pending_one():
     first = sim.margin_call(accounts)
     assert first == accounts.size  # every account answers (probability 1)
     assert sim.margin_call(accounts) == 0
-    scheduled = np.concatenate([acc for _, acc in sim._topups])
+    scheduled = np.concatenate([acc for _, acc in sim.topups.scheduled])
     assert np.unique(scheduled).size == scheduled.size == accounts.size
     # A breach onset of an account with a call pending schedules nothing more either.
-    assert sim._schedule_topups(accounts[:5], Purpose.BREACH_TOPUP).size == 0
+    assert sim.topups.schedule(sim.t, accounts[:5], Purpose.BREACH_TOPUP).size == 0
 
 
 def test_the_random_arm_spends_the_same_budget_on_other_accounts():

@@ -128,11 +128,10 @@ class CheckedLiquidator(Liquidator):
     """A liquidator that asserts the liquidation laws around every call."""
 
     def liquidate_market(self, rows, k, ticks_in_breach, stats):
-        sim = self.sim
-        led = sim.ledger
+        led = self.ledger
         before = led.size[rows].copy()
         margins = [self.pool_margin(int(i), k) for i in rows]
-        first_event = sim.events.count
+        first_event = self.events.count
         super().liquidate_market(rows, k, ticks_in_breach, stats)
         after = led.size[rows]
         # Never grows, never flips, never touches the account's other markets.
@@ -140,7 +139,7 @@ class CheckedLiquidator(Liquidator):
         assert ((after[:, k] == 0) | (np.sign(after[:, k]) == np.sign(before[:, k]))).all()
         other = np.arange(led.size.shape[1]) != k
         adl_hit = set()
-        ev = sim.events.to_frame().iloc[first_event:]
+        ev = self.events.to_frame().iloc[first_event:]
         adl = ev[ev["kind"] == int(EventKind.ADL)]
         adl_hit = set(adl.loc[adl["counterparty"] >= 0, "account"])
         for j, i in enumerate(rows):
@@ -166,7 +165,7 @@ def _laws_hold(sim: Simulation) -> None:
 @given(venues())
 def test_conservation_zero_sum_and_liquidation_laws(cfg):
     sim = Simulation(cfg)
-    sim.liquidator = CheckedLiquidator(sim)
+    sim.liquidator = sim.make_liquidator(CheckedLiquidator)
     _laws_hold(sim)
     for _ in range(cfg.steps):
         sim.step()
@@ -306,7 +305,7 @@ def _sorted_events(sim: Simulation):
 @given(venues())
 def test_batched_liquidation_equals_one_at_a_time(cfg):
     batched, single = Simulation(cfg), Simulation(cfg)
-    single.liquidator = OneAtATime(single)
+    single.liquidator = single.make_liquidator(OneAtATime)
     batched.run()
     single.run()
     assert batched.market_frame().equals(single.market_frame())
@@ -327,8 +326,8 @@ def test_recorded_columns_are_where_their_names_say():
     frame = sim.market_frame()
     last = frame.iloc[-1]
     assert last["index_price"] == sim.index_path[3, 0]
-    assert last["mark_price"] == sim.mark[0] and last["oracle_price"] == sim.oracle[0]
+    assert last["mark_price"] == sim.market.mark[0] and last["oracle_price"] == sim.market.oracle[0]
     assert last["bid_depth"] == sim.book.bid_depth[0] and last["ask_depth"] == sim.book.ask_depth[0]
     assert last["half_spread"] == sim.book.half_spread[0]
-    assert last["keeper_capacity"] == sim.keeper_capacity
+    assert last["keeper_capacity"] == sim.market.keeper_capacity
     assert last["insurance_fund"] == sim.ledger.insurance[0] / 1e6

@@ -53,7 +53,7 @@ def events(sim, kind):
 
 def equity(sim, i):
     led = sim.ledger
-    return led.quote[i] + float((led.size[i] * sim.mark_q).sum())
+    return led.quote[i] + float((led.size[i] * sim.market.mark_q).sum())
 
 
 def test_partial_liquidation_restores_margin_plus_buffer():
@@ -66,7 +66,7 @@ def test_partial_liquidation_restores_margin_plus_buffer():
     size = sim.ledger.size[1, 0]
     assert 0 < size < 100_000_000  # partial
     snap = sim.evaluate()
-    notional = size * sim.mark_q[0]
+    notional = size * sim.market.mark_q[0]
     # Drift's exit rule: equity >= MM + 2% buffer x notional (to the quantum of rounding).
     assert snap.cross_equity[1] >= snap.cross_mm[1] + 0.02 * notional - 2
     assert snap.cross_equity[1] <= snap.cross_mm[1] + 0.02 * notional + 0.01 * USD  # not more
@@ -162,11 +162,11 @@ def test_initial_margin_gates_new_exposure_but_not_reductions():
     led = hand_ledger(1, [(1_000.0, [150.0]), (1_000.0, [50.0])])  # $15k at 15x; $5k at 5x
     sim = Simulation(cfg, index_path=path(cfg.steps, 100.0), ledger=led)
     idx = np.array([1, 1, 2, 2])
-    ok = sim._passes_initial_margin(idx, 0, np.array([10**6, -(10**6), 100 * 10**6, 10**6]))
+    ok = sim.orders.passes_initial_margin(idx, 0, np.array([10**6, -(10**6), 100 * 10**6, 10**6]))
     # IM 5% allows 20x, i.e. $20k of notional on $1k: both accounts stay under it; reducing
     # is always allowed.
     assert ok.tolist() == [True, True, True, True]
-    ok = sim._passes_initial_margin(np.array([1, 2]), 0, np.array([60 * 10**6, 160 * 10**6]))
+    ok = sim.orders.passes_initial_margin(np.array([1, 2]), 0, np.array([60 * 10**6, 160 * 10**6]))
     assert ok.tolist() == [False, False]  # $21k > 20x of $1k
 
 
@@ -174,9 +174,9 @@ def test_oi_cap_rejects_new_exposure_beyond_the_cap():
     cfg = venue(market={"oi_cap_base": 120.0})
     led = hand_ledger(1, [(10_000.0, [100.0])])
     sim = Simulation(cfg, index_path=path(cfg.steps, 100.0), ledger=led)
-    ok = sim._passes_initial_margin(np.array([1]), 0, np.array([30 * 10**6]))
+    ok = sim.orders.passes_initial_margin(np.array([1]), 0, np.array([30 * 10**6]))
     assert not ok[0]
-    ok = sim._passes_initial_margin(np.array([1]), 0, np.array([10 * 10**6]))
+    ok = sim.orders.passes_initial_margin(np.array([1]), 0, np.array([10 * 10**6]))
     assert ok[0]
 
 
@@ -191,7 +191,7 @@ def test_funding_longs_pay_shorts_when_mark_above_oracle():
     p = np.array([[100.0], [110.0], [110.0]])  # the oracle lags a rising index
     sim = Simulation(cfg, index_path=p, ledger=led)
     sim.step()
-    assert sim.funding_rate[0] == pytest.approx(0.01)  # clamped premium
+    assert sim.market.funding_rate[0] == pytest.approx(0.01)  # clamped premium
     delta = sim.ledger.quote - before
     assert delta[1] == -10 * 100 * USD // 100  # the long pays 1% of $1000 at the oracle
     assert delta[2] == 10 * USD

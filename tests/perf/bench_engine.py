@@ -168,7 +168,7 @@ def main() -> None:
     led = sim.ledger
     init = Simulation(cfg)
     size = init.ledger.size[1:, 0] * 1e-9
-    collateral = (init.ledger.quote[1:] + init.ledger.size[1:, 0] * init.mark_q[0]) / 1e6
+    collateral = (init.ledger.quote[1:] + init.ledger.size[1:, 0] * init.market.mark_q[0]) / 1e6
     bare = [bare_loop(sim.index_path[:, 0], size, collateral) for _ in range(args.repeat)]
     bare_s = min(b[0] for b in bare)
     bare_liq = bare[0][1]

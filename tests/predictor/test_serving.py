@@ -12,6 +12,7 @@ import pytest
 from engine.config import load_config
 from engine.policy import Fallback, ForecasterSchemaError, ForecastRequest
 from engine.sim import Simulation
+from engine.valuation import margin_of, margin_rows
 from predictor.features import (
     FEATURES,
     MarketFeatureStream,
@@ -179,17 +180,19 @@ def test_requirements_never_fall_below_the_base():
         base = np.stack(
             [
                 r.requirements(
-                    np.rint(np.abs(sizes[:, k] * sim.mark_q[k])).astype(np.int64),
+                    np.rint(np.abs(sizes[:, k] * sim.market.mark_q[k])).astype(np.int64),
                     sizes[:, k],
-                    sim.margin_context(k),
+                    sim.market.margin_context(k),
                 )[1]
-                for k, r in enumerate(sim.requirements)
+                for k, r in enumerate(sim.venue.requirements)
             ],
             axis=1,
         )
-        _, _, effective = sim.margin_rows(rows)
+        _, _, effective = margin_rows(
+            sim.ledger, rows, sim.market, sim.venue, sim.requirement_scale
+        )
         assert (effective >= base).all()
-        _, _, im = sim.margin_of(sizes, initial=True, rows=rows)
+        _, _, im = margin_of(sizes, rows, True, sim.market, sim.venue, sim.requirement_scale)
         assert (im >= base).all()
     assert largest > 1.0  # the policy did raise requirements
 

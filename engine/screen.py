@@ -1,0 +1,150 @@
+"""The breach screen: which accounts must have their margin evaluated exactly this block.
+
+An account evaluated at marks p with headroom H = equity - MM cannot breach at marks p' while
+sum_k |size_k| (1 + rho_k) |p'_k - p_k| < H, where rho_k bounds how fast MM grows with
+notional. Expressed against reference marks r, that holds while the largest relative move
+max_k |p'_k / r_k - 1| stays below the account's *safe move*. So a block evaluates only the
+accounts whose safe move the market has used up, plus those whose balances or positions changed
+(the ledger's touched rows) or whose requirements a policy changed; the reference is reset with
+a full evaluation when that set grows large. Exactness is kept: the screen only skips accounts
+that provably cannot be in breach (a property test runs every config with and without it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.market import MarketState
+from engine.state import Ledger
+from engine.valuation import ALL, MarginSnapshot
+from engine.venue import VenueModel
+
+
+def _safe_move(equity: np.ndarray, mm: np.ndarray, weight: np.ndarray, slack: float) -> np.ndarray:
+    """Return (equity - MM - slack) / weight: the relative move a pool can take, +inf for a
+    pool without positions (its MM stays 0, so it can never be liquidated)."""
+    head = equity - mm - slack - 1e-9 * weight
+    out = np.full(head.shape, np.inf)
+    np.divide(head, weight, out=out, where=weight > 0)
+    return out
+
+
+def _float32_down(x: np.ndarray) -> np.ndarray:
+    """Return float32 values no greater than ``x`` (rounded toward -inf)."""
+    y = x.astype(np.float32)
+    return np.where(y > x, np.nextafter(y, np.float32(-np.inf)), y)
+
+
+def _float32_up(x: float) -> np.float32:
+    """Return the smallest float32 no less than ``x``."""
+    y = np.float32(x)
+    return np.nextafter(y, np.float32(np.inf)) if float(y) < x else y
+
+
+class BreachScreen:
+    """Safe moves of every account against reference marks (owner of both)."""
+
+    def __init__(self, n: int, venue: VenueModel, opening_mark: np.ndarray) -> None:
+        self.venue = venue
+        self.enabled = True
+        """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
+        self.reference_mark = opening_mark.copy()
+        # float32 halves the memory the per-block scan reads; values are rounded toward -inf
+        # and the threshold toward +inf, so the screen stays conservative.
+        self.safe_move = np.full(n, -np.inf, np.float32)
+        self.force_full = False
+        """Evaluate every account this block (a policy raised MM without a price move)."""
+        self.evaluated_rows = 0
+        self.evaluated_rows_total = 0
+        self._since_rebase_blocks = 0
+        self._since_rebase_rows = 0
+
+    @property
+    def always_evaluate(self) -> bool:
+        """True when some requirement moves without prices (nothing can be screened)."""
+        return self.venue.always_evaluate
+
+    @property
+    def active(self) -> bool:
+        """True when safe moves are kept (the screen is on and can be used)."""
+        return self.enabled and not self.venue.always_evaluate
+
+    def select(self, ledger: Ledger, market: MarketState) -> np.ndarray | slice:
+        """Return the accounts whose margin must be evaluated exactly this block (an id array,
+        or ``ALL`` after a re-base to the current marks)."""
+        n = ledger.size.shape[0]
+        if self.active and not self.force_full:
+            moved = self.drift(market)
+            self.safe_move[ledger.take_touched()] = -np.inf
+            rows = np.flatnonzero(self.safe_move <= _float32_up(moved))
+            # As the marks drift from the reference, more accounts fall through. Re-basing costs
+            # one full evaluation; do it when this block's work exceeds the average work per
+            # block since the last re-base, full evaluation included (rebuild when the marginal
+            # cost passes the average cost).
+            self._since_rebase_blocks += 1
+            self._since_rebase_rows += rows.size
+            if rows.size * self._since_rebase_blocks <= self._since_rebase_rows:
+                return rows
+        ledger.touched = []
+        self.force_full = False
+        self.reference_mark = market.mark.copy()
+        self._since_rebase_blocks = 0
+        self._since_rebase_rows = n
+        return ALL
+
+    def count(self, rows: np.ndarray | slice, n: int) -> int:
+        """Tally the rows a block evaluates; return how many."""
+        n_rows = n if isinstance(rows, slice) else rows.size
+        self.evaluated_rows = n_rows
+        self.evaluated_rows_total += n_rows
+        return n_rows
+
+    def drift(self, market: MarketState) -> float:
+        """Return the largest relative move of any mark from the reference marks."""
+        mark = market.mark
+        if mark.size == 1:
+            return abs(float(mark[0]) / float(self.reference_mark[0]) - 1.0)
+        return float(np.max(np.abs(mark / self.reference_mark - 1.0)))
+
+    def requirements_changed(self, accounts: np.ndarray) -> None:
+        """Re-evaluate ``accounts`` next block: a policy changed their requirements."""
+        self.safe_move[accounts] = -np.inf
+
+    def update(
+        self,
+        rows: np.ndarray | slice,
+        snap: MarginSnapshot,
+        cross: np.ndarray,
+        market: MarketState,
+        growth: np.ndarray,
+    ) -> None:
+        """Set the safe moves of the evaluated ``rows`` from their snapshot; ``cross`` is the
+        ledger's cross flag of those rows and ``growth`` the policy's bound of its MM
+        multipliers per market (they scale MM's growth too)."""
+        if self.venue.always_evaluate:
+            return
+        drift = self.drift(market)
+        # Quote quantums lost per unit of relative move from the reference marks, per market:
+        # |size| x reference price x (1 + MM rate bound) = |value| x reference / mark x (...).
+        scale = self.reference_mark / market.mark
+        abs_value = np.abs(snap.value)
+        # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
+        slack = market.mark.size + 2.0
+        iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
+        rates = self.venue.constant_mm_rates
+        if rates is not None and (iso_equity is None or iso_mm is None):
+            weight_total = abs_value @ (scale * (1.0 + rates * growth))
+            safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
+            self.safe_move[rows] = _float32_down(safe - drift)
+            return
+        sizes = np.abs(snap.sizes)
+        weight = abs_value * scale
+        for k, req in enumerate(self.venue.requirements):
+            weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k]) * growth[k]
+        safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
+        if iso_equity is not None and iso_mm is not None:
+            # A cross account's pool is its cross pool, an isolated account's its market pools
+            # (the other kind of pool has no positions, hence an infinite safe move).
+            safe_iso = _safe_move(iso_equity, iso_mm, weight, slack).min(axis=1)
+            safe = np.where(cross, safe, safe_iso)
+        self.safe_move[rows] = _float32_down(safe - drift)
