@@ -159,12 +159,14 @@ def _running(start: float, amounts: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate([[start], amounts]))
 
 
-def _walk(consumed, depth):
+def _walk(consumed: np.ndarray | float, depth: float | np.ndarray) -> np.ndarray:
     """Relative distance from the mid the book has been walked to after ``consumed`` notional."""
     return 0.01 * np.sqrt(np.asarray(consumed) / depth)
 
 
-def _average_walk(before, after, depth):
+def _average_walk(
+    before: np.ndarray | float, after: np.ndarray | float, depth: float
+) -> np.ndarray:
     """Average distance from the mid of the fills between two consumption levels."""
     before = np.asarray(before, np.float64)
     after = np.asarray(after, np.float64)

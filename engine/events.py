@@ -84,12 +84,12 @@ class EventLog:
         self,
         tick: int,
         kind: EventKind,
-        account,
-        market,
-        counterparty,
-        size=0,
-        amount=0,
-        price=np.nan,
+        account: np.ndarray | int,
+        market: np.ndarray | int,
+        counterparty: np.ndarray | int,
+        size: np.ndarray | int = 0,
+        amount: np.ndarray | int = 0,
+        price: np.ndarray | float = np.nan,
     ) -> None:
         """Append one event or a batch (array arguments broadcast against each other)."""
         args = (tick, int(kind), account, market, counterparty, size, amount, price)

@@ -25,13 +25,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.config import SimConfig
+
+if TYPE_CHECKING:
+    from engine.sim import Simulation
 
 SCHEMA_VERSION = 1
 
@@ -131,12 +134,12 @@ def check_partition(root: str | Path, cfg: SimConfig, overwrite: bool) -> bool:
     return False
 
 
-def _write_table(frame, path: Path) -> None:
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, path, compression="zstd")
 
 
-def write_run(sim, root: str | Path) -> Path:
+def write_run(sim: Simulation, root: str | Path) -> Path:
     """Write a finished simulation's partition atomically and return its folder."""
     cfg: SimConfig = sim.cfg
     final = partition_dir(root, cfg)

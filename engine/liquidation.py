@@ -439,7 +439,7 @@ class Liquidator:
     def end_block(self) -> None:
         """Charge this block's socialized losses to all open positions, pro rata to base size."""
         led = self.ledger
-        for k in np.nonzero(self._pending_social)[0]:
+        for k in np.flatnonzero(self._pending_social).tolist():
             loss = int(self._pending_social[k])
             self._pending_social[k] = 0
             col = led.size[:, k]

@@ -83,7 +83,9 @@ class TieredRequirements(Requirements):
         self.im_deduction = np.asarray(hyperliquid.maintenance_deductions(floors, im), np.int64)
         self.mm_deduction = np.asarray(hyperliquid.maintenance_deductions(floors, mm), np.int64)
 
-    def requirements(self, notional, size, ctx):
+    def requirements(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = np.abs(notional)
         if len(self.floors) == 1:
             return mul_ppm(n, int(self.im_ppm[0]), "up"), mul_ppm(n, int(self.mm_ppm[0]), "up")
@@ -92,14 +94,14 @@ class TieredRequirements(Requirements):
         mm = mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]
         return im, mm
 
-    def maintenance(self, notional, size, ctx):
+    def maintenance(self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext) -> np.ndarray:
         n = np.abs(notional)
         if len(self.floors) == 1:
             return mul_ppm(n, int(self.mm_ppm[0]), "up")
         b = np.searchsorted(self.floors, n, side="right") - 1
         return mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]
 
-    def max_mm_rate(self, size):
+    def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         return float(self.mm_ppm.max()) / PPM
 
 
@@ -112,7 +114,9 @@ class OIScaledRequirements(Requirements):
         self.lower = int(round(cfg.oi_lower_cap_usd * QUOTE_QUANTUMS_PER_UNIT))
         self.upper = int(round(cfg.oi_upper_cap_usd * QUOTE_QUANTUMS_PER_UNIT))
 
-    def requirements(self, notional, size, ctx):
+    def requirements(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray]:
         adjusted = dydx_v4.adjusted_initial_margin_ppm(
             self.imf_ppm, self.lower, self.upper, ctx.oi_notional
         )
@@ -122,12 +126,12 @@ class OIScaledRequirements(Requirements):
         )
         return im, mm
 
-    def maintenance(self, notional, size, ctx):
+    def maintenance(self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext) -> np.ndarray:
         return dydx_v4.maintenance_margin_quote_quantums_array(
             notional, self.imf_ppm, self.fraction_ppm
         )
 
-    def max_mm_rate(self, size):
+    def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         return self.imf_ppm * self.fraction_ppm / PPM / PPM
 
 
@@ -158,13 +162,15 @@ class SizePremiumRequirements(Requirements):
         )
         return im, mm
 
-    def requirements(self, notional, size, ctx):
+    def requirements(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray]:
         im_ratio, mm_ratio = self.ratios(size)
         scale = PPM // drift_v2.MARGIN_PRECISION
         n = np.abs(notional)
         return mul_ppm(n, im_ratio * scale, "up"), mul_ppm(n, mm_ratio * scale, "up")
 
-    def max_mm_rate(self, size):
+    def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         # For a fixed size the ratio is fixed: MM is linear in price.
         return self.ratios(size)[1] / drift_v2.MARGIN_PRECISION
 
@@ -177,13 +183,15 @@ class VolScaledRequirements(Requirements):
     def __init__(self, cfg: VolScaledMargin) -> None:
         self.cfg = cfg
 
-    def requirements(self, notional, size, ctx):
+    def requirements(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray]:
         mm_ppm = ctx.vol_mmf_ppm
         im_ppm = min(PPM, int(math.ceil(mm_ppm * self.cfg.initial_over_maintenance)))
         n = np.abs(notional)
         return mul_ppm(n, im_ppm, "up"), mul_ppm(n, mm_ppm, "up")
 
-    def max_mm_rate(self, size):
+    def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         return math.inf  # the rate itself moves every step
 
 

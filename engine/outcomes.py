@@ -32,6 +32,8 @@ import numpy as np
 from engine.events import EventKind
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from engine.sim import Simulation
 
 CASCADE_WINDOW_MINUTES = 30.0
@@ -158,7 +160,7 @@ def _policy_columns() -> tuple[str, ...]:
     return POLICY_COLUMNS
 
 
-def _slippage(sim: Simulation, liq) -> float:
+def _slippage(sim: Simulation, liq: pd.DataFrame) -> float:
     """Return the notional-weighted mean relative distance of liquidation fills from the mark."""
     if liq.empty:
         return 0.0

@@ -53,11 +53,11 @@ class Batch:
 
     def take(self, sel: np.ndarray | slice) -> Batch:
         """Return the units selected by a mask, index array or slice."""
-        out = {}
+        out: dict[str, object] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             out[f.name] = v[sel] if isinstance(v, np.ndarray) else v
-        return Batch(**out)
+        return Batch(**out)  # type: ignore[arg-type]
 
     def shortage(self, buffer_ratio: float) -> np.ndarray:
         """Return Drift's margin shortage, MM + buffer x notional - TNC, at least 0."""

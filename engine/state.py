@@ -128,7 +128,13 @@ class Ledger:
         i = account[iso]
         self.iso_quote[i, market] = checked_add(self.iso_quote[i, market], amount[iso], "a balance")
 
-    def trade(self, account: np.ndarray, market: int, dsize, dquote) -> None:
+    def trade(
+        self,
+        account: np.ndarray,
+        market: int,
+        dsize: np.ndarray | int,
+        dquote: np.ndarray | int,
+    ) -> None:
         """Change positions in ``market`` by ``dsize`` (base quantums) and balances by ``dquote``.
 
         Accounts must be unique. A trade that adds to a position adds its cost to the entry; one
@@ -196,7 +202,7 @@ def _checked(value: int, what: str) -> int:
     return value
 
 
-def _int64(values, what: str) -> np.ndarray:
+def _int64(values: np.ndarray | int, what: str) -> np.ndarray:
     """Return ``values`` as int64, refusing Python ints beyond it (numpy raises OverflowError)
     and floats (which would be truncated)."""
     try:

@@ -45,3 +45,46 @@ def test_engine_is_mypy_clean():
         text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _engine_graph() -> dict[str, set[str]]:
+    """Return engine module -> the engine modules it imports (anywhere in the file)."""
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "engine").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        tree = ast.parse(path.read_text(), filename=str(path))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m.startswith("engine")} - {name}
+    return graph
+
+
+def test_no_engine_module_imports_one_that_imports_it_back():
+    graph = _engine_graph()
+    assert "engine.sim" in graph and "engine.liquidation" in graph
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        return False
+
+    cycles = sorted(
+        f"{a} <-> {b}" for a, deps in graph.items() for b in deps if a < b and reaches(b, a)
+    )
+    assert not cycles, cycles
+
+
+def test_liquidation_and_policy_know_nothing_of_the_simulation():
+    for name in ("liquidation", "policy", "adl", "rules", "valuation", "screen"):
+        text = (ROOT / "engine" / f"{name}.py").read_text()
+        assert "Simulation" not in text and "sim." not in text, name
