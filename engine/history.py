@@ -22,8 +22,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.atomic import atomic_dir
 from engine.config import SimConfig
 
 if TYPE_CHECKING:
@@ -143,12 +142,9 @@ def write_run(sim: Simulation, root: str | Path) -> Path:
     """Write a finished simulation's partition atomically and return its folder."""
     cfg: SimConfig = sim.cfg
     final = partition_dir(root, cfg)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # A run of this seed killed mid-write (even by SIGKILL) left its temporary folder behind.
-    for stale in final.parent.glob(f".tmp-seed={cfg.seed}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-seed={cfg.seed}-", dir=final.parent))
-    try:
+    # A run of this seed killed mid-write (even by SIGKILL) left its staging folder behind:
+    # atomic_dir removes it, and puts back a partition a crash left renamed aside.
+    with atomic_dir(final) as tmp:
         markets = sim.market_frame()
         events = sim.events.to_frame()
         accounts = (
@@ -197,10 +193,4 @@ def write_run(sim: Simulation, root: str | Path) -> Path:
         }
         # The manifest is written last: its presence marks the partition complete.
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.atomic import atomic_dir
 from engine.config import SimConfig, load_config
 from engine.outcomes import run_outcomes
 from pipelines.cluster import WORKER_LOG
@@ -841,10 +842,6 @@ def write_summary(
 ) -> dict[str, Any]:
     """Write runs.parquet (and replays.parquet), summary.json and report.html into ``out`` —
     all or nothing: a failure leaves no partial report — and return the summary."""
-    import os
-    import shutil
-    import tempfile
-
     from pipelines.report import write_report
 
     head = head if head is not None else headline(results, n_boot)
@@ -865,20 +862,12 @@ def write_summary(
         "coverage": coverage(evaluation),
         "lineage": lineage,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         results.to_parquet(tmp / "runs.parquet", index=False)
         if replays is not None:
             replays.to_parquet(tmp / "replays.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         write_report(tmp, summary, results, replay_series)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.atomic import commit_dir, stage_dir
 from predictor import plots
 from predictor.features import FEATURES, SCHEMA_VERSION
 from predictor.metrics import expected_calibration_error
@@ -334,8 +335,7 @@ def stage_export(folder: Path, source: Path, registry: dict[str, Any]) -> Path:
     ``folder`` and return it: everything that can fail (a path that is not a folder, a full
     disk) fails here, before the registry's alias moves."""
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        staging = stage_dir(folder)
     except OSError as exc:
         raise TrackingError(
             f"cannot export the champion to {folder}: {exc.strerror or exc}"
@@ -355,14 +355,9 @@ def stage_export(folder: Path, source: Path, registry: dict[str, Any]) -> Path:
 
 
 def commit_export(folder: Path, staging: Path) -> Path:
-    """Replace ``folder`` with ``staging`` (from :func:`stage_export`) by renames."""
-    old = folder.with_name(f".old-{folder.name}")
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    """Replace ``folder`` with ``staging`` (from :func:`stage_export`) by renames: a crash
+    leaves the old export or the new one whole (:mod:`engine.atomic`)."""
+    return commit_dir(staging, folder)
 
 
 def ensure_experiment(client, uri: str, experiment: str) -> None:
