@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.errors import PredliqError
 
-class ConfigError(ValueError):
+
+class ConfigError(PredliqError, ValueError):
     """An invalid config: the message names the key and the offending value."""
 
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from engine.atomic import atomic_dir
 from engine.config import SimConfig
+from engine.errors import PredliqError
 
 if TYPE_CHECKING:
     from engine.sim import Simulation
@@ -38,11 +39,11 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(PredliqError, FileExistsError):
     """The partition exists and holds a different run."""
 
 
-class OutputPathError(ValueError):
+class OutputPathError(PredliqError, ValueError):
     """The output root cannot be created or written."""
 
 

@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from engine.book import Book
-from engine.config import PolicyConfig, TradersConfig
+from engine.config import ConfigError, PolicyConfig, TradersConfig
 from engine.deposits import TopUps
 from engine.draws import Purpose
 from engine.margin import RequirementScale
@@ -170,10 +170,10 @@ class Policy:
         steps: int,
     ) -> None:
         if cfg.name == "predictive" and forecaster is None:
-            raise ValueError("the predictive policy needs a forecaster")
+            raise ConfigError("the predictive policy needs a forecaster")
         self.budget = cfg.name == "predictive" and cfg.allocation == "budget"
         if self.budget and not hasattr(forecaster, "predict_breach_and_loss"):
-            raise ValueError(
+            raise ConfigError(
                 "the budget allocation needs a forecaster of losses as well as breaches "
                 f"({type(forecaster).__name__} forecasts breaches only)"
             )

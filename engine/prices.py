@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 from engine.config import MAX_PRICE, IndexConfig, SimConfig
+from engine.errors import PredliqError
 
 BAR_MS = 60_000
 REQUIRED_COLUMNS = ("open_time_ms", "open", "high", "low", "close", "volume", "taker_buy_volume")
 MS_PER_DAY = 24 * 3600 * 1000
 
 
-class ReplayError(ValueError):
+class ReplayError(PredliqError, ValueError):
     """A bar file that cannot be replayed: the message names the file, line and problem."""
 
 

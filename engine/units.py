@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from engine.errors import PredliqError
+
 QUOTE_QUANTUMS_PER_UNIT = 1_000_000
 """Quote quantums in one unit of the quote currency (1 USD = 1,000,000 quantums)."""
 
@@ -20,7 +22,7 @@ INT64_BOUND = 2**63
 """Every ledger integer x satisfies -2**63 <= x < 2**63: about 9.2e12 quote units of money."""
 
 
-class LedgerOverflowError(ValueError):
+class LedgerOverflowError(PredliqError, ValueError):
     """An amount the int64 ledger cannot hold: the run stops rather than wrap (a refusal of the
     config that led there, reported as one line)."""
 

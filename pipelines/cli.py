@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from engine.config import ConfigError, load_config
-from engine.history import OutputExistsError, OutputPathError, check_writable_root
-from engine.prices import ReplayError
-from pipelines.cluster import WORKER_LOG, ClusterError
-from pipelines.shipped import UnknownConfigError, replay_place, scenarios_place
+from engine.config import load_config
+from engine.errors import PredliqError
+from engine.history import check_writable_root
+from pipelines.cluster import WORKER_LOG
 from pipelines.shipped import config_path as config_path_of
+from pipelines.shipped import replay_place, scenarios_place
 from pipelines.simulate import POLICY_CHOICES
 
 tracking_uri_option = click.option(
@@ -184,7 +184,7 @@ def simulate(
         _fail("--out is required (or --describe to print statistics instead)")
     try:
         config_path = str(config_path_of(config_path))
-    except UnknownConfigError as e:
+    except PredliqError as e:
         _fail(str(e))
     overrides, source = _policy_overrides(
         overrides,
@@ -223,9 +223,7 @@ def simulate(
         sim, path = simulate_to(cfg, Path(out), overwrite, source, max_fallback_share)
     except FallbackError as e:
         _fail(str(e), 3)
-    except (ConfigError, ValueError) as e:
-        _fail(str(e))
-    except (OutputExistsError, OutputPathError, ReplayError, ClusterError) as e:
+    except PredliqError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {out}: {e.strerror or e}", 1)
@@ -273,12 +271,11 @@ def _policy_overrides(
                 "--policy predictive needs --model (a registry URI or an export folder) or "
                 "--forecaster-url"
             )
-        from predictor.model import ModelError
         from predictor.serving import load_forecaster
 
         try:
             model = load_forecaster(model_uri, tracking_uri=tracking_uri)
-        except ModelError as e:
+        except PredliqError as e:
             _fail(str(e))
         source = ForecastSource("model", model, compiled)
         extra = (*extra, f"policy.horizon_minutes={float(model.horizon_minutes)!r}")
@@ -288,7 +285,6 @@ def _policy_overrides(
 def _check_remote(cfg, source) -> None:
     """Refuse a served forecaster the run cannot use, before the run (like the tracking URI):
     one that does not answer, or the budget allocation, which needs expected losses too."""
-    from predictor.model import ModelError
     from predictor.serving import check_remote
 
     if cfg.policy.allocation == "budget":
@@ -298,7 +294,7 @@ def _check_remote(cfg, source) -> None:
         )
     try:
         check_remote(source.model, source.timeout_s)
-    except ModelError as e:
+    except PredliqError as e:
         _fail(str(e))
 
 
@@ -366,7 +362,7 @@ def facts(paths: tuple[str, ...]) -> None:
         _fail(f"no 1-minute bar files (*_1m_*.csv[.gz]) in {', '.join(paths)}")
     try:
         click.echo(facts_table(files))
-    except ReplayError as e:
+    except PredliqError as e:
         _fail(str(e))
 
 
@@ -424,18 +420,15 @@ def demo(
     """Run the whole pipeline on built-in defaults: the stress scenario, a small training set,
     a registered forecaster, and an evaluation of every policy with its report."""
     from pipelines.demo import FULL, QUICK, STRESS_CONFIG, demo_config, run_pipeline
-    from pipelines.evaluate import EvaluationError, format_headline
+    from pipelines.evaluate import format_headline
     from pipelines.progress import Progress, note
     from pipelines.simulate import format_summary, run
-    from predictor.data import DataError
-    from predictor.model import ModelError
-    from predictor.tracking import TrackingError
 
     try:
         cfg = demo_config(overrides)
         if not stress_only:
             check_writable_root(out)
-    except (ConfigError, OutputPathError) as e:
+    except PredliqError as e:
         _fail(str(e))
     click.echo(
         f"predliq demo: scenario '{cfg.name}' ({STRESS_CONFIG.name}): "
@@ -453,15 +446,7 @@ def demo(
     click.echo("\nthe whole pipeline: simulate -> train -> register -> evaluate")
     try:
         summary = run_pipeline(Path(out), QUICK if quick else FULL, note, workers, counter=Progress)
-    except (
-        ConfigError,
-        DataError,
-        EvaluationError,
-        ModelError,
-        ReplayError,
-        TrackingError,
-        ValueError,
-    ) as e:
+    except PredliqError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {out}: {e.strerror or e}", 1)
@@ -529,9 +514,7 @@ def train(
 
     from pipelines.progress import Progress, note
     from pipelines.train import format_result
-    from predictor.data import DataError
-    from predictor.model import DistributedTrainingError
-    from predictor.tracking import DEFAULT_TRACKING_URI, TrackingError, connect, log_training
+    from predictor.tracking import DEFAULT_TRACKING_URI, connect, log_training
     from predictor.train import load_train_config
     from predictor.train import train as run_training
 
@@ -556,19 +539,12 @@ def train(
                 result = run_training(data, cfg, progress=progress, client=client, counter=Progress)
         else:
             result = run_training(data, cfg, progress=progress, log_every=50, counter=Progress)
-    except (
-        DataError,
-        TrackingError,
-        ClusterError,
-        DistributedTrainingError,
-        UnknownConfigError,
-        OutputPathError,
-    ) as e:
+    except PredliqError as e:
         _fail(str(e))
     click.echo(format_result(result))
     try:
         outcome = log_training(result, uri, cfg.experiment, Path(export_dir))
-    except TrackingError as e:
+    except PredliqError as e:
         _fail(str(e))
     click.echo(
         f"\nlogged run {outcome.run_id} in experiment {outcome.experiment!r} ({uri}); "
@@ -613,7 +589,6 @@ def serve(
     import signal
     import threading
 
-    from predictor.model import ModelError
     from predictor.server import ForecastServer
     from predictor.serving import load_forecaster
     from predictor.tracking import DEFAULT_TRACKING_URI
@@ -634,7 +609,7 @@ def serve(
     uri = tracking_uri or DEFAULT_TRACKING_URI
     try:
         model = load_forecaster(model_uri, tracking_uri=uri)  # verified, features checked
-    except ModelError as e:
+    except PredliqError as e:
         _fail(str(e))
     try:
         server = ForecastServer(model, (host, port), name=model_uri)
@@ -742,10 +717,8 @@ def evaluate(
     cost: every policy and control arm on the same paths, knobs chosen on tuning seeds and
     reported on evaluation seeds, per family and pooled, with paired bootstrap intervals; writes
     summary.json, runs.parquet and a self-contained report.html that opens with the verdict."""
-    from pipelines.evaluate import EvaluationError, format_headline, run_evaluation
+    from pipelines.evaluate import format_headline, run_evaluation
     from pipelines.progress import Progress, note
-    from predictor.model import ModelError
-    from predictor.tracking import TrackingError
 
     try:
         summary, run_id = run_evaluation(
@@ -763,16 +736,7 @@ def evaluate(
             tune_seeds=tune_seeds,
             counter=Progress,
         )
-    except (
-        EvaluationError,
-        ModelError,
-        ConfigError,
-        ReplayError,
-        TrackingError,
-        ClusterError,
-        UnknownConfigError,
-        ValueError,
-    ) as e:
+    except PredliqError as e:
         _fail(str(e))
     click.echo(format_headline(summary))
     click.echo(f"report: {Path(out) / 'report.html'}")

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.errors import PredliqError
+
 CONNECT_TIMEOUT_S = 10
 """How long to wait for a scheduler before giving up (Dask's own default is 30 s)."""
 WORKER_LOG = Path(tempfile.gettempdir()) / f"predliq-{os.getuid()}-dask.log"
@@ -18,7 +20,7 @@ is reported by the command as one line, as in a serial run, and its traceback la
 _LOG_FORMAT = "%(asctime)s pid %(process)d %(name)s %(levelname)s %(message)s"
 
 
-class ClusterError(RuntimeError):
+class ClusterError(PredliqError, RuntimeError):
     """A scheduler that cannot be reached; the message is one line naming it."""
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from engine.atomic import atomic_dir
 from engine.config import SimConfig, load_config
+from engine.errors import PredliqError
 from engine.outcomes import run_outcomes
 from pipelines.cluster import WORKER_LOG
 from pipelines.shipped import CONFIGS
@@ -95,7 +96,7 @@ REPLAY_KNOBS = {**REFERENCE_KNOB, "predictive": PREDICTIVE_REFERENCE_KNOB}
 predictive at 1. An evaluation replays each policy at the knob chosen on its tuning seeds."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PredliqError, ValueError):
     """Input an evaluation cannot run on; the message is one line naming the problem."""
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from engine.errors import PredliqError
+
 CONFIGS = Path(str(resources.files("predliq_configs")))
 """The shipped configs: scenarios/, eval/ (held-out families), stress.toml, train.toml."""
 REAL_CRASHES = Path(str(resources.files("pipelines"))) / "data" / "market"
@@ -22,7 +24,7 @@ _FOLDERS = {"scenarios": "scenario", "eval": "evaluation family"}
 _FILE_PLACES = (*_FOLDERS, ".")
 
 
-class UnknownConfigError(ValueError):
+class UnknownConfigError(PredliqError, ValueError):
     """A --config or --scenarios that is neither a path nor a shipped name."""
 
 

@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from engine.config import SimConfig
+from engine.errors import PredliqError
 from engine.history import check_partition, write_run
 from engine.sim import Simulation
 
@@ -80,7 +81,11 @@ def run(
     return sim
 
 
-class FallbackError(RuntimeError):
+class SeedsError(PredliqError, ValueError):
+    """A ``--seeds`` value that is not a list of seed ranges."""
+
+
+class FallbackError(PredliqError, RuntimeError):
     """A run in which more forecasts fell back to the reactive policy than allowed: not the run
     that was asked for (exit 3; --max-fallback-share or --allow-fallback keeps it)."""
 
@@ -216,7 +221,7 @@ def parse_seeds(text: str) -> list[int]:
                     raise ValueError
                 seeds.add(value)
         except ValueError:
-            raise ValueError(
+            raise SeedsError(
                 f"--seeds must look like 0-99 or 1,5,7 with seeds >= 0, was {text!r}"
             ) from None
     return sorted(seeds)

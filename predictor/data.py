@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from engine.errors import PredliqError
 from engine.history import partition_problem
 
 MARKET_COLUMNS = (
@@ -85,7 +86,7 @@ NEVER_MISSING = frozenset(
 distance to liquidation and the time-since columns may legitimately be missing)."""
 
 
-class DataError(ValueError):
+class DataError(PredliqError, ValueError):
     """The history data cannot be used as it is; the message names the file and the problem."""
 
 

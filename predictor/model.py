@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
+from engine.errors import PredliqError
 from predictor.features import FEATURES, SCHEMA_VERSION
 
 _COL = {f: j for j, f in enumerate(FEATURES)}
@@ -67,7 +68,7 @@ a point mass at zero plus a skewed positive part, the compound Poisson-gamma sha
 objective (variance power between 1 and 2, log link) models without a second hurdle."""
 
 
-class ModelError(ValueError):
+class ModelError(PredliqError, ValueError):
     """A saved model cannot be used: files missing, or its features do not match."""
 
 
@@ -534,7 +535,7 @@ def check_parses(folder: Path, files: dict[str, str]) -> None:
     _PARSED.update(files.values())
 
 
-class DistributedTrainingError(RuntimeError):
+class DistributedTrainingError(PredliqError, RuntimeError):
     """Boosting with lightgbm.dask failed (a lost worker, a closed socket); one line."""
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from engine.atomic import commit_dir, stage_dir
+from engine.errors import PredliqError
 from predictor import plots
 from predictor.features import FEATURES, SCHEMA_VERSION
 from predictor.metrics import expected_calibration_error
@@ -40,7 +41,7 @@ ECE_TOLERANCE = 0.001
 """How much worse (absolute) a challenger's ECE may be and still count as equal calibration."""
 
 
-class TrackingError(RuntimeError):
+class TrackingError(PredliqError, RuntimeError):
     """The tracking server or database cannot be reached or written."""
 
 

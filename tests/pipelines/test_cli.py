@@ -146,6 +146,20 @@ def test_interrupted_write_leaves_no_partition(tmp_path, config_file, monkeypatc
     assert list(parent.iterdir()) == []  # the temporary folder was removed too
 
 
+def test_a_bug_is_a_traceback_not_an_input_error(tmp_path, config_file, monkeypatch):
+    """A plain ValueError from inside the engine is a programming error: the command line lets
+    it through (exit 1, the exception kept) instead of printing it as a refusal of input."""
+    import pipelines.simulate as simulate
+
+    def bug(*a, **k):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(simulate, "write_run", bug)
+    r = _run("simulate", "--config", str(config_file), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 1
+    assert isinstance(r.exception, ValueError) and "error:" not in r.output
+
+
 def test_help_and_console_script():
     r = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "--help"],
