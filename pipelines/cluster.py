@@ -17,7 +17,6 @@ CONNECT_TIMEOUT_S = 10
 WORKER_LOG = Path(tempfile.gettempdir()) / f"predliq-{os.getuid()}-dask.log"
 """Where a local cluster's workers and scheduler log (appended): a task that fails on bad input
 is reported by the command as one line, as in a serial run, and its traceback lands here."""
-_LOG_FORMAT = "%(asctime)s pid %(process)d %(name)s %(levelname)s %(message)s"
 
 
 class ClusterError(PredliqError, RuntimeError):
@@ -63,6 +62,8 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
         with client:
             yield client
         return
+    from pipelines.worker_log import LogToFile  # imports distributed: only when needed
+
     with (
         _logs_to(WORKER_LOG),
         LocalCluster(
@@ -76,8 +77,6 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
-        from pipelines.worker_log import LogToFile  # imports distributed: only when needed
-
         client.register_plugin(LogToFile(str(WORKER_LOG)), name="predliq-log-to-file")
         yield client
 
@@ -85,6 +84,8 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
 @contextmanager
 def _logs_to(path: Path) -> Iterator[None]:
     """Send this process's Dask log records (the scheduler's, the nannies') to ``path``."""
+    from pipelines.worker_log import file_handler
+
     handler = file_handler(str(path))
     logger = logging.getLogger("distributed")
     logger.addHandler(handler)
@@ -93,10 +94,3 @@ def _logs_to(path: Path) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         handler.close()
-
-
-def file_handler(path: str) -> logging.Handler:
-    handler = logging.FileHandler(path, delay=True)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    return handler

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.evaluate import headline_rows
+from pipelines.methodology import headline_rows
 
 COLORS = {
     "static": "#444444",

@@ -1,4 +1,6 @@
-"""The Dask worker plugin that sends a worker's log records to predliq's log file."""
+"""The Dask worker plugin that sends a worker's log records to predliq's log file, and the file
+handler the scheduler's process uses too. Imports distributed: the cluster module imports it only
+when it starts a local cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from pipelines.cluster import file_handler
+_LOG_FORMAT = "%(asctime)s pid %(process)d %(name)s %(levelname)s %(message)s"
 
 
 class LogToFile(WorkerPlugin):
@@ -23,3 +25,11 @@ class LogToFile(WorkerPlugin):
             if type(handler) is logging.StreamHandler:
                 handler.setLevel(logging.CRITICAL + 1)
         logger.addHandler(file_handler(self.path))
+
+
+def file_handler(path: str) -> logging.Handler:
+    """Return a handler appending records from warnings up to ``path`` (opened on first use)."""
+    handler = logging.FileHandler(path, delay=True)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    return handler

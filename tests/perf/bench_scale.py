@@ -29,7 +29,8 @@ from engine.config import load_config
 from engine.history import write_run
 from engine.sim import Simulation
 from pipelines.cluster import map_tasks
-from pipelines.evaluate import DEFAULT_KNOBS, by_path, plan, run_path
+from pipelines.evaluate import run_path
+from pipelines.methodology import DEFAULT_KNOBS, by_path, plan
 from pipelines.simulate import run_sweep
 from predictor.model import BreachForecaster
 

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.evaluate import (
+from pipelines.evaluate import format_headline
+from pipelines.methodology import (
     CONTROLS,
     DEFAULT_KNOBS,
     FORECAST_ACCOUNT_FRACTION,
@@ -21,7 +22,6 @@ from pipelines.evaluate import (
     PREDICTIVE_REFERENCE_KNOB,
     choose_knobs,
     forecast_fraction,
-    format_headline,
     frontier,
     headline,
     kupiec,
@@ -390,7 +390,7 @@ _WIDER_THAN_WINDOW = """() => Array.from(document.querySelectorAll('body *')).fi
 
 
 def test_the_same_budget_comparison_pairs_the_rankings_at_each_shared_knob():
-    from pipelines.evaluate import same_budget
+    from pipelines.methodology import same_budget
 
     frame = _synthetic(n_paths=10)
     extra = frame[(frame["policy"] == "predictive") & (frame["knob"] == REF)].copy()
