@@ -3,7 +3,7 @@
 None of them is a model: :class:`OracleForecaster` foresees the reactive run's own future
 (perfect foresight), :class:`BreachedOnlyForecaster` flags accounts already in breach (no
 forecast at all) and :class:`RandomRankingForecaster` shuffles another forecaster's answers (the
-same budget, no ranking). Each speaks the :class:`engine.policy.Forecaster` protocol.
+same budget, no ranking). Each speaks the :class:`engine.forecast.Forecaster` protocol.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import numpy as np
 from engine.config import PolicyConfig, SimConfig
 from engine.draws import Draws, Purpose
 from engine.events import EventKind
-from engine.policy import (
+from engine.forecast import (
     Fallback,
     Forecaster,
     ForecastRequest,
-    base_breach,
     validate_losses,
     validate_probabilities,
 )
+from engine.policy import base_breach
 from engine.sim import Simulation
 
 

@@ -6,18 +6,16 @@ and the ``predictive`` policy also gates new leverage, de-risks accounts and sen
 (see :class:`engine.config.PolicyConfig`). Every multiplier is >= 1: no policy loosens the
 venue's own requirement.
 
-Forecasts reach the engine through the :class:`Forecaster` protocol, so the engine never
-imports a model: it hands the forecaster the market table so far and the sampled-account rows it
-wants scored (the same columns as ``accounts.parquet``) and receives probabilities. Whatever a
+Forecasts reach the policy through the protocol of :mod:`engine.forecast`. Whatever a
 forecaster does wrong — raises, times out, returns the wrong shape, NaN or values outside [0, 1],
 or reports that its feature schema does not match its model — the block runs the reactive
 policy instead (base requirements, no early action), the fallback is counted by reason in the
 run's policy table, and each reason is logged once.
 
-The budget allocation (``policy.allocation = "budget"``) asks a :class:`LossForecaster` for
-expected bad debt as well, and spends a fixed number of actions per forecast on the accounts
-whose action avoids the most of it per unit of cost; an expected loss that is not finite or is
-negative is a fallback like a bad probability.
+The budget allocation (``policy.allocation = "budget"``) asks a
+:class:`~engine.forecast.LossForecaster` for expected bad debt as well, and spends a fixed number
+of actions per forecast on the accounts whose action avoids the most of it per unit of cost; an
+expected loss that is not finite or is negative is a fallback like a bad probability.
 """
 
 from __future__ import annotations
@@ -26,9 +24,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import IntEnum
-from typing import Protocol
 
 import numpy as np
 
@@ -36,6 +31,14 @@ from engine.book import Book
 from engine.config import ConfigError, PolicyConfig, TradersConfig
 from engine.deposits import TopUps
 from engine.draws import Purpose
+from engine.forecast import (
+    Fallback,
+    Forecaster,
+    ForecasterSchemaError,
+    ForecastRequest,
+    validate_losses,
+    validate_probabilities,
+)
 from engine.margin import RequirementScale
 from engine.market import MarketState
 from engine.recorder import Recorder
@@ -45,52 +48,6 @@ from engine.units import as_int64
 from engine.venue import VenueModel
 
 log = logging.getLogger("predliq.engine")
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastRequest:
-    """What a forecaster sees at the end of block ``tick``: nothing from later blocks."""
-
-    tick: int
-    tick_ms: int
-    markets: tuple[str, ...]
-    market_history: Mapping[str, np.ndarray]
-    """Market-table columns, each (tick + 1, markets): every block up to and including tick."""
-    accounts: Mapping[str, np.ndarray]
-    """Sampled-account columns (as in ``accounts.parquet``) of the accounts to score, (rows,)."""
-
-
-class Forecaster(Protocol):
-    """Anything that turns a request into breach probabilities, one per account row."""
-
-    def predict_breach(self, request: ForecastRequest) -> np.ndarray:
-        """Return float (rows,): P(the account breaches MM within the horizon)."""
-        ...
-
-
-class LossForecaster(Forecaster, Protocol):
-    """A forecaster that also forecasts what a breach would cost (the budget allocation)."""
-
-    def predict_breach_and_loss(self, request: ForecastRequest) -> tuple[np.ndarray, np.ndarray]:
-        """Return (P(breach within H), expected bad debt within H in quote units), each
-        float (rows,)."""
-        ...
-
-
-class ForecasterSchemaError(ValueError):
-    """Raised by a forecaster whose features do not match its model's feature schema."""
-
-
-class Fallback(IntEnum):
-    """Why a block ran the reactive policy instead of acting on forecasts."""
-
-    NONE = 0
-    EXCEPTION = 1
-    TIMEOUT = 2
-    BAD_SHAPE = 3
-    NOT_FINITE = 4
-    OUT_OF_RANGE = 5
-    SCHEMA = 6
 
 
 POLICY_COLUMNS = (
@@ -122,28 +79,6 @@ _COL = {c: i for i, c in enumerate(POLICY_COLUMNS)}
 CAPITAL_EVERY_TICKS = 20
 """Blocks between measurements of the margin the policy makes traders hold (a full pass over
 every account, so not every block)."""
-
-
-def validate_losses(loss: object, rows: int) -> Fallback:
-    """Return why ``loss`` is not a usable expected-loss answer (NONE when it is)."""
-    if not isinstance(loss, np.ndarray) or loss.shape != (rows,) or loss.dtype.kind not in "fiu":
-        return Fallback.BAD_SHAPE
-    if not np.isfinite(loss).all():
-        return Fallback.NOT_FINITE
-    if rows and loss.min() < 0.0:
-        return Fallback.OUT_OF_RANGE
-    return Fallback.NONE
-
-
-def validate_probabilities(p: object, rows: int) -> Fallback:
-    """Return why ``p`` is not a usable answer for ``rows`` accounts (NONE when it is)."""
-    if not isinstance(p, np.ndarray) or p.shape != (rows,) or p.dtype.kind not in "fiu":
-        return Fallback.BAD_SHAPE
-    if not np.isfinite(p).all():
-        return Fallback.NOT_FINITE
-    if rows and (p.min() < 0.0 or p.max() > 1.0):
-        return Fallback.OUT_OF_RANGE
-    return Fallback.NONE
 
 
 class Policy:

@@ -37,12 +37,13 @@ from engine.config import SimConfig
 from engine.deposits import TopUps
 from engine.draws import Draws, Purpose
 from engine.events import EventKind, EventLog
+from engine.forecast import Forecaster
 from engine.funding import settle_funding
 from engine.liquidation import BlockStats, Liquidator
 from engine.margin import RequirementScale
 from engine.market import MarketState, PriceStep, refresh_open_interest
 from engine.orders import OrderFlow
-from engine.policy import POLICY_COLUMNS, Forecaster, Policy
+from engine.policy import POLICY_COLUMNS, Policy
 from engine.population import populate
 from engine.prices import IndexPath, apply_shocks, simulate_index
 from engine.recorder import LIQUIDATION_MAP_DISTANCES, MARKET_COLUMNS, Recorder
@@ -417,7 +418,7 @@ class Simulation:
 
     def policy_frame(self) -> pd.DataFrame:
         """Return the policy's state per (tick, market): accounts scored, fallback reason
-        (:class:`engine.policy.Fallback`), margin calls, notional de-risked, gating, accounts
+        (:class:`engine.forecast.Fallback`), margin calls, notional de-risked, gating, accounts
         with an add-on, and the market multipliers of MM and IM."""
         return self.recorder.policy_frame(self.policy.table, POLICY_COLUMNS)
 

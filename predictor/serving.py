@@ -1,4 +1,4 @@
-"""Forecasts served to the engine in simulation, through its :class:`engine.policy.Forecaster`.
+"""Forecasts served to the engine in simulation, through its :class:`engine.forecast.Forecaster`.
 
 - :class:`OnlineFeatures` computes, at each forecast tick, the same features the dataset builder
   computes from the written history (:mod:`predictor.features` is the one implementation behind
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.policy import ForecasterSchemaError, ForecastRequest
+from engine.forecast import ForecasterSchemaError, ForecastRequest
 from predictor.baselines import analytic_expected_loss, first_passage_probability
 from predictor.compiled import compile_booster
 from predictor.features import (

@@ -97,3 +97,18 @@ def test_liquidation_and_policy_know_nothing_of_the_simulation():
     for name in ("liquidation", "policy", "adl", "rules", "valuation", "screen"):
         text = (ROOT / "engine" / f"{name}.py").read_text()
         assert "Simulation" not in text and "sim." not in text, name
+
+
+LONG_FILE_LINES = 500
+"""An engine module longer than this says why at its top (a docstring line starting
+"Longer than 500 lines:"), so that a long file is a decision, not drift."""
+
+
+def test_engine_modules_are_short_or_say_why():
+    long = []
+    for path in (ROOT / "engine").rglob("*.py"):
+        text = path.read_text()
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if text.count("\n") > LONG_FILE_LINES and "Longer than 500 lines:" not in doc:
+            long.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert not long, long

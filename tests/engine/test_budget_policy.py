@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, load_config
+from engine.forecast import ForecastRequest
 from engine.forecasters import OracleForecaster
-from engine.policy import ForecastRequest
 from engine.sim import Simulation
 
 CASCADE = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "cascade.toml"

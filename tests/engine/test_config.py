@@ -1,5 +1,8 @@
 """Config is strict: every bad value is a one-line error naming the key and the value."""
 
+import copy
+import typing
+
 import pytest
 
 from engine.config import ConfigError, load_config, parse_override, resolve
@@ -119,3 +122,113 @@ def test_shipped_configs_load():
     for p in paths:
         cfg = load_config(p)
         assert cfg.markets
+
+
+# Every section whose fields declare a Range, where it sits in a config, and the rest of its
+# table (what makes it valid apart from the field under test).
+_TIERED = {
+    "model": "tiered",
+    "brackets": [{"floor_usd": 0, "initial_margin": 0.1, "maintenance_margin": 0.05}],
+}
+_SECTIONS = [
+    ("", "SimConfig", {}),
+    ("markets.0", "MarketConfig", {}),
+    ("markets.0.liquidation", "LiquidationConfig", {}),
+    (
+        "markets.0.margin",
+        "OIScaledMargin",
+        {"model": "oi_scaled", "initial_margin": 0.05, "maintenance_fraction": 0.6},
+    ),
+    (
+        "markets.0.margin",
+        "SizePremiumMargin",
+        {"model": "size_premium", "initial_margin": 0.1, "maintenance_margin": 0.05},
+    ),
+    ("markets.0.margin", "VolScaledMargin", {"model": "vol_scaled"}),
+    ("markets.0.margin.brackets.0", "Bracket", _TIERED["brackets"][0]),
+    ("accounts", "AccountsConfig", {}),
+    ("traders", "TradersConfig", {}),
+    ("keepers", "KeepersConfig", {}),
+    ("oracle", "OracleConfig", {}),
+    ("congestion", "CongestionConfig", {}),
+    ("circuit_breaker", "CircuitBreakerConfig", {}),
+    ("history", "HistoryConfig", {}),
+    ("policy", "PolicyConfig", {}),
+    ("index", "IndexConfig", {}),
+    ("shocks.0", "ShockConfig", {"market": "BTC", "tick": 5, "log_return": -0.1}),
+]
+
+
+def _place(data: dict, key: str, table: dict) -> None:
+    """Put ``table`` at dotted ``key`` of ``data``: a margin table whole, any other merged into
+    the section (list items by index; a bracket inside a tiered margin)."""
+    if key == "markets.0.margin":
+        data["markets"][0]["margin"] = copy.deepcopy(table)
+        return
+    node = data
+    for part in key.split(".") if key else []:
+        if part.isdigit():
+            node = node[int(part)]
+        elif part == "margin":
+            node = node.setdefault("margin", copy.deepcopy(_TIERED))
+        elif part == "shocks":
+            node = node.setdefault("shocks", [{}])
+        else:
+            node = node.setdefault(part, {})
+    node.update(copy.deepcopy(table))
+
+
+def _ranged_fields():
+    import engine.config as config
+    from engine.config.checks import declared_ranges
+
+    for key, name, table in _SECTIONS:
+        cls = getattr(config, name)
+        hints = typing.get_type_hints(cls)
+        for field, allowed in declared_ranges(cls):
+            yield key, table, field, allowed, hints[field]
+
+
+def test_every_section_with_declared_ranges_is_covered():
+    import dataclasses
+    import inspect
+
+    import engine.config as config
+    from engine.config.checks import declared_ranges
+
+    ranged = {
+        name
+        for name, cls in inspect.getmembers(config, inspect.isclass)
+        if dataclasses.is_dataclass(cls) and declared_ranges(cls)
+    }
+    assert ranged == {name for _, name, _ in _SECTIONS}
+
+
+@pytest.mark.parametrize(
+    ("key", "table", "field", "allowed", "kind"),
+    list(_ranged_fields()),
+    ids=[f"{k or 'run'}.{f}" for k, _, f, _, _ in _ranged_fields()],
+)
+def test_a_value_outside_a_declared_range_names_key_range_and_value(
+    key, table, field, allowed, kind
+):
+    """Each bound of each declared range, crossed by one, is refused through the TOML path
+    with the key, what the field must be and the value."""
+    outside = []
+    if allowed.gt is not None:
+        outside.append(allowed.gt)
+    if allowed.ge is not None:
+        outside.append(allowed.ge - 1)
+    if allowed.lt is not None:
+        outside.append(allowed.lt)
+    if allowed.le is not None:
+        outside.append(allowed.le + 1)
+    assert outside
+    for value in outside:
+        data = copy.deepcopy(BASE)
+        _place(data, key, {**table, field: value})
+        full = f"{key}.{field}" if key else field
+        value = kind(value)
+        with pytest.raises(ConfigError) as e:
+            resolve(data)
+        assert str(e.value) == f"{full} must be {allowed.describe()}, was {value}"

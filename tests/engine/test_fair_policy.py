@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from engine.config import load_config
 from engine.draws import Draws, Purpose, poisson_count
+from engine.forecast import ForecastRequest
 from engine.forecasters import BreachedOnlyForecaster, RandomRankingForecaster
 from engine.outcomes import all_in_cost, run_outcomes
-from engine.policy import ForecastRequest, base_breach
+from engine.policy import base_breach
 from engine.sim import Simulation
 
 CASCADE = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "cascade.toml"

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.config import load_config
-from engine.policy import Fallback
+from engine.forecast import Fallback
 from engine.sim import Simulation
 from pipelines.cli import main
 from predictor import pyfunc as pyfunc_module

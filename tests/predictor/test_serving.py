@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.config import load_config
-from engine.policy import Fallback, ForecasterSchemaError, ForecastRequest
+from engine.forecast import Fallback, ForecasterSchemaError, ForecastRequest
 from engine.sim import Simulation
 from engine.valuation import margin_of, margin_rows
 from predictor.features import (

@@ -1,0 +1,148 @@
+"""Margin models: one section each; the TOML key ``model`` picks which."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from engine.config.checks import Count, NonNegative, Positive, Range, check_ranges, require
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """One notional bracket: rates apply to the part of a position above ``floor_usd``."""
+
+    floor_usd: float
+    initial_margin: Annotated[float, Range(le=1)]
+    maintenance_margin: Positive
+
+    def __post_init__(self) -> None:
+        require(
+            self.floor_usd >= 0 and self.floor_usd == int(self.floor_usd),
+            "floor_usd",
+            f"must be a whole non-negative number of quote units, was {self.floor_usd}",
+        )
+        check_ranges(self)
+        require(
+            self.maintenance_margin < self.initial_margin,
+            "maintenance_margin",
+            f"must be below initial_margin, was {self.maintenance_margin} >= {self.initial_margin}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TieredMargin:
+    """Static brackets with maintenance deduction (Binance / Hyperliquid)."""
+
+    brackets: tuple[Bracket, ...]
+    model: Literal["tiered"] = "tiered"
+
+    def __post_init__(self) -> None:
+        require(len(self.brackets) > 0, "brackets", "must hold at least one bracket, was empty")
+        require(
+            self.brackets[0].floor_usd == 0,
+            "brackets.0.floor_usd",
+            f"must be 0, was {self.brackets[0].floor_usd}",
+        )
+        for i in range(1, len(self.brackets)):
+            a, b = self.brackets[i - 1], self.brackets[i]
+            require(
+                b.floor_usd > a.floor_usd,
+                f"brackets.{i}.floor_usd",
+                f"must rise from bracket to bracket, was {b.floor_usd} <= {a.floor_usd}",
+            )
+            require(
+                b.maintenance_margin >= a.maintenance_margin
+                and b.initial_margin >= a.initial_margin,
+                f"brackets.{i}",
+                "rates must not fall as notional rises (margin must grow with size), "
+                f"was {b.initial_margin}/{b.maintenance_margin} after "
+                f"{a.initial_margin}/{a.maintenance_margin}",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class OIScaledMargin:
+    """dYdX v4: open-interest-scaled initial margin (OIMF); maintenance from the base IMF."""
+
+    initial_margin: Annotated[float, Range(gt=0, le=1)]
+    maintenance_fraction: Annotated[
+        float, Range(gt=0, lt=1, note="so maintenance is below initial margin")
+    ]
+    oi_lower_cap_usd: float = 0.0
+    oi_upper_cap_usd: float = 0.0
+    model: Literal["oi_scaled"] = "oi_scaled"
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        require(
+            self.oi_upper_cap_usd == 0 or self.oi_upper_cap_usd > self.oi_lower_cap_usd >= 0,
+            "oi_upper_cap_usd",
+            f"must be 0 (disabled) or above oi_lower_cap_usd >= 0, was {self.oi_upper_cap_usd} "
+            f"with lower {self.oi_lower_cap_usd}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SizePremiumMargin:
+    """Drift v2: margin ratios raised by sqrt(size) x imf_factor for large positions."""
+
+    initial_margin: float
+    maintenance_margin: float
+    imf_factor: NonNegative = 0.0
+    model: Literal["size_premium"] = "size_premium"
+
+    def __post_init__(self) -> None:
+        require(
+            0 < self.maintenance_margin < self.initial_margin <= 1,
+            "maintenance_margin",
+            f"must be positive and below initial_margin <= 1, was {self.maintenance_margin} >= "
+            f"{self.initial_margin}"
+            if self.maintenance_margin >= self.initial_margin
+            else f"must be positive and below initial_margin <= 1, was {self.maintenance_margin}",
+        )
+        check_ranges(self)
+
+
+@dataclass(frozen=True, slots=True)
+class VolScaledMargin:
+    """Volatility-scaled margin: MMF = clip(z x EWMA sigma x sqrt(MPOR), floor, cap).
+
+    The rate may rise by at most ``max_rise_per_step`` (relative) per step: the
+    anti-procyclicality rule that stops margin from jumping in the middle of a crash.
+    """
+
+    z: Positive = 3.0
+    margin_period_ticks: Count = 60
+    ewma_half_life_ticks: Positive = 60.0
+    floor_maintenance: float = 0.01
+    cap_maintenance: float = 0.5
+    max_rise_per_step: Positive = 0.05
+    initial_over_maintenance: Annotated[
+        float, Range(gt=1, note="so maintenance is below initial margin")
+    ] = 1.5
+    model: Literal["vol_scaled"] = "vol_scaled"
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        require(
+            0 < self.floor_maintenance < self.cap_maintenance,
+            "floor_maintenance",
+            f"must be positive and below cap_maintenance, was {self.floor_maintenance} >= "
+            f"{self.cap_maintenance}",
+        )
+        require(
+            self.cap_maintenance * self.initial_over_maintenance <= 1,
+            "cap_maintenance",
+            f"times initial_over_maintenance must be <= 1, was "
+            f"{self.cap_maintenance * self.initial_over_maintenance}",
+        )
+
+
+MarginModel = TieredMargin | OIScaledMargin | SizePremiumMargin | VolScaledMargin
+MARGIN_MODELS: dict[str, type] = {
+    "tiered": TieredMargin,
+    "oi_scaled": OIScaledMargin,
+    "size_premium": SizePremiumMargin,
+    "vol_scaled": VolScaledMargin,
+}
