@@ -192,25 +192,6 @@ class Simulation:
         return self.market.t
 
     @property
-    def screen(self) -> bool:
-        """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
-        return self.breach_screen.enabled
-
-    @screen.setter
-    def screen(self, on: bool) -> None:
-        self.breach_screen.enabled = on
-
-    @property
-    def liquidation_impact(self) -> bool:
-        """Liquidation orders move the book (off: the counterfactual that measures how much
-        liquidations amplify a crash)."""
-        return self.liquidator.impact
-
-    @liquidation_impact.setter
-    def liquidation_impact(self, on: bool) -> None:
-        self.liquidator.impact = on
-
-    @property
     def evaluated_rows_total(self) -> int:
         """Account rows whose margin was evaluated exactly, over the run."""
         return self.breach_screen.evaluated_rows_total

@@ -59,7 +59,7 @@ def describe(cfg: SimConfig) -> tuple[Simulation, list[dict[str, float]]]:
     sim = Simulation(cfg)
     sim.run()
     calm = Simulation(cfg)
-    calm.liquidation_impact = False
+    calm.liquidator.impact = False
     calm.run()
     out = []
     for k in range(len(cfg.markets)):

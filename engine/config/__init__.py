@@ -1,10 +1,11 @@
 """Typed, strict config: TOML under venue preset defaults, then overrides, as frozen dataclasses.
 
 One module per part of the venue, each section declaring its fields' ranges once in their
-annotations (:mod:`engine.config.checks`); every error names the key and the value, e.g.
+annotations (:mod:`engine.config.ranges`); every error names the key and the value, e.g.
 ``markets.0.margin.brackets.0.maintenance_margin must be below initial_margin, was 0.1 >= 0.05``.
 
-- :mod:`~engine.config.checks` — ConfigError, the engine's bounds, declared ranges;
+- :mod:`~engine.config.checks` — ConfigError and the engine's bounds;
+- :mod:`~engine.config.ranges` — declared field ranges and the ``section`` decorator;
 - :mod:`~engine.config.margin` — the margin models;
 - :mod:`~engine.config.market` — a market and its liquidation rules;
 - :mod:`~engine.config.population` — accounts and traders;
@@ -25,8 +26,6 @@ from engine.config.checks import (
     MAX_STEPS,
     MAX_USD,
     ConfigError,
-    Range,
-    physical_memory,
 )
 from engine.config.loading import apply_override, load_config, parse_override, resolve
 from engine.config.margin import (
@@ -48,7 +47,8 @@ from engine.config.operations import (
 from engine.config.policy import POLICIES, PolicyConfig
 from engine.config.population import AccountsConfig, TradersConfig
 from engine.config.prices import IndexConfig, ShockConfig
-from engine.config.run import HistoryConfig, SimConfig
+from engine.config.ranges import Range
+from engine.config.run import HistoryConfig, SimConfig, physical_memory
 
 __all__ = [
     "MARGIN_MODELS",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from engine.config.checks import Count, NonNegative, Positive, Range, check_ranges, require
+from engine.config.checks import require
+from engine.config.ranges import Count, NonNegative, Positive, Range, section
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class Bracket:
     """One notional bracket: rates apply to the part of a position above ``floor_usd``."""
 
@@ -22,7 +22,6 @@ class Bracket:
             "floor_usd",
             f"must be a whole non-negative number of quote units, was {self.floor_usd}",
         )
-        check_ranges(self)
         require(
             self.maintenance_margin < self.initial_margin,
             "maintenance_margin",
@@ -30,7 +29,7 @@ class Bracket:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class TieredMargin:
     """Static brackets with maintenance deduction (Binance / Hyperliquid)."""
 
@@ -61,7 +60,7 @@ class TieredMargin:
             )
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class OIScaledMargin:
     """dYdX v4: open-interest-scaled initial margin (OIMF); maintenance from the base IMF."""
 
@@ -74,7 +73,6 @@ class OIScaledMargin:
     model: Literal["oi_scaled"] = "oi_scaled"
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(
             self.oi_upper_cap_usd == 0 or self.oi_upper_cap_usd > self.oi_lower_cap_usd >= 0,
             "oi_upper_cap_usd",
@@ -83,7 +81,7 @@ class OIScaledMargin:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class SizePremiumMargin:
     """Drift v2: margin ratios raised by sqrt(size) x imf_factor for large positions."""
 
@@ -101,10 +99,9 @@ class SizePremiumMargin:
             if self.maintenance_margin >= self.initial_margin
             else f"must be positive and below initial_margin <= 1, was {self.maintenance_margin}",
         )
-        check_ranges(self)
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class VolScaledMargin:
     """Volatility-scaled margin: MMF = clip(z x EWMA sigma x sqrt(MPOR), floor, cap).
 
@@ -124,7 +121,6 @@ class VolScaledMargin:
     model: Literal["vol_scaled"] = "vol_scaled"
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(
             0 < self.floor_maintenance < self.cap_maintenance,
             "floor_maintenance",

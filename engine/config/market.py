@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Literal
 
-from engine.config.checks import (
-    NonNegative,
-    Positive,
-    PositiveShare,
-    Range,
-    Share,
-    check_ranges,
-    require,
-)
+from engine.config.checks import require
 from engine.config.margin import MarginModel
+from engine.config.ranges import NonNegative, Positive, PositiveShare, Range, Share, section
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class LiquidationConfig:
     """How a breached position is closed and who is paid."""
 
@@ -28,11 +21,8 @@ class LiquidationConfig:
     min_notional_usd: NonNegative = 1_000.0
     max_portion: PositiveShare = 1.0
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
-
-@dataclass(frozen=True, slots=True)
+@section
 class MarketConfig:
     """One perpetual market."""
 
@@ -65,4 +55,3 @@ class MarketConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.name), "name", "must not be empty, was ''")
-        check_ranges(self)

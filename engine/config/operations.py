@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from engine.config.checks import (
-    Count,
-    NonNegative,
-    NonNegativeInt,
-    Positive,
-    Range,
-    check_ranges,
-)
+from engine.config.ranges import Count, NonNegative, NonNegativeInt, Positive, Range, section
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class KeepersConfig:
     """Liquidators: how late they see a breach and how many liquidations fit in a block."""
 
@@ -23,11 +15,8 @@ class KeepersConfig:
     latency_ticks: NonNegativeInt = 1
     capacity_per_block: Count = 50
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
-
-@dataclass(frozen=True, slots=True)
+@section
 class OracleConfig:
     """The external index as the venue sees it: late, and sometimes not at all."""
 
@@ -35,11 +24,8 @@ class OracleConfig:
     stale_probability: Annotated[float, Range(ge=0, lt=1)] = 0.0
     max_age_ticks: Count = 5
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
-
-@dataclass(frozen=True, slots=True)
+@section
 class CongestionConfig:
     """Network congestion when volatility spikes: fewer liquidations fit in a block, keepers
     land later and the oracle lags more.
@@ -55,16 +41,10 @@ class CongestionConfig:
     extra_latency_ticks: NonNegativeInt = 3
     extra_oracle_delay_ticks: NonNegativeInt = 2
 
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
-
-@dataclass(frozen=True, slots=True)
+@section
 class CircuitBreakerConfig:
     """Pause liquidations in a market whose oracle is stale or far from the mark."""
 
     enabled: bool = True
     max_deviation: Positive = 0.05
-
-    def __post_init__(self) -> None:
-        check_ranges(self)

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
-from engine.config.checks import (
+from engine.config.checks import require
+from engine.config.ranges import (
     Count,
     NonNegative,
     NonNegativeInt,
     Positive,
     PositiveShare,
-    check_ranges,
-    require,
+    section,
 )
 
 POLICIES = ("static", "vol_scaled", "oi_scaled", "predictive")
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class PolicyConfig:
     """How the venue sets requirements on top of each market's margin model, and acts early.
 
@@ -114,4 +113,3 @@ class PolicyConfig:
             f"must be a whole number of actions per forecast with the budget allocation, "
             f"was {self.knob}",
         )
-        check_ranges(self)

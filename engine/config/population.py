@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from engine.config.checks import (
-    Count,
-    NonNegative,
-    NonNegativeInt,
-    Positive,
-    Range,
-    Share,
-    check_ranges,
-    require,
-)
+from engine.config.checks import require
+from engine.config.ranges import Count, NonNegative, NonNegativeInt, Positive, Range, Share, section
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class AccountsConfig:
     """The starting population: a snapshot of accounts already holding positions."""
 
@@ -34,7 +25,6 @@ class AccountsConfig:
     whale_size_multiple: Positive = 50.0
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(
             0 < self.leverage_min <= self.leverage_max,
             "leverage_min",
@@ -49,7 +39,7 @@ class AccountsConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class TradersConfig:
     """Who trades and when.
 
@@ -95,4 +85,3 @@ class TradersConfig:
                 name,
                 f"must be [low, high] with 0 < low <= high, was {list(v)}",
             )
-        check_ranges(self)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from engine.config.checks import Count, NonNegative, Positive, Range, check_ranges, require
+from engine.config.checks import require
+from engine.config.ranges import Count, NonNegative, Positive, Range, section
 
 Correlation = Annotated[float, Range(gt=-1, lt=1)]
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class IndexConfig:
     """How the external index moves: the process, its parameters, and cross-market correlation.
 
@@ -39,7 +39,6 @@ class IndexConfig:
     """Which gap-free segment to replay when gaps are split (-1: the longest)."""
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(
             self.garch_alpha + self.garch_beta < 1,
             "garch_beta",
@@ -58,7 +57,7 @@ class IndexConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class ShockConfig:
     """A deterministic move of one market's index, added to its random path (a crash or a gap)."""
 
@@ -68,7 +67,6 @@ class ShockConfig:
     over_ticks: Count = 1
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(
             abs(self.log_return) <= 5,
             "log_return",

@@ -6,21 +6,10 @@ import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any
 
-from engine.config.checks import (
-    MAX_ACCOUNTS,
-    MAX_STEPS,
-    MAX_USD,
-    Count,
-    NonNegativeInt,
-    Range,
-    check_ranges,
-    physical_memory,
-    require,
-    sci,
-)
+from engine.config.checks import MAX_ACCOUNTS, MAX_STEPS, MAX_USD, require, sci
 from engine.config.market import MarketConfig
 from engine.config.operations import (
     CircuitBreakerConfig,
@@ -31,9 +20,10 @@ from engine.config.operations import (
 from engine.config.policy import PolicyConfig
 from engine.config.population import AccountsConfig, TradersConfig
 from engine.config.prices import IndexConfig, ShockConfig
+from engine.config.ranges import Count, NonNegativeInt, Range, section
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class HistoryConfig:
     """What a run records for training: sampled account rows and their breach labels."""
 
@@ -42,7 +32,6 @@ class HistoryConfig:
     horizons_minutes: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0)
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(
             len(self.horizons_minutes) >= 1 and all(h > 0 for h in self.horizons_minutes),
             "horizons_minutes",
@@ -50,7 +39,7 @@ class HistoryConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@section
 class SimConfig:
     """A whole run."""
 
@@ -72,7 +61,6 @@ class SimConfig:
     shocks: tuple[ShockConfig, ...] = ()
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         require(len(self.markets) >= 1, "markets", "must hold at least one market, was empty")
         names = [m.name for m in self.markets]
         require(len(set(names)) == len(names), "markets", f"names must be unique, was {names}")
@@ -161,3 +149,13 @@ class SimConfig:
         """Return a stable SHA-256 of the resolved config."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def physical_memory() -> int | None:
+    """Return this machine's memory in bytes, or None where it cannot be read."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None

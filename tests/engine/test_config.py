@@ -180,7 +180,7 @@ def _place(data: dict, key: str, table: dict) -> None:
 
 def _ranged_fields():
     import engine.config as config
-    from engine.config.checks import declared_ranges
+    from engine.config.ranges import declared_ranges
 
     for key, name, table in _SECTIONS:
         cls = getattr(config, name)
@@ -194,7 +194,7 @@ def test_every_section_with_declared_ranges_is_covered():
     import inspect
 
     import engine.config as config
-    from engine.config.checks import declared_ranges
+    from engine.config.ranges import declared_ranges
 
     ranged = {
         name

@@ -217,7 +217,7 @@ def _assert_same_run(a: Simulation, b: Simulation) -> None:
 def _screened_and_full(cfg) -> tuple[Simulation, Simulation]:
     """Run a config with the breach screen and with every account evaluated every block."""
     screened, full = Simulation(cfg), Simulation(cfg)
-    full.screen = False
+    full.breach_screen.enabled = False
     screened.run()
     full.run()
     _assert_same_run(screened, full)
