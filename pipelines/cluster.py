@@ -71,6 +71,10 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # Even without a dashboard the scheduler serves its health and metrics routes,
+            # by default on port 8787 of every interface: a second cluster on the machine then
+            # warns on the terminal, and the port is open to the network. A free loopback port.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             # Dask's terminal logging is muted; the worker plugin and _logs_to send everything
             # from warnings up to the log file instead.
             silence_logs=logging.CRITICAL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import numpy as np
@@ -150,8 +151,6 @@ def trained_model(small_histories, tmp_path_factory):
 @pytest.fixture(autouse=True, scope="session")
 def _compiled_model_cache(tmp_path_factory):
     """Keep compiled forecasters of the test session out of the user's cache."""
-    import os
-
     previous = os.environ.get("PREDLIQ_CACHE")
     os.environ["PREDLIQ_CACHE"] = str(tmp_path_factory.mktemp("predliq-cache"))
     yield
@@ -166,10 +165,12 @@ def _compiled_model_cache(tmp_path_factory):
 _INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""This pytest-xdist worker's name (gw0, gw1...), None when the suite runs in one process."""
+
+
 def _group_members() -> set[int]:
     """Process ids in this process's group (what a shell pipeline or CI started with it)."""
-    import os
-
     import psutil
 
     group, members = os.getpgrp(), set()
@@ -193,7 +194,11 @@ def _started_by_this_session(before: set[int]) -> list:
     found = {p.pid: p for p in me.children(recursive=True)}
     for pid in _group_members() - before - {me.pid}:
         try:
-            found.setdefault(pid, psutil.Process(pid))
+            p = psutil.Process(pid)
+            # With the suite spread over workers (pytest-xdist), the other worker's processes
+            # share the group: only orphans that inherited this worker's name are its own.
+            if p.environ().get("PYTEST_XDIST_WORKER") == _WORKER:
+                found.setdefault(pid, p)
         except psutil.Error:
             continue
     alive = []

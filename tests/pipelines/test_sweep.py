@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,9 +101,16 @@ def test_sigkill_mid_sweep_then_rerun_gives_the_uninterrupted_files(tmp_path):
 
 
 def test_a_bad_input_found_inside_a_worker_is_one_line_as_in_a_serial_run(tmp_path, broken_replay):
-    """The workers' tracebacks go to the log file; the terminal gets the serial run's line."""
+    """The workers' tracebacks go to the log file; the terminal gets the serial run's line —
+    also when another cluster on the machine holds Dask's usual HTTP port, 8787 (held here)."""
+    import socket
+
     from pipelines.cluster import WORKER_LOG
 
+    held = socket.socket()
+    with contextlib.suppress(OSError):  # already taken by someone else: just as good
+        held.bind(("0.0.0.0", 8787))
+        held.listen()
     bad = broken_replay("high", "-1")
     before = WORKER_LOG.stat().st_size if WORKER_LOG.exists() else 0
     command = [sys.executable, "-m", "pipelines.cli", "simulate", "--config", "replay"]
@@ -120,6 +128,7 @@ def test_a_bad_input_found_inside_a_worker_is_one_line_as_in_a_serial_run(tmp_pa
     assert len(error) == 1 and "line 6" in error[0]
     assert parallel.stderr.strip().splitlines() == error, parallel.stderr
     assert WORKER_LOG.read_text()[before:].count("Compute Failed") >= 1
+    held.close()
 
 
 def test_a_parallel_sweep_stopped_midway_leaves_no_process(tmp_path, sig=signal.SIGINT):
@@ -129,10 +138,13 @@ def test_a_parallel_sweep_stopped_midway_leaves_no_process(tmp_path, sig=signal.
 
     out = tmp_path / "stopped"
     cmd = [sys.executable, "-m", "pipelines.cli", "simulate", "--config", str(CASCADE)]
-    cmd += ["--seeds", "0-7", "--workers", "2", "--out", str(out), *SMALL]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    # Far more seeds than can finish between the first partition and the signal, even when
+    # the machine is busy (8 seeds once all finished first, with another suite running).
+    cmd += ["--seeds", "0-199", "--workers", "2", "--out", str(out), *SMALL]
+    with (tmp_path / "stderr.txt").open("w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+        )
     deadline = time.time() + 180
     while not any(out.rglob("manifest.json")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -140,7 +152,7 @@ def test_a_parallel_sweep_stopped_midway_leaves_no_process(tmp_path, sig=signal.
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert workers, "a 2-worker sweep runs worker processes"
     os.kill(proc.pid, sig)
-    assert proc.wait(timeout=60) != 0
+    assert proc.wait(timeout=60) != 0, (tmp_path / "stderr.txt").read_text()[-2000:]
     _, left = psutil.wait_procs(workers, timeout=15)
     group = [p for p in psutil.process_iter() if _group_of(p) == proc.pid]
     for p in left + group:
