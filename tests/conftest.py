@@ -195,8 +195,9 @@ def _started_by_this_session(before: set[int]) -> list:
     for pid in _group_members() - before - {me.pid}:
         try:
             p = psutil.Process(pid)
-            # With the suite spread over workers (pytest-xdist), the other worker's processes
-            # share the group: only orphans that inherited this worker's name are its own.
+            # With the suite spread over workers (`pytest -n` with pytest-xdist installed), the
+            # other worker's processes share the group: only orphans that inherited this
+            # worker's name are its own.
             if p.environ().get("PYTEST_XDIST_WORKER") == _WORKER:
                 found.setdefault(pid, p)
         except psutil.Error:
