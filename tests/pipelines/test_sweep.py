@@ -138,7 +138,9 @@ def test_a_parallel_sweep_stopped_midway_leaves_no_process(tmp_path, sig=signal.
 
     out = tmp_path / "stopped"
     cmd = [sys.executable, "-m", "pipelines.cli", "simulate", "--config", str(CASCADE)]
-    cmd += ["--seeds", "0-7", "--workers", "2", "--out", str(out), *SMALL]
+    # Far more seeds than can finish before the signal: on a slow machine 8 small seeds all
+    # finished first (a clean-clone run on 2026-12-03; the stderr shows all 8 done).
+    cmd += ["--seeds", "0-199", "--workers", "2", "--out", str(out), *SMALL]
     with (tmp_path / "stderr.txt").open("w") as log:
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
