@@ -27,6 +27,13 @@ class EventKind(IntEnum):
     DEPOSIT = 12
     DERISK = 13
     """A pre-emptive reduction by the predictive policy (a market order, no penalty)."""
+    BACKSTOP = 14
+    """The liquidator vault takes over an account: its positions at the mark, then the margin
+    it has left (or its deficit); ``counterparty`` is the vault's row."""
+    VAULT_UNWIND = 15
+    """The liquidator vault sells part of what it took over, as a market order on the book."""
+    FEE_POOL_PAYOUT = 16
+    """The market's fee pool pays part of a bankrupt account's loss for good (Drift)."""
 
 
 # Ledger accounts that are not rows of the account table, as ``counterparty`` codes.

@@ -25,15 +25,17 @@ import numpy as np
 
 from engine.adl import Deleveraging
 from engine.book import Book
-from engine.events import FEE_POOL, INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind, EventLog
+from engine.events import INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
 from engine.market import MarketState
 from engine.rules import Batch, VenueRules
+from engine.socialized import Socialization
 from engine.state import Ledger, exact_sum
 from engine.units import as_int64
 from engine.valuation import book_fills, insurance_available, margin_rows
+from engine.vault import Vault
 from engine.venue import MAKER, VenueModel
-from engine.venues import drift_v2, dydx_v4
+from engine.venues import dydx_v4
 
 STAT_FIELDS = (
     "liquidations",
@@ -113,6 +115,7 @@ class Liquidator:
         venue: VenueModel,
         market: MarketState,
         requirement_scale: RequirementScale,
+        vault: Vault | None = None,
     ) -> None:
         self.ledger = ledger
         self.book = book
@@ -120,11 +123,20 @@ class Liquidator:
         self.venue = venue
         self.market = market
         self.scale = requirement_scale
+        self.vault = vault
+        """The venue's liquidator vault, which takes over the units a market's rules backstop."""
         self.adl = Deleveraging(ledger, events, market)
         self.impact = True
         """Liquidation orders move the book (off: they fill at book prices but leave the book as
         it was, the counterfactual that measures how much liquidations amplify a crash)."""
-        self._pending_social = np.zeros(venue.m, np.int64)
+        self.social = Socialization(ledger, events, market, venue)
+        self.cooldown_ticks = np.array(
+            [-(-mk.liquidation.cooldown_ms // venue.tick_ms) for mk in venue.markets], np.int64
+        )
+        """Blocks between two liquidations of one unit per market (Hyperliquid's 30 s)."""
+        self._last_liquidated: np.ndarray | None = None
+        if (self.cooldown_ticks > 1).any():
+            self._last_liquidated = np.full(ledger.size.shape, np.iinfo(np.int64).min // 2)
         self.count = 0
         """Liquidations so far; keeper rewards rotate with it."""
         self._scratch: np.ndarray | None = None
@@ -207,12 +219,19 @@ class Liquidator:
             flow = np.where(off_book, 0, flow)
             paid = np.where(off_book, 0, payout)
         fund_before = int(self.ledger.insurance[k]) + np.cumsum(flow) - flow
-        available = fund_before
+        available = fund_before - int(venue.insurance_floor[k])
+        paid_before = np.cumsum(paid) - paid
         cap = int(venue.insurance_cap[k])
         if cap > 0:
-            paid_before = int(market.insurance_paid_block[k]) + np.cumsum(paid) - paid
-            available = np.minimum(available, cap - paid_before)
-        accepted = rules.accepts_fill(b, fill_q)
+            available = np.minimum(
+                available, cap - (int(market.insurance_paid_block[k]) + paid_before)
+            )
+        total = int(venue.insurance_total_cap[k])
+        if total >= 0:
+            available = np.minimum(
+                available, total - (int(market.insurance_paid_total[k]) + paid_before)
+            )
+        accepted = rules.accepts_fill(b, fill_q, d)
         fast = accepted & ((d >= 0) | (payout <= available))
         return Plan(
             dsize,
@@ -243,6 +262,13 @@ class Liquidator:
         beyond the plan), ends the batch after itself; so does an ADL that reaches a later unit.
         """
         adl_market = self.venue.markets[k].loss_resolution == "adl"
+        since = self._last_liquidated
+        if since is not None and self.cooldown_ticks[k] > 1:
+            rested = self.market.t - since[rows, k] >= self.cooldown_ticks[k]
+            rows, ticks_in_breach = rows[rested], ticks_in_breach[rested]
+            # Each is liquidated now, unless earlier liquidations of the block lifted it out of
+            # breach (it then waits out the cooldown too, a block or two early at most).
+            since[rows, k] = self.market.t
         pending, ticks = rows, ticks_in_breach
         b: Batch | None = None
         while pending.size:
@@ -253,6 +279,13 @@ class Liquidator:
                 b, pending, ticks = b.take(live), pending[live], ticks[live]
                 if not len(b):
                     return
+            if self.venue.rules[k].has_backstop:
+                vaulted = self.venue.rules[k].backstop(b)
+                if vaulted.any():
+                    self._take_over(b.rows[vaulted], k, stats)
+                    b, pending, ticks = b.take(~vaulted), pending[~vaulted], ticks[~vaulted]
+                    if not len(b):
+                        return
             p, off, settled = self._plan_settled(b, k, adl_market)
             # Units up to ``last`` are planned exactly (each on the state the ones before it
             # leave); the plan of the units after a surprise or a socialized loss is not.
@@ -288,6 +321,21 @@ class Liquidator:
                     break
             pending, ticks = pending[i:], ticks[i:]
             b = None if rebatch else b.take(slice(i, None))
+
+    def _count_payout(self, k: int, amount: int) -> None:
+        """Add an insurance payout to the fund's per-block and whole-run tallies."""
+        self.market.insurance_paid_block[k] += amount
+        self.market.insurance_paid_total[k] += amount
+
+    def _take_over(self, rows: np.ndarray, k: int, stats: BlockStats) -> None:
+        """Hand units to the liquidator vault; a deficit it absorbs is the run's bad debt."""
+        if self.vault is None:
+            raise RuntimeError(f"market {k} backstops accounts but the run has no vault")
+        notional, absorbed = self.vault.take_over(rows, k)
+        self.count += rows.size
+        stats.liquidations[k] += rows.size
+        stats.liquidated_notional[k] += notional
+        stats.bad_debt[k] += absorbed
 
     def _plan_settled(
         self, b: Batch, k: int, adl_market: bool
@@ -343,7 +391,7 @@ class Liquidator:
             paid = exact_sum(p.payout)
             led.credit(rows[bankrupt], k, p.payout[bankrupt])
             led.add_insurance(k, -paid)
-            self.market.insurance_paid_block[k] += paid
+            self._count_payout(k, paid)
             self.events.add(
                 t,
                 EventKind.BAD_DEBT,
@@ -418,61 +466,15 @@ class Liquidator:
         if available > 0:
             led.add_insurance(k, -available)
             led.credit_one(i, k, available)
-            self.market.insurance_paid_block[k] += available
+            self._count_payout(k, available)
             self.events.add_one(t, EventKind.INSURANCE_PAYOUT, i, k, INSURANCE_FUND, 0, available)
             stats.insurance_paid[k] += available
-        self._socialize(i, k, loss - available, stats)
+        stats.socialized[k] += self.social.cover(i, k, loss - available)
         return _NONE
 
-    def _socialize(self, i: int, k: int, loss: int, stats: BlockStats) -> None:
-        """Make account i whole for ``loss`` now; charge every open position at block end (Drift).
-
-        The fee pool advances the amount (Drift's waterfall also draws on it before
-        socializing) and is repaid by :meth:`end_block`.
-        """
-        self.ledger.credit_one(i, k, loss)
-        self.ledger.add_fee_pool(k, -loss)
-        self._pending_social[k] += loss
-        self.events.add_one(self.market.t, EventKind.SOCIALIZED_LOSS, i, k, FEE_POOL, 0, loss)
-        stats.socialized[k] += loss
-
     def end_block(self) -> None:
-        """Charge this block's socialized losses to all open positions, pro rata to base size."""
-        led = self.ledger
-        for k in np.flatnonzero(self._pending_social).tolist():
-            loss = int(self._pending_social[k])
-            self._pending_social[k] = 0
-            col = led.size[:, k]
-            holders = np.nonzero(col)[0]
-            exponent = self.venue.markets[k].base_quantum_exponent
-            drift_base = _to_drift_base(col[holders], exponent)
-            longs = int(drift_base[drift_base > 0].sum())
-            shorts = int(drift_base[drift_base < 0].sum())
-            delta = drift_v2.calculate_funding_rate_deltas_to_resolve_bankruptcy(
-                -loss, longs, shorts
-            )
-            # Every holder pays ceil(|base| x delta); the rounding surplus stays in the fee pool.
-            # With no open position left, the fee pool keeps the loss (a visible deficit).
-            pays = drift_v2.socialized_loss_payments_array(loss, drift_base, delta)
-            led.credit(holders, k, -pays)
-            led.add_fee_pool(k, exact_sum(pays))
-            self.events.add_one(
-                self.market.t,
-                EventKind.SOCIALIZED_LOSS,
-                NOBODY,
-                int(k),
-                FEE_POOL,
-                0,
-                -int(pays.sum()),
-                delta / 1e9,
-            )
-
-
-def _to_drift_base(size: np.ndarray, exponent: int) -> np.ndarray:
-    shift = 9 + exponent
-    if shift >= 0:
-        return size * 10**shift
-    return np.sign(size) * (np.abs(size) // 10**-shift)
+        """Charge this block's socialized losses to the open positions."""
+        self.social.end_block()
 
 
 _NONE = np.empty(0, np.int64)

@@ -2,7 +2,7 @@
 
 :class:`MarketState` is owned by the step loop. Only :class:`PriceStep` (once per block, before
 anything trades) and :func:`refresh_open_interest` (after trades) write it; liquidation writes
-only ``insurance_paid_block``. Every other part reads it.
+only the insurance tallies. Every other part reads it.
 
 Per block, the price step:
 
@@ -57,6 +57,8 @@ class MarketState:
     paused: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     insurance_paid_block: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """What each insurance fund paid out in this block (the per-block cap counts it)."""
+    insurance_paid_total: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """What each insurance fund paid out since the start (Drift's tier cap counts it)."""
     funding_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _contexts: list[MarginContext] | None = None
 
@@ -80,6 +82,7 @@ class MarketState:
             oi_notional=np.zeros(m, np.int64),
             paused=np.zeros(m, bool),
             insurance_paid_block=np.zeros(m, np.int64),
+            insurance_paid_total=np.zeros(m, np.int64),
             funding_rate=np.zeros(m),
         )
         update_vol_margin(market, venue)

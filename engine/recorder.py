@@ -185,7 +185,7 @@ class Recorder:
 
     def sample(self) -> None:
         """Record one row per trader with its margin state at the end of this block."""
-        self._samples.append(self.account_rows(np.arange(1, self.ledger.size.shape[0])))
+        self._samples.append(self.account_rows(np.flatnonzero(~self.ledger.is_maker)))
 
     def account_rows(self, accounts: np.ndarray) -> dict[str, np.ndarray]:
         """Return the sampled-account columns of ``accounts`` (trader ids) at this block.
@@ -410,7 +410,7 @@ class Recorder:
         mark = r["mark_price"][:t_end]
         return {
             "steps": int(self.market.t),
-            "accounts": int(self.ledger.size.shape[0] - 1),
+            "accounts": int((~self.ledger.is_maker).sum()),
             "liquidations": int(r["liquidations"][1:t_end].sum()),
             "liquidated_notional": float(r["liquidated_notional"][1:t_end].sum()),
             "bad_debt": float(r["bad_debt"][1:t_end].sum()),

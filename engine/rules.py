@@ -10,6 +10,7 @@ functions live in :mod:`engine.venues`; this module applies them to batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from fractions import Fraction
 
 import numpy as np
 
@@ -75,13 +76,25 @@ class VenueRules:
         self.keeper_share_ppm = to_ppm(liq.keeper_share)
         self.min_notional = int(round(liq.min_notional_usd * QUOTE_QUANTUMS_PER_UNIT))
         self.max_portion_ppm = to_ppm(liq.max_portion)
+        self.max_account_notional = int(liq.max_notional_per_block_usd * QUOTE_QUANTUMS_PER_UNIT)
+        """Most notional of one unit closed per block, quote quantums (0: no limit)."""
+        self.max_insurance_lost = int(
+            liq.max_insurance_lost_per_block_usd * QUOTE_QUANTUMS_PER_UNIT
+        )
+        """Most the insurance fund may lose on one unit per block, quote quantums (0: no limit)."""
         self.tick_ms = tick_ms
 
     def block_bounds(self, b: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """Return (max, min) notional this block may liquidate (dYdX's per-position rule)."""
-        return dydx_v4.max_and_min_position_notional_liquidatable_array(
+        """Return (max, min) notional this block may liquidate: dYdX's per-position rule, then
+        its per-subaccount limit (a unit is liquidated at most once per block, as a dYdX
+        subaccount-perpetual pair is, so the whole limit is left for it)."""
+        max_liq, min_liq = dydx_v4.max_and_min_position_notional_liquidatable_array(
             b.notional, self.min_notional, self.max_portion_ppm
         )
+        if self.max_account_notional:
+            max_liq = np.minimum(max_liq, self.max_account_notional)
+            min_liq = np.minimum(min_liq, max_liq)
+        return max_liq, min_liq
 
     def target_notional(self, b: Batch) -> np.ndarray:
         """Return the notional to close so that equity >= MM + buffer x notional again (Drift).
@@ -122,8 +135,19 @@ class VenueRules:
         keeper = mul_ppm(total, self.keeper_share_ppm, "down")
         return keeper, total - keeper
 
-    def accepts_fill(self, b: Batch, fill_q: np.ndarray) -> np.ndarray:
-        """Return whether each book fill is within the venue's limit for liquidation orders."""
+    has_backstop = False
+    """Whether :meth:`backstop` can be true (a venue with a liquidator vault)."""
+
+    def backstop(self, b: Batch) -> np.ndarray:
+        """Return which units go to the venue's liquidator vault instead of the book."""
+        return np.zeros(len(b), bool)
+
+    def accepts_fill(self, b: Batch, fill_q: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Return whether each book fill (price ``fill_q``, insurance delta ``d = Q - BP``) is
+        within the venue's limits for liquidation orders: a fill on which the insurance fund
+        would lose more than the per-block limit does not happen."""
+        if self.max_insurance_lost:
+            return -d <= self.max_insurance_lost
         return np.ones(len(b), bool)
 
 
@@ -133,6 +157,17 @@ class DydxRules(VenueRules):
     def close_notional(self, b: Batch) -> np.ndarray:
         # dYdX liquidates as much as the per-block limits allow, not just enough.
         return self.block_bounds(b)[0]
+
+    def close_size(self, b: Batch) -> np.ndarray:
+        """Return base quantums to close: the whole position when its notional is within the
+        limit, else the limit converted to base quantums rounded down, so the fill's notional
+        never passes the limit (GetLiquidatablePositionSizeDelta)."""
+        want = self.close_notional(b)
+        whole = np.abs(b.size)
+        if b.mark_q <= 0:
+            return whole
+        q = as_int64(np.floor(want / b.mark_q))
+        return np.where(want >= b.notional, whole, np.clip(q, 1, whole))
 
     def fees(
         self, b: Batch, quote: np.ndarray, headroom: np.ndarray
@@ -145,9 +180,10 @@ class DydxRules(VenueRules):
         keeper = mul_ppm(if_delta, self.keeper_share_ppm, "down")
         return keeper, if_delta - keeper
 
-    def accepts_fill(self, b: Batch, fill_q: np.ndarray) -> np.ndarray:
+    def accepts_fill(self, b: Batch, fill_q: np.ndarray, d: np.ndarray) -> np.ndarray:
         fp = dydx_v4.fillable_price_array(b.size, b.value, b.position_mm, b.tnc, b.tmmr)
-        return np.where(b.size > 0, fill_q >= fp, fill_q <= fp)
+        within = np.where(b.size > 0, fill_q >= fp, fill_q <= fp)
+        return within & super().accepts_fill(b, fill_q, d)
 
 
 class DriftRules(VenueRules):
@@ -215,26 +251,26 @@ class DriftRules(VenueRules):
 
 
 class HyperliquidRules(VenueRules):
-    """Hyperliquid: market orders into the book (20% at a time above $100k); an account whose
-    equity has fallen below 2/3 of its maintenance margin is taken over by the backstop
-    (liquidator vault, the insurance fund here): its whole position closes and the margin it
-    has left above bankruptcy goes to the vault."""
+    """Hyperliquid: a market order for the whole position, or ``max_portion`` (20%) of it at a
+    time above ``min_notional_usd`` ($100k), no penalty. An account whose equity has fallen
+    below ``backstop_ratio`` (2/3) of its maintenance margin is not sent to the book: the
+    liquidator calls :meth:`backstop` and hands it to the venue's vault."""
 
-    BACKSTOP_NUMERATOR, BACKSTOP_DENOMINATOR = 2, 3
+    def __init__(self, market: MarketConfig, tick_ms: int) -> None:
+        super().__init__(market, tick_ms)
+        ratio = Fraction(market.liquidation.backstop_ratio).limit_denominator(1_000_000)
+        self.backstop_num, self.backstop_den = ratio.numerator, ratio.denominator
+        self.has_backstop = self.backstop_num > 0
 
     def backstop(self, b: Batch) -> np.ndarray:
-        """Return where equity < 2/3 x MM (exact integers)."""
-        return b.tnc * self.BACKSTOP_DENOMINATOR < b.tmmr * self.BACKSTOP_NUMERATOR
+        """Return where equity < backstop_ratio x MM (exact integers)."""
+        if self.backstop_num == 0:
+            return np.zeros(len(b), bool)
+        return b.tnc * self.backstop_den < b.tmmr * self.backstop_num
 
     def close_notional(self, b: Batch) -> np.ndarray:
-        return np.where(self.backstop(b), b.notional, super().close_notional(b))
-
-    def fees(
-        self, b: Batch, quote: np.ndarray, headroom: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        keeper, insurance = super().fees(b, quote, headroom)
-        insurance = np.where(self.backstop(b), headroom - keeper, insurance)
-        return keeper, insurance
+        chunk = as_int64(np.ceil(b.notional * self.market.liquidation.max_portion))
+        return np.where(b.notional <= self.min_notional, b.notional, np.minimum(chunk, b.notional))
 
 
 RULES = {

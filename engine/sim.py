@@ -52,6 +52,7 @@ from engine.state import Ledger
 from engine.traders import Traders
 from engine.units import LedgerOverflowError
 from engine.valuation import ALL, MarginSnapshot, evaluate
+from engine.vault import Vault
 from engine.venue import MAKER, VenueModel
 
 __all__ = ["LIQUIDATION_MAP_DISTANCES", "MARKET_COLUMNS", "Simulation"]
@@ -115,6 +116,13 @@ class Simulation:
             raise ValueError("ledger must have one column per market and the maker in row 0")
         else:
             self.trader_type = np.zeros(cfg.accounts.count + 1, np.int8)
+        self.vault: Vault | None = None
+        """The liquidator vault, when a market's rules backstop accounts (the last row)."""
+        if any(rules.has_backstop for rules in self.venue.rules):
+            row = ledger.size.shape[0]
+            ledger = ledger.with_extra_account()
+            self.trader_type = np.append(self.trader_type, np.int8(0))
+            self.vault = Vault(row, cfg.vault, ledger, self.events, self.market, self.venue)
         self.ledger = ledger
         n = ledger.size.shape[0]
         self.cross_since = np.full(n, -1, np.int64)
@@ -181,7 +189,13 @@ class Simulation:
     def make_liquidator(self, cls: type[Liquidator] = Liquidator) -> Liquidator:
         """Return a liquidator (of class ``cls``) on this run's ledger, book and market."""
         return cls(
-            self.ledger, self.book, self.events, self.venue, self.market, self.requirement_scale
+            self.ledger,
+            self.book,
+            self.events,
+            self.venue,
+            self.market,
+            self.requirement_scale,
+            self.vault,
         )
 
     # ---- the run's clock and switches ------------------------------------------------------------
@@ -334,6 +348,8 @@ class Simulation:
         self._apply_topups()
         orders = self.orders.order_flow()
         self._derisk()
+        if self.vault is not None:
+            self.vault.unwind(self.orders)
         refresh_open_interest(self.market, self.ledger, self.venue)
         stats, breached = self._liquidate_breaches()
         if self.traders.excitable:
@@ -409,4 +425,9 @@ class Simulation:
 
     def summary(self) -> dict[str, float | int]:
         """Return headline totals of the run, in quote units."""
-        return self.recorder.summary(self.policy.summary())
+        extra: dict[str, float | int] = {}
+        if self.vault is not None:
+            extra.update(self.vault.summary())
+        if any(mk.fee_pool_absorbs for mk in self.venue.markets):
+            extra["fee_pool_paid"] = float(self.liquidator.social.fee_pool_paid.sum() / 1e6)
+        return {**self.recorder.summary(self.policy.summary()), **extra}

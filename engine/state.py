@@ -67,6 +67,25 @@ class Ledger:
             touched=[np.arange(n)],
         )
 
+    def with_extra_account(self) -> Ledger:
+        """Return a copy with one more cross account, with no balance or position, as the last
+        row (the venue's liquidator vault)."""
+        n, m = self.size.shape
+        return Ledger(
+            quote=np.append(self.quote, np.int64(0)),
+            iso_quote=np.vstack([self.iso_quote, np.zeros((1, m), np.int64)]),
+            size=np.vstack([self.size, np.zeros((1, m), np.int64)]),
+            entry=np.vstack([self.entry, np.zeros((1, m))]),
+            cross=np.append(self.cross, True),
+            is_maker=np.append(self.is_maker, False),
+            insurance=self.insurance.copy(),
+            fee_pool=self.fee_pool.copy(),
+            keepers=self.keepers.copy(),
+            net_deposits=self.net_deposits,
+            open_interest=self.open_interest.copy(),
+            touched=[*self.touched, n],
+        )
+
     # ---- deposits and the conservation law -------------------------------------------------
 
     def deposit(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:

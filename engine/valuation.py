@@ -155,9 +155,13 @@ def book_fills(
 
 
 def insurance_available(ledger: Ledger, k: int, market: MarketState, venue: VenueModel) -> int:
-    """Return what market k's insurance fund may still pay out in this block."""
-    bal = int(ledger.insurance[k])
+    """Return what market k's insurance fund may still pay out in this block: its balance less
+    its floor, within the per-block cap and the cap over the run."""
+    bal = int(ledger.insurance[k]) - int(venue.insurance_floor[k])
     cap = int(venue.insurance_cap[k])
     if cap > 0:
         bal = min(bal, cap - int(market.insurance_paid_block[k]))
+    total = int(venue.insurance_total_cap[k])
+    if total >= 0:
+        bal = min(bal, total - int(market.insurance_paid_total[k]))
     return max(bal, 0)

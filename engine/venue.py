@@ -17,6 +17,7 @@ from engine.config import MarketConfig, SimConfig, VolScaledMargin
 from engine.margin import Requirements, make_requirements
 from engine.rules import VenueRules, make_rules
 from engine.units import quote_per_base_quantum, usd_to_quote_quantums
+from engine.venues import drift_v2
 
 DEFAULT_VOL_HALF_LIFE_TICKS = 60.0
 MAKER = 0
@@ -26,6 +27,13 @@ MAKER = 0
 def _frozen(values: np.ndarray) -> np.ndarray:
     values.flags.writeable = False
     return values
+
+
+def _tier_cap(mk: MarketConfig) -> int:
+    """Return what a market's fund may pay over the run (-1: no cap), from its Drift tier."""
+    if not mk.contract_tier:
+        return -1
+    return drift_v2.INSURANCE_TIER_MAX[mk.contract_tier]  # QUOTE precision = quote quantums
 
 
 def vol_half_life(mk: MarketConfig) -> float:
@@ -52,6 +60,10 @@ class VenueModel:
     """Base units per base quantum."""
     insurance_cap: np.ndarray
     """Most each market's insurance fund may pay in one block, quote quantums (0: no cap)."""
+    insurance_total_cap: np.ndarray
+    """Most each market's fund may pay over the run, quote quantums (-1: no cap; Drift tiers)."""
+    insurance_floor: np.ndarray
+    """Quote quantums each fund never pays out (Drift's fund keeps 1)."""
     ewma_decay: np.ndarray
     """Per-block decay of each market's EWMA variance of oracle returns."""
     vol_markets: tuple[int, ...]
@@ -88,6 +100,10 @@ class VenueModel:
                 usd_to_quote_quantums(
                     np.array([mk.insurance_cap_per_block_usd for mk in markets]), "down"
                 )
+            ),
+            insurance_total_cap=_frozen(np.array([_tier_cap(mk) for mk in markets], np.int64)),
+            insurance_floor=_frozen(
+                np.array([1 if mk.contract_tier else 0 for mk in markets], np.int64)
             ),
             ewma_decay=_frozen(np.array([0.5 ** (1.0 / vol_half_life(mk)) for mk in markets])),
             vol_markets=tuple(

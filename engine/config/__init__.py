@@ -43,6 +43,7 @@ from engine.config.operations import (
     CongestionConfig,
     KeepersConfig,
     OracleConfig,
+    VaultConfig,
 )
 from engine.config.policy import POLICIES, PolicyConfig
 from engine.config.population import AccountsConfig, TradersConfig
@@ -79,6 +80,7 @@ __all__ = [
     "SizePremiumMargin",
     "TieredMargin",
     "TradersConfig",
+    "VaultConfig",
     "VolScaledMargin",
     "apply_override",
     "load_config",

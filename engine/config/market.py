@@ -7,7 +7,20 @@ from typing import Annotated, Literal
 
 from engine.config.checks import require
 from engine.config.margin import MarginModel
-from engine.config.ranges import NonNegative, Positive, PositiveShare, Range, Share, section
+from engine.config.ranges import (
+    NonNegative,
+    NonNegativeInt,
+    Positive,
+    PositiveShare,
+    Range,
+    Share,
+    section,
+)
+
+NoLimit = Annotated[float, Range(ge=0, note="(0 = no limit)")]
+ContractTier = Literal["", "A", "B", "C", "speculative", "highly_speculative", "isolated"]
+"""Drift's contract tiers ("" = not a Drift market); the last three get no insurance."""
+UNINSURED_TIERS = ("speculative", "highly_speculative", "isolated")
 
 
 @section
@@ -20,6 +33,19 @@ class LiquidationConfig:
     buffer_ratio: NonNegative = 0.02
     min_notional_usd: NonNegative = 1_000.0
     max_portion: PositiveShare = 1.0
+    max_notional_per_block_usd: NoLimit = 0.0
+    """Most notional of one account (dYdX: subaccount) liquidated in one block."""
+    max_insurance_lost_per_block_usd: NoLimit = 0.0
+    """Most the insurance fund may lose on one account in one block: a fill that would lose more
+    does not happen, and the account waits or is deleveraged (dYdX)."""
+    cooldown_ms: NonNegativeInt = 0
+    """Least time between two liquidations of the same position (Hyperliquid: 30 s)."""
+    stay_until_buffer: bool = False
+    """An account that entered liquidation stays in it until equity covers maintenance margin
+    plus ``buffer_ratio`` x notional, even once it is back above maintenance (Drift)."""
+    backstop_ratio: Annotated[float, Range(ge=0, lt=1, note="(0 = no backstop)")] = 0.0
+    """Below this share of maintenance margin the account's positions and remaining margin go
+    to the venue's liquidator vault instead of the book (Hyperliquid: 2/3)."""
 
 
 @section
@@ -51,6 +77,18 @@ class MarketConfig:
     taker_fee: Annotated[float, Range(ge=0, lt=0.1)] = 0.0
     funding_interval_ticks: Annotated[int, Range(ge=0, note="(0 = no funding)")] = 60
     funding_clamp: Annotated[float, Range(ge=0, lt=1)] = 0.0075
+    funding_rate_hours: Annotated[float, Range(ge=0, note="(0 = payments are the premium)")] = 0.0
+    """The period the premium is quoted over: a payment every ``funding_interval_ticks`` pays
+    interval / period of it (dYdX, Hyperliquid: an 8-hour rate paid hourly)."""
+    funding_clamp_on: Literal["payment", "rate"] = "payment"
+    """What ``funding_clamp`` bounds: each payment, or the quoted rate (dYdX: the 8-hour rate)."""
+    contract_tier: ContractTier = ""
+    """Drift's contract tier, which caps what the insurance fund pays the market over the run
+    (A $100M, B $1M, C $100k; speculative, highly_speculative and isolated nothing), the fund
+    keeping one quote quantum, as Drift's does ("" = no tier: the fund pays to its balance)."""
+    fee_pool_absorbs: bool = False
+    """After the insurance fund, the market's fee pool pays what it holds before the rest is
+    socialized (Drift); otherwise the fee pool only advances the socialized amount."""
     liquidation: LiquidationConfig = field(default_factory=LiquidationConfig)
 
     def __post_init__(self) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from engine.config.ranges import Count, NonNegative, NonNegativeInt, Positive, Range, section
+from engine.config.ranges import (
+    Count,
+    NonNegative,
+    NonNegativeInt,
+    Positive,
+    PositiveShare,
+    Range,
+    section,
+)
 
 
 @section
@@ -48,3 +56,19 @@ class CircuitBreakerConfig:
 
     enabled: bool = True
     max_deviation: Positive = 0.05
+
+
+@section
+class VaultConfig:
+    """The venue's liquidator vault (Hyperliquid's HLP liquidator): an account of its own that
+    takes over every account below a market's ``liquidation.backstop_ratio`` of maintenance
+    margin — its positions at the mark and the margin it has left — and then sells the
+    positions on the book, ``unwind_share`` of each per block, like any taker. Its equity and
+    PnL are venue outcomes; it exists only when some market has a backstop."""
+
+    collateral_usd: NonNegative = 0.0
+    unwind_share: PositiveShare = 0.2
+    min_unwind_usd: NonNegative = 10_000.0
+    """A position worth less than this is sold whole."""
+    max_unwind_usd_per_block: Annotated[float, Range(ge=0, note="(0 = no limit)")] = 0.0
+    """Most notional the vault sells per market per block."""

@@ -16,6 +16,7 @@ from engine.config.operations import (
     CongestionConfig,
     KeepersConfig,
     OracleConfig,
+    VaultConfig,
 )
 from engine.config.policy import PolicyConfig
 from engine.config.population import AccountsConfig, TradersConfig
@@ -58,6 +59,7 @@ class SimConfig:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
     shocks: tuple[ShockConfig, ...] = ()
 
     def __post_init__(self) -> None:

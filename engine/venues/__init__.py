@@ -72,7 +72,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "oi_upper_cap_usd": 100_000_000.0,
             },
             "loss_resolution": "adl",
-            # 600% x (IMF - MMF), dYdX's funding clamp.
+            # 600% x (IMF - MMF), dYdX's clamp on the 8-hour rate; an eighth is paid each hour.
+            "funding_rate_hours": dydx_v4.FUNDING_RATE_HOURS,
+            "funding_clamp_on": "rate",
             "funding_clamp": dydx_v4.max_abs_funding_clamp_ppm(
                 dydx_v4.FUNDING_RATE_CLAMP_FACTOR_PPM, _DYDX_IMF_PPM, _DYDX_FRACTION_PPM
             )
@@ -84,6 +86,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "buffer_ratio": 0.0,
                 "min_notional_usd": dydx_v4.MIN_POSITION_NOTIONAL_LIQUIDATED / PPM,
                 "max_portion": dydx_v4.MAX_POSITION_PORTION_LIQUIDATED_PPM / PPM,
+                "max_notional_per_block_usd": dydx_v4.MAX_NOTIONAL_LIQUIDATED / PPM,
+                "max_insurance_lost_per_block_usd": dydx_v4.MAX_QUANTUMS_INSURANCE_LOST / PPM,
             },
         },
     },
@@ -99,6 +103,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "imf_factor": 0.0005,
             },
             "loss_resolution": "socialized",
+            # Tier A (BTC, ETH, SOL): the fund may pay up to $100M over the market's life; the
+            # fee pool pays before a loss is socialized.
+            "contract_tier": "A",
+            "fee_pool_absorbs": True,
             "funding_clamp": 0.0125,
             "liquidation": {
                 # liquidator fee 1% (keeper share) and an IF fee of at most 1%.
@@ -107,15 +115,18 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "partial": True,
                 "buffer_ratio": drift_v2.DEFAULT_LIQUIDATION_MARGIN_BUFFER_RATIO
                 / drift_v2.MARGIN_PRECISION,
+                "stay_until_buffer": True,
                 "min_notional_usd": 0.0,
                 "max_portion": 1.0,
             },
         },
     },
     # Hyperliquid BTC: 40x to $150M, 20x above; market order for the full size, 20% at a time
-    # above $100k; ADL (b3).
+    # above $100k with a 30 s cooldown; below 2/3 of MM the liquidator vault takes over; ADL (b3).
     "hyperliquid": {
         "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": 100},
+        # The liquidator vault; $10M is a scale choice matched to the default $5M books.
+        "vault": {"collateral_usd": 10_000_000.0, "unwind_share": 0.2},
         "market": {
             **_COMMON_MARKET,
             "margin": {
@@ -130,6 +141,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                 ],
             },
             "loss_resolution": "adl",
+            # An 8-hour rate paid hourly at 1/8, each payment capped at 4%.
+            "funding_rate_hours": 8.0,
+            "funding_clamp_on": "payment",
             "funding_clamp": 0.04,
             "liquidation": {
                 "penalty": 0.0,
@@ -138,6 +152,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "buffer_ratio": 0.0,
                 "min_notional_usd": 100_000.0,
                 "max_portion": 0.2,
+                "cooldown_ms": hyperliquid.CHUNK_COOLDOWN_MS,
+                "backstop_ratio": hyperliquid.BACKSTOP_RATIO,
             },
         },
     },

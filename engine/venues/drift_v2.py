@@ -28,6 +28,16 @@ LIQUIDATION_FEE_ADJUST_GRACE_PERIOD_SLOTS = 1_500
 LIQUIDATION_FEE_INCREASE_PER_SLOT = 1
 DEFAULT_LIQUIDATION_MARGIN_BUFFER_RATIO = MARGIN_PRECISION // 50  # 2%
 U128_MAX = 2**128 - 1
+INSURANCE_TIER_MAX = {
+    "A": 100_000_000 * QUOTE_PRECISION,
+    "B": 1_000_000 * QUOTE_PRECISION,
+    "C": 100_000 * QUOTE_PRECISION,
+    "speculative": 0,
+    "highly_speculative": 0,
+    "isolated": 0,
+}
+"""Most the insurance fund pays a market of each contract tier over its life (QUOTE precision;
+math/constants.rs INSURANCE_*_MAX, the default of the market's quote_max_insurance)."""
 
 
 def calculate_size_premium_liability_weight(

@@ -25,6 +25,13 @@ MAX_POSITION_PORTION_LIQUIDATED_PPM = 100_000
 MIN_POSITION_NOTIONAL_LIQUIDATED = 1_000 * PPM
 FUNDING_RATE_CLAMP_FACTOR_PPM = 6_000_000
 MAX_LIQUIDATION_ATTEMPTS_PER_BLOCK = 50
+MAX_NOTIONAL_LIQUIDATED = 100_000 * PPM
+"""Subaccount block limit: most notional of one subaccount liquidated per block (quote quantums)."""
+MAX_QUANTUMS_INSURANCE_LOST = 1_000_000 * PPM
+"""Subaccount block limit: most the insurance fund may lose on one subaccount per block."""
+MAX_DELEVERAGING_SUBACCOUNTS_TO_ITERATE = 500
+FUNDING_RATE_HOURS = 8
+"""dYdX quotes (and clamps) an 8-hour funding rate and pays an eighth of it every hour."""
 
 
 def _ceil_frac(x: Fraction) -> int:
@@ -204,12 +211,12 @@ def max_and_min_position_notional_liquidatable(
     """Return (max, min) notional of one position that a single block may liquidate.
 
     The minimum is the smaller of the configured floor and the whole position; the maximum is the
-    larger of the floor and the configured portion of the position (rounded up), never more than
-    the position.
+    larger of the floor and the configured portion of the position (rounded down, as
+    ``lib.BigIntMulPpm``), never more than the position.
     """
     notional = abs(position_notional)
     min_liq = min(min_position_notional_liquidated, notional)
-    portion = _ceil_frac(Fraction(notional * max_position_portion_liquidated_ppm, PPM))
+    portion = notional * max_position_portion_liquidated_ppm // PPM
     max_liq = min(max(min_position_notional_liquidated, portion), notional)
     return max_liq, min_liq
 
@@ -258,6 +265,6 @@ def max_and_min_position_notional_liquidatable_array(
     """Vector :func:`max_and_min_position_notional_liquidatable`; int64 (n,) in, two out."""
     notional = np.abs(np.asarray(position_notional, np.int64))
     min_liq = np.minimum(min_position_notional_liquidated, notional)
-    portion = mul_ppm(notional, max_position_portion_liquidated_ppm, "up")
+    portion = mul_ppm(notional, max_position_portion_liquidated_ppm, "down")
     max_liq = np.minimum(np.maximum(min_position_notional_liquidated, portion), notional)
     return max_liq, min_liq

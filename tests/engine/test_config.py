@@ -155,6 +155,7 @@ _SECTIONS = [
     ("history", "HistoryConfig", {}),
     ("policy", "PolicyConfig", {}),
     ("index", "IndexConfig", {}),
+    ("vault", "VaultConfig", {}),
     ("shocks.0", "ShockConfig", {"market": "BTC", "tick": 5, "log_return": -0.1}),
 ]
 

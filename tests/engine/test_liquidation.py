@@ -234,35 +234,3 @@ def test_insurance_fee_goes_to_the_fund():
     fee = events(sim, EventKind.INSURANCE_FEE)
     assert (fee["counterparty"] == INSURANCE_FUND).all()
     assert sim.ledger.insurance[0] == USD - int(fee["amount"].sum())
-
-
-def test_hyperliquid_backstop_takes_remaining_margin():
-    mk = {
-        "venue": "hyperliquid",
-        "margin": {
-            "model": "tiered",
-            "brackets": [{"floor_usd": 0, "initial_margin": 0.1, "maintenance_margin": 0.05}],
-        },
-        "liquidation": {
-            "penalty": 0.0,
-            "partial": False,
-            "min_notional_usd": 100_000.0,
-            "max_portion": 0.2,
-        },
-    }
-    cfg = venue(venue="hyperliquid", market=mk)
-    # $10,000 long with $700: at 97.5 equity 450 < MM 487.5 but >= 2/3 x MM -> book liquidation,
-    # no fee; at 96 equity 300 < 2/3 x 480 -> backstop: closes all, keeps the rest of the margin.
-    for price, backstop in [(97.5, False), (96.0, True)]:
-        led = hand_ledger(1, [(700.0, [100.0])])
-        sim = Simulation(cfg, index_path=path(cfg.steps, price), ledger=led)
-        sim.step()
-        assert sim.ledger.size[1, 0] == 0
-        fee = events(sim, EventKind.INSURANCE_FEE)["amount"].sum()
-        left = 700 * USD - 100 * (100 - price) * USD
-        if backstop:
-            assert -fee == pytest.approx(left, abs=2)
-            assert abs(sim.ledger.quote[1]) <= 2
-        else:
-            assert fee == 0
-            assert sim.ledger.quote[1] == pytest.approx(left, abs=2)

@@ -318,3 +318,15 @@ def test_hyperliquid_liquidation_price_zeroes_margin_available(price, side, equi
     # At the liquidation price, account value equals maintenance margin (MM = l x notional).
     value_at_liq = value + side * size * (liq - price)
     assert value_at_liq == pytest.approx(l_rate * liq * size, rel=1e-9, abs=1e-6)
+
+
+def test_dydx_position_portion_rounds_down():
+    # BigIntMulPpm floors: 10% of 10,000,005 quote quantums is 1,000,000, not 1,000,001.
+    assert dydx_v4.max_and_min_position_notional_liquidatable(10_000_005, 1, 100_000) == (
+        1_000_000,
+        1,
+    )
+    hi, _ = dydx_v4.max_and_min_position_notional_liquidatable_array(
+        np.array([10_000_005]), 1, 100_000
+    )
+    assert int(hi[0]) == 1_000_000
