@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.adl import Deleveraging
 from engine.book import Book
+from engine.episodes import Episodes
 from engine.events import INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
 from engine.market import MarketState
@@ -130,13 +131,8 @@ class Liquidator:
         """Liquidation orders move the book (off: they fill at book prices but leave the book as
         it was, the counterfactual that measures how much liquidations amplify a crash)."""
         self.social = Socialization(ledger, events, market, venue)
-        self.cooldown_ticks = np.array(
-            [-(-mk.liquidation.cooldown_ms // venue.tick_ms) for mk in venue.markets], np.int64
-        )
-        """Blocks between two liquidations of one unit per market (Hyperliquid's 30 s)."""
-        self._last_liquidated: np.ndarray | None = None
-        if (self.cooldown_ticks > 1).any():
-            self._last_liquidated = np.full(ledger.size.shape, np.iinfo(np.int64).min // 2)
+        self.episodes = Episodes(ledger, market, venue)
+        """Which units are in liquidation since when, and when each was last liquidated."""
         self.count = 0
         """Liquidations so far; keeper rewards rotate with it."""
         self._scratch: np.ndarray | None = None
@@ -161,6 +157,8 @@ class Liquidator:
         tnc = np.where(
             cross, led.quote[rows] + value.sum(axis=1), led.iso_quote[rows, k] + value[:, k]
         )
+        losses = np.minimum(value - led.entry[rows], 0.0)
+        negative_pnl = np.where(cross, losses.sum(axis=1), losses[:, k])
         return Batch(
             rows=rows,
             size=led.size[rows, k],
@@ -171,9 +169,14 @@ class Liquidator:
             tmmr=np.where(cross, mm.sum(axis=1), mm[:, k]),
             total_notional=np.where(cross, notional.sum(axis=1), notional[:, k]),
             ticks_in_breach=ticks_in_breach,
+            negative_pnl=negative_pnl,
             mark_q=float(self.market.mark_q[k]),
             oracle_usd=float(self.market.oracle[k]),
         )
+
+    def in_liquidation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return the units that stay in liquidation (see :meth:`Episodes.in_liquidation`)."""
+        return self.episodes.in_liquidation()
 
     def pool_margin(self, i: int, k: int) -> tuple[int, int]:
         """Return (TNC, TMMR) of the pool that margins account i's position in market k."""
@@ -262,19 +265,17 @@ class Liquidator:
         beyond the plan), ends the batch after itself; so does an ADL that reaches a later unit.
         """
         adl_market = self.venue.markets[k].loss_resolution == "adl"
-        since = self._last_liquidated
-        if since is not None and self.cooldown_ticks[k] > 1:
-            rested = self.market.t - since[rows, k] >= self.cooldown_ticks[k]
+        rested = self.episodes.rested(rows, k)
+        if rested is not None:
             rows, ticks_in_breach = rows[rested], ticks_in_breach[rested]
-            # Each is liquidated now, unless earlier liquidations of the block lifted it out of
-            # breach (it then waits out the cooldown too, a block or two early at most).
-            since[rows, k] = self.market.t
         pending, ticks = rows, ticks_in_breach
         b: Batch | None = None
         while pending.size:
             if b is None:
                 b = self.batch(pending, k, ticks)
             live = (b.tmmr > 0) & (b.tnc < b.tmmr) & (b.size != 0)
+            live |= self.episodes.still_in_liquidation(b, k)
+            self.episodes.enter(b.rows[live], k)
             if not live.all():  # earlier liquidations in the block may have helped them
                 b, pending, ticks = b.take(live), pending[live], ticks[live]
                 if not len(b):

@@ -41,6 +41,8 @@ class Batch:
     total_notional: np.ndarray
     """Notional of every position the pool margins."""
     ticks_in_breach: np.ndarray
+    negative_pnl: np.ndarray
+    """Sum of the pool's negative unrealized PnL (<= 0, float quote quantums)."""
     mark_q: float
     """Mark price, quote quantums per base quantum."""
     oracle_usd: float
@@ -60,9 +62,14 @@ class Batch:
             out[f.name] = v[sel] if isinstance(v, np.ndarray) else v
         return Batch(**out)  # type: ignore[arg-type]
 
-    def shortage(self, buffer_ratio: float) -> np.ndarray:
-        """Return Drift's margin shortage, MM + buffer x notional - TNC, at least 0."""
-        need = self.tmmr + buffer_ratio * self.total_notional - self.tnc.astype(np.float64)
+    def shortage(self, buffer_ratio: float, buffer_on_losses: bool = False) -> np.ndarray:
+        """Return the margin shortage, MM + buffer x notional - TNC, at least 0; with
+        ``buffer_on_losses``, Drift's: total collateral also loses buffer x each position's
+        negative PnL (``TC_plus_buffer``, state/margin_calculation.rs)."""
+        tc = self.tnc.astype(np.float64)
+        if buffer_on_losses:
+            tc = tc + buffer_ratio * self.negative_pnl
+        need = self.tmmr + buffer_ratio * self.total_notional - tc
         return as_int64(np.maximum(0, np.ceil(need)))
 
 
@@ -207,7 +214,7 @@ class DriftRules(VenueRules):
         mm_ratio = np.maximum(
             1, b.position_mm * drift_v2.MARGIN_PRECISION // np.maximum(b.notional, 1)
         )
-        shortage = b.shortage(self.market.liquidation.buffer_ratio)
+        shortage = b.shortage(self.market.liquidation.buffer_ratio, buffer_on_losses=True)
         slots = b.ticks_in_breach * self.tick_ms // self.SLOT_MS
         liq_fee = drift_v2.get_liquidation_fee_array(
             self.liquidator_fee, 2 * self.liquidator_fee, slots

@@ -58,6 +58,16 @@ from engine.venue import MAKER, VenueModel
 __all__ = ["LIQUIDATION_MAP_DISTANCES", "MARKET_COLUMNS", "Simulation"]
 
 
+_Units = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Units for keepers: (accounts, markets, breach onset blocks, shortfall ratios)."""
+_NO_UNITS: _Units = (
+    np.empty(0, np.int64),
+    np.empty(0, np.int64),
+    np.empty(0, np.int64),
+    np.empty(0),
+)
+
+
 def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
     return (mm - equity) / np.maximum(mm, 1)
 
@@ -219,14 +229,57 @@ class Simulation:
     # ---- margin, keepers, liquidation ----------------------------------------------------------
 
     def _liquidate_breaches(self) -> tuple[BlockStats, np.ndarray]:
-        """Find breaches, let keepers act on those old enough, within capacity and breakers."""
+        """Find breaches, let keepers act on those old enough and on the units still in
+        liquidation (Drift), within capacity and breakers."""
+        stats, breached, units = self._find_breaches()
+        units = self._with_units_in_liquidation(units)
+        if units[0].size == 0:
+            return stats, breached
+        if stats is self._quiet_block:
+            stats = BlockStats.zeros(self.m)
+        acct, mkt, since, ratio = units
+        t = self.market.t
+        # Most under-margined first (ties by account, then market), up to the block's capacity.
+        order = np.lexsort((mkt, acct, -ratio))[: self.market.keeper_capacity]
+        self.liquidator.begin_block()
+        for k in range(self.m):
+            sel = order[mkt[order] == k]
+            if sel.size:
+                self.liquidator.liquidate_market(acct[sel], k, t - since[sel], stats)
+        self.liquidator.end_block()
+        return stats, breached
+
+    def _with_units_in_liquidation(self, units: _Units) -> _Units:
+        """Add the units that stay in liquidation after leaving breach (Drift's buffer) and are
+        not among ``units`` already; they wait behind every unit in breach."""
+        acct, mkt, pooled, since = self.liquidator.in_liquidation()
+        if acct.size == 0:
+            return units
+        mkt = mkt.copy()
+        mkt[pooled] = self._cross_targets(acct[pooled])
+        iso = ~pooled & (mkt >= 0)
+        mkt[iso] = np.where(self.market.paused[mkt[iso]], -1, mkt[iso])
+        # Not in breach, not new: skip those that are units already, and paused ones.
+        keep = (mkt >= 0) & ~np.isin(acct * self.m + mkt, units[0] * self.m + units[1])
+        acct, mkt, since = acct[keep], mkt[keep], since[keep]
+        return (
+            np.concatenate([units[0], acct]),
+            np.concatenate([units[1], mkt]),
+            np.concatenate([units[2], since]),
+            np.concatenate([units[3], np.zeros(acct.size)]),
+        )
+
+    def _find_breaches(self) -> tuple[BlockStats, np.ndarray, _Units]:
+        """Find the breached units keepers reach this block; return (the block's tallies, units
+        in breach per market, (accounts, markets, breach onsets, shortfall ratios))."""
         market = self.market
         t = market.t
         led = self.ledger
         stats = self._quiet_block  # replaced by fresh tallies once a liquidation can happen
         rows = self.breach_screen.select(led, market)
         if self.breach_screen.count(rows, led.size.shape[0]) == 0:
-            return stats, np.zeros(self.m, np.int64)  # nobody can be in breach: a quiet block
+            # Nobody can be in breach: a quiet block.
+            return stats, np.zeros(self.m, np.int64), _NO_UNITS
         snap = self.evaluate(rows)
         self.breach_screen.update(
             rows, snap, led.cross[rows], market, self.requirement_scale.mm_growth_bound()
@@ -237,7 +290,7 @@ class Simulation:
         if snap.iso_equity is None and not breach_c.any():
             self.cross_since[rows] = -1
             self._track_onsets(rows, breach_c)
-            return stats, np.zeros(self.m, np.int64)
+            return stats, np.zeros(self.m, np.int64), _NO_UNITS
         since = self.cross_since[rows]
         since = np.where(breach_c, np.where(since < 0, t, since), -1)
         self.cross_since[rows] = since
@@ -273,17 +326,7 @@ class Simulation:
         acct, mkt = acct[keep], mkt[keep]
         since = np.concatenate(unit_since)[keep]
         ratio = np.concatenate(unit_ratio)[keep]
-        if acct.size == 0:
-            return stats, breached
-        # Most under-margined first (ties by account, then market), up to the block's capacity.
-        order = np.lexsort((mkt, acct, -ratio))[: market.keeper_capacity]
-        self.liquidator.begin_block()
-        for k in range(self.m):
-            sel = order[mkt[order] == k]
-            if sel.size:
-                self.liquidator.liquidate_market(acct[sel], k, t - since[sel], stats)
-        self.liquidator.end_block()
-        return stats, breached
+        return stats, breached, (acct, mkt, since, ratio)
 
     def _track_onsets(self, rows: np.ndarray | slice, in_breach: np.ndarray) -> None:
         """Record the accounts of ``rows`` that entered breach at this block (for labels); the

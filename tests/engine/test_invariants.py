@@ -132,6 +132,8 @@ class CheckedLiquidator(Liquidator):
         before = led.size[rows].copy()
         margins = [self.pool_margin(int(i), k) for i in rows]
         first_event = self.events.count
+        # Drift keeps liquidating an account above MM until its buffer is covered.
+        in_liquidation = set(self.in_liquidation()[0].tolist())
         super().liquidate_market(rows, k, ticks_in_breach, stats)
         after = led.size[rows]
         # Never grows, never flips, never touches the account's other markets.
@@ -155,7 +157,7 @@ class CheckedLiquidator(Liquidator):
         liquidated |= set(adl.loc[adl["counterparty"] == NOBODY, "account"]) | vaulted
         assert liquidated <= set(int(i) for i in rows)
         for j, i in enumerate(rows):
-            if int(i) in liquidated and int(i) not in adl_hit:
+            if int(i) in liquidated and int(i) not in adl_hit | in_liquidation:
                 tnc, tmmr = margins[j]
                 assert tmmr > 0 and tnc < tmmr, "liquidated an account that was not liquidatable"
 

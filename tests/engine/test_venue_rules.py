@@ -225,3 +225,35 @@ def test_drift_insurance_is_capped_by_contract_tier_and_the_fee_pool_pays_before
     assert pool == pytest.approx(pool_pays, abs=0.01)
     assert s["socialized_loss"] == pytest.approx(280_000.0 - fund_pays - pool_pays, abs=0.01)
     assert s["conservation_error"] == 0 and (sim.ledger.size.sum(axis=0) == 0).all()
+
+
+def test_drift_account_stays_in_liquidation_until_the_buffer_is_covered():
+    # $1M long with $59k at $99: equity $49k < MM $49.5k. The first block may free only 10% of
+    # the shortage (Drift's time throttle), which lifts equity above MM but leaves it below MM
+    # plus the 2% buffer: Drift keeps liquidating in the next block; without the rule, no.
+    ticks = {}
+    for sticky in (True, False):
+        cfg = _drift(steps=4, liquidation={"stay_until_buffer": sticky})
+        led = hand_ledger(1, [(59_000.0, [10_000.0])])
+        sim = Simulation(cfg, index_path=path(4, 99.0), ledger=led)
+        sim.step()
+        snap = sim.evaluate()
+        assert snap.cross_equity[1] > snap.cross_mm[1]  # out of breach after the first block
+        b = sim.liquidator.batch(np.array([1]), 0, np.zeros(1, np.int64))
+        assert b.shortage(0.02, buffer_on_losses=True)[0] > 0  # but short of the buffer
+        sim.run()
+        ticks[sticky] = events(sim, EventKind.LIQUIDATION)["tick"].tolist()
+        b = sim.liquidator.batch(np.array([1]), 0, np.zeros(1, np.int64))
+        assert (b.shortage(0.02, buffer_on_losses=True)[0] == 0) == sticky
+        assert sim.ledger.conservation_error() == 0
+    assert ticks == {True: [1, 2], False: [1]}
+
+
+def test_drift_shortage_counts_the_buffer_on_negative_pnl():
+    cfg = _drift()
+    led = hand_ledger(1, [(59_000.0, [10_000.0])])
+    sim = Simulation(cfg, index_path=path(1, 99.0, start=99.0), ledger=led)  # opened at $100
+    b = sim.liquidator.batch(np.array([1]), 0, np.zeros(1, np.int64))
+    # MM $49.5k + 2% x $990k - (equity $49k + 2% x the -$10k PnL) = $20,500.
+    assert b.shortage(0.02, buffer_on_losses=True)[0] == pytest.approx(20_500 * USD, abs=2)
+    assert b.shortage(0.02)[0] == pytest.approx(20_300 * USD, abs=2)

@@ -1,0 +1,110 @@
+"""Liquidation episodes of each unit: when it entered liquidation and when it was last liquidated.
+
+Two venue rules need a unit's history, not only its margin now:
+
+- **Drift** keeps an account "being liquidated" from the block it breaches maintenance margin
+  until total collateral plus buffer covers the requirement plus buffer, even once it is back
+  above maintenance (``liquidation.stay_until_buffer``); its time throttle counts from the
+  episode's start.
+- **Hyperliquid** waits 30 seconds between two 20% liquidation orders of one position
+  (``liquidation.cooldown_ms``).
+
+A unit is a cross pool (one per account) or an isolated position (one per account and market).
+The arrays exist only when some market uses the rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.market import MarketState
+from engine.rules import Batch
+from engine.state import Ledger
+from engine.venue import VenueModel
+
+_NONE = np.empty(0, np.int64)
+
+
+class Episodes:
+    """Per-unit liquidation history for the rules that need it."""
+
+    def __init__(self, ledger: Ledger, market: MarketState, venue: VenueModel) -> None:
+        self.ledger = ledger
+        self.market = market
+        self.venue = venue
+        n, m = ledger.size.shape
+        self.cooldown_ticks = np.array(
+            [-(-mk.liquidation.cooldown_ms // venue.tick_ms) for mk in venue.markets], np.int64
+        )
+        """Blocks between two liquidations of one unit, per market (at most 1: no wait)."""
+        self._last: np.ndarray | None = None
+        if (self.cooldown_ticks > 1).any():
+            self._last = np.full((n, m), np.iinfo(np.int64).min // 2)
+        self.sticky = np.array([mk.liquidation.stay_until_buffer for mk in venue.markets])
+        """Markets whose units stay in liquidation until the buffer is covered."""
+        self._start: tuple[np.ndarray, np.ndarray] | None = None
+        """Block each cross pool / isolated position entered liquidation (-1: it is not in)."""
+        if self.sticky.any():
+            self._start = (np.full(n, -1, np.int64), np.full((n, m), -1, np.int64))
+
+    # ---- Hyperliquid's cooldown -------------------------------------------------------------
+
+    def rested(self, rows: np.ndarray, k: int) -> np.ndarray | None:
+        """Return which units of market k have waited out the cooldown (None: no cooldown), and
+        count them as liquidated now — unless earlier liquidations of the block lift one out of
+        breach, which then waits out the cooldown too (a block or two early at most)."""
+        if self._last is None or self.cooldown_ticks[k] <= 1:
+            return None
+        t = self.market.t
+        ok = t - self._last[rows, k] >= self.cooldown_ticks[k]
+        self._last[rows[ok], k] = t
+        return ok
+
+    # ---- Drift's exit rule ------------------------------------------------------------------
+
+    def in_liquidation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return the units in liquidation: (accounts, markets (-1 for a cross pool), whether
+        each is a cross pool, the block each entered). Units with no position are forgotten."""
+        if self._start is None:
+            return _NONE, _NONE, np.empty(0, bool), _NONE
+        cross, iso = self._start
+        rows = np.flatnonzero(cross >= 0)
+        empty = ~self.ledger.size[rows].any(axis=1)
+        cross[rows[empty]] = -1
+        iso[self.ledger.size == 0] = -1
+        iso_rows, iso_mkt = np.nonzero(iso >= 0)
+        rows = rows[~empty]
+        return (
+            np.concatenate([rows, iso_rows]),
+            np.concatenate([np.full(rows.size, -1, np.int64), iso_mkt]),
+            np.r_[np.ones(rows.size, bool), np.zeros(iso_rows.size, bool)],
+            np.concatenate([cross[rows], iso[iso_rows, iso_mkt]]),
+        )
+
+    def still_in_liquidation(self, b: Batch, k: int) -> np.ndarray:
+        """Return which units of ``b`` stay in liquidation though above maintenance margin: they
+        entered it before and equity plus buffer does not cover MM plus buffer yet (Drift's
+        margin shortage); forget those that have covered it."""
+        if self._start is None or not self.sticky[k]:
+            return np.zeros(len(b), bool)
+        cross, iso = self._start
+        pooled = self.ledger.cross[b.rows]
+        marked = np.where(pooled, cross[b.rows], iso[b.rows, k]) >= 0
+        buffer = self.venue.markets[k].liquidation.buffer_ratio
+        short = b.shortage(buffer, buffer_on_losses=True) > 0
+        still = marked & short & (b.size != 0) & (b.tmmr > 0)
+        done = marked & ~still
+        cross[b.rows[done & pooled]] = -1
+        iso[b.rows[done & ~pooled], k] = -1
+        return still
+
+    def enter(self, rows: np.ndarray, k: int) -> None:
+        """Mark units of market k as in liquidation from this block (if not already)."""
+        if self._start is None or not self.sticky[k]:
+            return
+        cross, iso = self._start
+        t = self.market.t
+        pooled = self.ledger.cross[rows]
+        c, i = rows[pooled], rows[~pooled]
+        cross[c] = np.where(cross[c] >= 0, cross[c], t)
+        iso[i, k] = np.where(iso[i, k] >= 0, iso[i, k], t)
