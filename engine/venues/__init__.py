@@ -4,6 +4,10 @@ A config names a venue at the top (``venue = "dydx_v4"``) or per market; the pre
 defaults that the config overrides key by key. The formula variants live in
 :mod:`engine.venues.dydx_v4`, :mod:`engine.venues.drift_v2` and :mod:`engine.venues.hyperliquid`;
 :mod:`engine.liquidation` and :mod:`engine.margin` call them for markets under that preset.
+
+The rules each preset applies over blocks (per-block limits, cooldowns, the liquidator vault,
+Drift's liquidation buffer, insurance tiers, funding periods), with their sources and the
+figures of the tests that show them, are in ``docs/venues.md``.
 """
 
 from __future__ import annotations

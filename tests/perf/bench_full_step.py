@@ -1,7 +1,7 @@
 """Throughput of the full-realism step: Hawkes traders, order book, keepers with congestion,
 oracle delay, funding, GARCH index, labelled-history sampling.
 
-    python tests/perf/bench_full_step.py --accounts 100000 --steps 200
+    python tests/perf/bench_full_step.py --accounts 100000 --steps 200 [--venue dydx_v4]
 
 prints account-market-ticks per second (goal: 20M on this 2-core machine), and the same for
 the bare reference step of bench_engine.py as a baseline measured in the same run.
@@ -18,13 +18,14 @@ from engine.config import resolve
 from engine.sim import Simulation
 
 
-def full_config(accounts: int, steps: int, seed: int):
+def full_config(accounts: int, steps: int, seed: int, venue: str = "generic"):
     markets = [
         {**mk, "funding_interval_ticks": 240} for mk in four_markets(3e6, 100_000.0, 20_000.0)
     ]
     return resolve(
         {
             "name": "bench-full",
+            "venue": venue,
             "seed": seed,
             "steps": steps,
             "tick_ms": 15_000,
@@ -52,15 +53,18 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--venue", default="generic", help="venue preset of every market")
     args = ap.parse_args()
-    cfg = full_config(args.accounts, args.steps, args.seed)
+    cfg = full_config(args.accounts, args.steps, args.seed, args.venue)
     sim = Simulation(cfg)
     seconds = timed(sim)
     work = args.accounts * len(cfg.markets) * args.steps
     ref = Simulation(reference_config(args.accounts * 4, args.steps, args.seed))
     ref_seconds = timed(ref)
     s = sim.summary()
-    print(f"full step: {args.accounts:,} accounts x 4 markets x {args.steps} steps")
+    print(
+        f"full step, {args.venue}: {args.accounts:,} accounts x 4 markets x {args.steps} steps"
+    )
     print(
         f"  {work / seconds / 1e6:8.1f} M account-market-ticks/s ({seconds:.2f} s; "
         f"{1000 * seconds / args.steps:.1f} ms per step; {s['liquidations']:,} liquidations, "
