@@ -174,10 +174,6 @@ class Liquidator:
             oracle_usd=float(self.market.oracle[k]),
         )
 
-    def in_liquidation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Return the units that stay in liquidation (see :meth:`Episodes.in_liquidation`)."""
-        return self.episodes.in_liquidation()
-
     def pool_margin(self, i: int, k: int) -> tuple[int, int]:
         """Return (TNC, TMMR) of the pool that margins account i's position in market k."""
         b = self.batch(np.array([i]), k, np.zeros(1, np.int64))

@@ -252,7 +252,7 @@ class Simulation:
     def _with_units_in_liquidation(self, units: _Units) -> _Units:
         """Add the units that stay in liquidation after leaving breach (Drift's buffer) and are
         not among ``units`` already; they wait behind every unit in breach."""
-        acct, mkt, pooled, since = self.liquidator.in_liquidation()
+        acct, mkt, pooled, since = self.liquidator.episodes.in_liquidation()
         if acct.size == 0:
             return units
         mkt = mkt.copy()

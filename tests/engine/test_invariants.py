@@ -133,7 +133,7 @@ class CheckedLiquidator(Liquidator):
         margins = [self.pool_margin(int(i), k) for i in rows]
         first_event = self.events.count
         # Drift keeps liquidating an account above MM until its buffer is covered.
-        in_liquidation = set(self.in_liquidation()[0].tolist())
+        in_liquidation = set(self.episodes.in_liquidation()[0].tolist())
         super().liquidate_market(rows, k, ticks_in_breach, stats)
         after = led.size[rows]
         # Never grows, never flips, never touches the account's other markets.
