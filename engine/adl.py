@@ -1,10 +1,20 @@
 """Auto-deleveraging: offsetting a bankrupt position against opposite-side traders.
 
-Counterparties are ranked by profit x leverage for winners and profit / leverage for losers
-(BitMEX / Hyperliquid), ties by account id, and take the bankrupt position at its bankruptcy
-price; the market maker takes what the ranked accounts cannot. The ranking of each (market,
-side) is kept for ``ADL_REFRESH_TICKS`` blocks (venues publish the queue periodically);
-counterparties' live sizes are re-read at each use.
+Counterparties take the bankrupt position at its bankruptcy price, in one of two orders (the
+market's ``adl_order``):
+
+* ``ranked`` — by profit x leverage for winners and profit / leverage for losers (BitMEX,
+  Binance, Hyperliquid), ties by account id; positions are valued at the mark, or at the
+  previous oracle price (``adl_rank_price``, Hyperliquid). The ranking of each (market, side)
+  is kept for ``ADL_REFRESH_TICKS`` blocks (venues publish the queue periodically);
+  counterparties' live sizes are re-read at each use.
+* ``walk`` — dYdX's: the accounts holding the opposite side, in account order, from a
+  pseudo-random offset, each taking what it holds, at most ``adl_max_candidates`` of them per
+  deleveraging. The offset is a draw keyed by (block, bankrupt account), so paired runs walk
+  alike wherever they agree.
+
+The market maker takes what the counterparties cannot (on dYdX the rest would stay with the
+subaccount until a later block; the engine closes it at once, see docs/venues.md).
 """
 
 from __future__ import annotations
@@ -13,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.draws import Draws, Purpose
 from engine.events import NOBODY, EventKind, EventLog
 from engine.market import MarketState
 from engine.state import Ledger
 from engine.units import as_int64
 from engine.valuation import pool_equity
-from engine.venue import MAKER
+from engine.venue import MAKER, VenueModel
 
 ADL_REFRESH_TICKS = 4
 
@@ -36,11 +47,23 @@ class _Ranking:
 class Deleveraging:
     """Owns the ADL rankings; trades bankrupt units against their counterparties."""
 
-    def __init__(self, ledger: Ledger, events: EventLog, market: MarketState) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        events: EventLog,
+        market: MarketState,
+        venue: VenueModel,
+        draws: Draws | None = None,
+    ) -> None:
         self.ledger = ledger
         self.events = events
         self.market = market
+        self.venue = venue
+        self.draws = draws if draws is not None else Draws(np.random.SeedSequence(0), 1)
+        """Source of the walk's offsets (a run passes its own; a bare liquidator gets a fixed
+        stream)."""
         self._rank: dict[tuple[int, int], _Ranking] = {}
+        self._offsets: tuple[int, np.ndarray] | None = None
 
     def begin_block(self) -> None:
         """Forget the rankings every ``ADL_REFRESH_TICKS`` blocks (between refreshes the
@@ -63,10 +86,15 @@ class Deleveraging:
             led = self.ledger
             col = led.size[:, k]
             cand = np.flatnonzero((np.sign(col) == side) & ~led.is_maker)
-            value = col[cand] * self.market.mark_q[k]
+            mark_value = col[cand] * self.market.mark_q[k]
+            value = mark_value
+            if self.venue.markets[k].adl_rank_price == "previous_oracle":
+                price_q = self.market.oracle_previous[k] * self.venue.price_scale[k]
+                value = col[cand] * price_q
             entry = led.entry[cand, k]
             pnl_ratio = (value - entry) / np.maximum(np.abs(entry), 1.0)
-            equity = np.maximum(pool_equity(led, cand, k, self.market), 1.0)
+            equity = pool_equity(led, cand, k, self.market) + (value - mark_value)
+            equity = np.maximum(equity, 1.0)
             leverage = np.maximum(np.abs(value) / equity, 1e-12)
             score = np.where(pnl_ratio > 0, pnl_ratio * leverage, pnl_ratio / leverage)
             cached = _Ranking(cand, -score, np.empty(0, np.int64))
@@ -96,30 +124,92 @@ class Deleveraging:
         in order, exactly as deleveraging them one after another would; return (the
         counterparties, the notional deleveraged in quote quantums).
 
-        All units close the same side. The best-ranked opposite positions are reduced first and
-        the market maker takes what they cannot; unit u takes the part of the queue after what
-        the units before it took. Each counterparty pays its share of the unit's bankruptcy
-        quote (float shares, since bankruptcy x takes overflows int64); the unit's last
-        counterparty takes the remainder, so every bankrupt account receives exactly its
-        bankruptcy quote.
+        All units close the same side. Ranked: the best-ranked opposite positions are reduced
+        first and unit u takes the part of the queue after what the units before it took;
+        walked: each unit walks its own queue over the sizes the units before it left. The
+        market maker takes what the queue cannot. Each counterparty pays its share of the
+        unit's bankruptcy quote (float shares, since bankruptcy x takes overflows int64); the
+        unit's last counterparty takes the remainder, so every bankrupt account receives exactly
+        its bankruptcy quote.
         """
-        led = self.ledger
         side_closed = -1 if dsizes[0] > 0 else 1  # side of the bankrupt positions
         needs = np.abs(dsizes).astype(np.int64)
-        ends = np.cumsum(needs)  # unit u covers [ends[u] - needs[u], ends[u]) of the queue
-        total = int(ends[-1])
-        col = led.size[:, k]
+        if self.venue.markets[k].adl_order == "walk":
+            # One unit at a time: each walks from its own offset over the sizes the ones
+            # before it left.
+            chosen, notional = [], 0
+            for u in range(rows.size):
+                queue = self._walked(int(rows[u]), k, -side_closed, int(needs[u]))
+                c, n = self._offset(
+                    rows[u : u + 1], k, dsizes[u : u + 1], bankruptcies[u : u + 1], queue
+                )
+                chosen.append(c)
+                notional += n
+            return np.unique(np.concatenate(chosen)), notional
+        queue = self._ranked(k, -side_closed, int(needs.sum()))
+        return self._offset(rows, k, dsizes, bankruptcies, queue)
+
+    def _ranked(self, k: int, side: int, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (the best-ranked accounts holding ``side``, the running total of what they
+        hold), long enough to cover ``total`` base quantums when they can."""
+        col = self.ledger.size[:, k]
         # Grow the head of the ranking until it covers every unit's need (usually a few accounts).
         count = 64
         while True:
-            ranked = self.ranking(k, -side_closed, count)
+            ranked = self.ranking(k, side, count)
             live = col[ranked]
-            avail = np.where(np.sign(live) == -side_closed, np.abs(live), 0)
+            avail = np.where(np.sign(live) == side, np.abs(live), 0)
             covered = np.cumsum(avail)
             have = int(covered[-1]) if covered.size else 0
             if have >= total or ranked.size < count:
-                break
+                return ranked, covered
             count *= 4
+
+    def _walked(self, row: int, k: int, side: int, need: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (the accounts a dYdX walk for ``row`` visits, the running total of what they
+        hold): the accounts holding ``side`` in account order, from a pseudo-random offset, at
+        most ``adl_max_candidates`` of them, cut where they cover ``need``."""
+        col = self.ledger.size[:, k]
+        cand = np.flatnonzero((np.sign(col) == side) & ~self.ledger.is_maker)
+        if cand.size == 0:
+            return cand, np.zeros(0, np.int64)
+        start = int(self._offset_uniform(row) * cand.size)
+        order = np.roll(cand, -start)
+        most = self.venue.markets[k].adl_max_candidates
+        if most:
+            order = order[:most]
+        covered = np.cumsum(np.abs(col[order]))
+        stop = int(np.searchsorted(covered, need, side="left")) + 1
+        return order[:stop], covered[:stop]
+
+    def _offset_uniform(self, row: int) -> float:
+        """Return the walk's uniform for bankrupt account ``row`` at this block: one table per
+        block (drawn when first needed), indexed by account."""
+        t = self.market.t
+        if self._offsets is None or self._offsets[0] != t:
+            n = self.ledger.size.shape[0]
+            table = np.asarray(self.draws.block(Purpose.DELEVERAGING_OFFSET, t).random((n,)))
+            self._offsets = (t, table)
+        return float(self._offsets[1][row])
+
+    def _offset(
+        self,
+        rows: np.ndarray,
+        k: int,
+        dsizes: np.ndarray,
+        bankruptcies: np.ndarray,
+        queue: tuple[np.ndarray, np.ndarray],
+    ) -> tuple[np.ndarray, int]:
+        """Trade the units against the queue (accounts, running total of what they hold) in
+        order, the maker taking what the queue cannot; return (the counterparties, the notional
+        deleveraged in quote quantums)."""
+        led = self.ledger
+        side_closed = -1 if dsizes[0] > 0 else 1
+        needs = np.abs(dsizes).astype(np.int64)
+        ends = np.cumsum(needs)  # unit u covers [ends[u] - needs[u], ends[u]) of the queue
+        total = int(ends[-1])
+        ranked, covered = queue
+        have = int(covered[-1]) if covered.size else 0
         # Cut the queue where a unit's need or an account's position ends: each piece is one
         # (unit, counterparty) take; beyond what ranked accounts hold, the maker takes.
         cuts = np.unique(np.concatenate([[0], ends, np.minimum(covered, total)]))

@@ -41,6 +41,8 @@ class Purpose(IntEnum):
     BREACH_TOPUP = 9
     CALL_TOPUP = 10
     RANDOM_RANKING = 11
+    DELEVERAGING_OFFSET = 12
+    EXTERNAL_BASIS = 13
 
 
 class Draws:

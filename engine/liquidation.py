@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.adl import Deleveraging
 from engine.book import Book
+from engine.draws import Draws
 from engine.episodes import Episodes
 from engine.events import INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
@@ -117,6 +118,7 @@ class Liquidator:
         market: MarketState,
         requirement_scale: RequirementScale,
         vault: Vault | None = None,
+        draws: Draws | None = None,
     ) -> None:
         self.ledger = ledger
         self.book = book
@@ -126,7 +128,7 @@ class Liquidator:
         self.scale = requirement_scale
         self.vault = vault
         """The venue's liquidator vault, which takes over the units a market's rules backstop."""
-        self.adl = Deleveraging(ledger, events, market)
+        self.adl = Deleveraging(ledger, events, market, venue, draws)
         self.impact = True
         """Liquidation orders move the book (off: they fill at book prices but leave the book as
         it was, the counterfactual that measures how much liquidations amplify a crash)."""

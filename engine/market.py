@@ -10,7 +10,8 @@ Per block, the price step:
    congestion follows the book's volatility;
 2. lets the oracle report the index ``delay_ticks`` late (later under congestion), or miss the
    update (stale);
-3. sets the venue's mark = index x (1 + impact left on the venue's book, see :mod:`engine.book`);
+3. sets the venue's mark from its mid = index x (1 + impact left on the venue's book, see
+   :mod:`engine.book`), as the market's mark model says (:mod:`engine.mark`);
 4. pauses liquidations in markets whose oracle is stale or far from the mark (circuit breaker).
 """
 
@@ -25,6 +26,7 @@ from engine.book import Book
 from engine.config import SimConfig, VolScaledMargin
 from engine.draws import Draws, Purpose
 from engine.margin import MarginContext, vol_scaled_mmf_ppm
+from engine.mark import MarkPrice
 from engine.state import Ledger
 from engine.venue import VenueModel
 
@@ -38,6 +40,8 @@ class MarketState:
     index_now: np.ndarray
     """The external index at this block (the price the book quotes around)."""
     oracle: np.ndarray
+    oracle_previous: np.ndarray
+    """The oracle of the block before (Hyperliquid ranks ADL at it)."""
     oracle_updated: np.ndarray
     """Block of each market's last oracle update (int64)."""
     mark: np.ndarray
@@ -71,6 +75,7 @@ class MarketState:
             t=0,
             index_now=index_path[0],
             oracle=index_path[0].copy(),
+            oracle_previous=index_path[0].copy(),
             oracle_updated=np.zeros(m, np.int64),
             mark=mark,
             mark_q=mark * venue.price_scale,
@@ -144,6 +149,7 @@ class PriceStep:
         self.index_path = index_path
         self.book = book
         self.draws = draws
+        self.mark_price = MarkPrice(cfg.markets, cfg.tick_ms, index_path[0], draws)
 
     def advance(self, market: MarketState) -> None:
         """Move ``market`` to block ``market.t + 1``."""
@@ -160,6 +166,7 @@ class PriceStep:
         market.oracle_seen = max(market.oracle_seen, t - delay, 0)
         observed = self.index_path[market.oracle_seen]
         previous_oracle = market.oracle
+        market.oracle_previous = previous_oracle
         if self.oracle.stale_probability > 0:
             u = self.draws.block(Purpose.ORACLE_UPDATE, t).random(self.venue.m)
             updates = u >= self.oracle.stale_probability
@@ -172,7 +179,8 @@ class PriceStep:
         lam = self.venue.ewma_decay
         market.ewma_var = lam * market.ewma_var + (1.0 - lam) * ret**2
         update_vol_margin(market, self.venue)
-        market.mark = index * (1.0 + self.book.deviation())
+        mid = index * (1.0 + self.book.deviation())
+        market.mark = self.mark_price.mark(t, mid, market.oracle, index, self.book.half_spread)
         market.mark_q = market.mark * self.venue.price_scale
         cb = self.breaker
         if cb.enabled:

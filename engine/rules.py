@@ -285,6 +285,7 @@ RULES = {
     "dydx_v4": DydxRules,
     "drift_v2": DriftRules,
     "hyperliquid": HyperliquidRules,
+    "binance_um": VenueRules,
 }
 
 

@@ -206,6 +206,7 @@ class Simulation:
             self.market,
             self.requirement_scale,
             self.vault,
+            self.draws,
         )
 
     # ---- the run's clock and switches ------------------------------------------------------------

@@ -37,7 +37,7 @@ from engine.config.margin import (
     TieredMargin,
     VolScaledMargin,
 )
-from engine.config.market import LiquidationConfig, MarketConfig
+from engine.config.market import LiquidationConfig, MarkConfig, MarketConfig
 from engine.config.operations import (
     CircuitBreakerConfig,
     CongestionConfig,
@@ -70,6 +70,7 @@ __all__ = [
     "KeepersConfig",
     "LiquidationConfig",
     "MarginModel",
+    "MarkConfig",
     "MarketConfig",
     "OIScaledMargin",
     "OracleConfig",

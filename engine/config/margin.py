@@ -15,8 +15,17 @@ class Bracket:
     floor_usd: float
     initial_margin: Annotated[float, Range(le=1)]
     maintenance_margin: Positive
+    maintenance_amount_usd: float = -1.0
+    """The venue's published maintenance amount (Binance's "cum"): MM = notional x rate - amount
+    in this bracket. The brackets imply it; when given (not -1) it must match them, so a table
+    copied from a venue is checked rather than trusted."""
 
     def __post_init__(self) -> None:
+        require(
+            self.maintenance_amount_usd == -1.0 or self.maintenance_amount_usd >= 0,
+            "maintenance_amount_usd",
+            f"must be -1 (not given) or >= 0, was {self.maintenance_amount_usd}",
+        )
         require(
             self.floor_usd >= 0 and self.floor_usd == int(self.floor_usd),
             "floor_usd",
@@ -58,6 +67,28 @@ class TieredMargin:
                 f"was {b.initial_margin}/{b.maintenance_margin} after "
                 f"{a.initial_margin}/{a.maintenance_margin}",
             )
+        for i, (amount, b) in enumerate(
+            zip(maintenance_amounts(self.brackets), self.brackets, strict=True)
+        ):
+            given = b.maintenance_amount_usd
+            require(
+                given == -1.0 or abs(given - amount) <= 0.01,
+                f"brackets.{i}.maintenance_amount_usd",
+                f"must be {amount:,.2f}, what the brackets below it imply "
+                f"(sum of floor x rate step), was {given:,.2f}",
+            )
+
+
+def maintenance_amounts(brackets: tuple[Bracket, ...]) -> list[float]:
+    """Return each bracket's maintenance amount in quote units: the deduction that makes
+    notional x rate - amount equal the bracket-by-bracket sum (Binance's "cum":
+    amount_i = amount_(i-1) + floor_i x (rate_i - rate_(i-1)))."""
+    amounts, amount = [], 0.0
+    for i, b in enumerate(brackets):
+        if i:
+            amount += b.floor_usd * (b.maintenance_margin - brackets[i - 1].maintenance_margin)
+        amounts.append(round(amount, 6))
+    return amounts
 
 
 @section

@@ -49,6 +49,24 @@ class LiquidationConfig:
 
 
 @section
+class MarkConfig:
+    """How the venue sets its mark price from its own book and the index.
+
+    * ``book`` — the venue's mid: the index moved by the impact left on the venue's book;
+    * ``median_of_three`` (Hyperliquid) — the median of oracle + an EMA of (mid - oracle) over
+      ``premium_ema_ms``, the median of best bid / best ask / last trade, and an external perp
+      mid: the index with ``external_basis_sd`` of independent basis noise per block;
+    * ``index_basis_ma`` (Binance) — the index plus the moving average of (mid - index) over
+      ``basis_window_ms``.
+    """
+
+    model: Literal["book", "median_of_three", "index_basis_ma"] = "book"
+    premium_ema_ms: Annotated[int, Range(gt=0)] = 150_000
+    external_basis_sd: Annotated[float, Range(ge=0, lt=0.1)] = 0.0005
+    basis_window_ms: Annotated[int, Range(gt=0)] = 300_000
+
+
+@section
 class MarketConfig:
     """One perpetual market."""
 
@@ -89,6 +107,16 @@ class MarketConfig:
     fee_pool_absorbs: bool = False
     """After the insurance fund, the market's fee pool pays what it holds before the rest is
     socialized (Drift); otherwise the fee pool only advances the socialized amount."""
+    adl_order: Literal["ranked", "walk"] = "ranked"
+    """How deleveraging picks the opposite-side accounts: ``ranked`` by profit x leverage
+    (BitMEX, Binance, Hyperliquid), or ``walk``: in account order from a pseudo-random offset,
+    each taking what it holds (dYdX)."""
+    adl_max_candidates: Annotated[int, Range(ge=0, note="(0 = no limit)")] = 0
+    """Most accounts a walk visits for one deleveraging (dYdX: 500); the market maker takes
+    what they cannot."""
+    adl_rank_price: Literal["mark", "previous_oracle"] = "mark"
+    """The price the ADL ranking values positions at (Hyperliquid: the previous oracle price)."""
+    mark: MarkConfig = field(default_factory=MarkConfig)
     liquidation: LiquidationConfig = field(default_factory=LiquidationConfig)
 
     def __post_init__(self) -> None:

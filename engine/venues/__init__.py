@@ -2,7 +2,8 @@
 
 A config names a venue at the top (``venue = "dydx_v4"``) or per market; the preset's values are
 defaults that the config overrides key by key. The formula variants live in
-:mod:`engine.venues.dydx_v4`, :mod:`engine.venues.drift_v2` and :mod:`engine.venues.hyperliquid`;
+:mod:`engine.venues.dydx_v4`, :mod:`engine.venues.drift_v2`, :mod:`engine.venues.hyperliquid`
+and :mod:`engine.venues.binance_um`;
 :mod:`engine.liquidation` and :mod:`engine.margin` call them for markets under that preset.
 
 The rules each preset applies over blocks (per-block limits, cooldowns, the liquidator vault,
@@ -16,7 +17,7 @@ import copy
 from typing import Any
 
 from engine.fixedpoint import PPM
-from engine.venues import drift_v2, dydx_v4, hyperliquid
+from engine.venues import binance_um, drift_v2, dydx_v4, hyperliquid
 
 # dYdX Mid-Cap tier: IMF 5%, maintenance fraction 60% (MMF 3%).
 _DYDX_IMF_PPM = 50_000
@@ -76,6 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "oi_upper_cap_usd": 100_000_000.0,
             },
             "loss_resolution": "adl",
+            # Deleveraging walks the opposite side from a pseudo-random offset, <= 500 accounts.
+            "adl_order": "walk",
+            "adl_max_candidates": dydx_v4.MAX_DELEVERAGING_SUBACCOUNTS_TO_ITERATE,
             # 600% x (IMF - MMF), dYdX's clamp on the 8-hour rate; an eighth is paid each hour.
             "funding_rate_hours": dydx_v4.FUNDING_RATE_HOURS,
             "funding_clamp_on": "rate",
@@ -145,6 +149,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 ],
             },
             "loss_resolution": "adl",
+            "adl_rank_price": "previous_oracle",
+            "mark": {"model": "median_of_three", "premium_ema_ms": hyperliquid.MARK_EMA_MS},
             # An 8-hour rate paid hourly at 1/8, each payment capped at 4%.
             "funding_rate_hours": 8.0,
             "funding_clamp_on": "payment",
@@ -158,6 +164,37 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "max_portion": 0.2,
                 "cooldown_ms": hyperliquid.CHUNK_COOLDOWN_MS,
                 "backstop_ratio": hyperliquid.BACKSTOP_RATIO,
+            },
+        },
+    },
+    # Binance USD-M BTCUSDT: brackets with maintenance amounts (2021-03-18 table), one IOC that
+    # restores margin, a clearance fee of up to 0.5% to the insurance fund, mark = index + 5-min
+    # moving average of the basis, ADL by profit % x effective leverage (docs/venues.md).
+    "binance_um": {
+        "keepers": {"count": 1, "latency_ticks": 0, "capacity_per_block": 1_000},
+        "market": {
+            **_COMMON_MARKET,
+            "margin": {
+                "model": "tiered",
+                "brackets": [
+                    {
+                        "floor_usd": float(floor),
+                        "initial_margin": im,
+                        "maintenance_margin": mm,
+                        "maintenance_amount_usd": float(amount),
+                    }
+                    for floor, im, mm, amount in binance_um.BTCUSDT_BRACKETS
+                ],
+            },
+            "loss_resolution": "adl",
+            "mark": {"model": "index_basis_ma", "basis_window_ms": binance_um.BASIS_WINDOW_MS},
+            "liquidation": {
+                "penalty": binance_um.CLEARANCE_FEE,
+                "keeper_share": 0.0,
+                "partial": True,
+                "buffer_ratio": 0.0,
+                "min_notional_usd": 0.0,
+                "max_portion": 1.0,
             },
         },
     },

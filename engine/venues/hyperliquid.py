@@ -14,6 +14,8 @@ CHUNK_COOLDOWN_MS = 30_000
 """Least time between two 20% liquidation orders of one position above $100k."""
 BACKSTOP_RATIO = 2 / 3
 """Below this share of maintenance margin the liquidator vault takes the account over."""
+MARK_EMA_MS = 150_000
+"""Window of the EMA of (mid - oracle) in the first term of the mark price's median."""
 
 BTC_MAX_LEVERAGE: tuple[tuple[int, int], ...] = ((0, 40), (150_000_000, 20))
 """BTC on mainnet: (notional floor in USD, max leverage): 40x up to $150M, 20x above."""

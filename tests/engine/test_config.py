@@ -134,6 +134,7 @@ _SECTIONS = [
     ("", "SimConfig", {}),
     ("markets.0", "MarketConfig", {}),
     ("markets.0.liquidation", "LiquidationConfig", {}),
+    ("markets.0.mark", "MarkConfig", {}),
     (
         "markets.0.margin",
         "OIScaledMargin",

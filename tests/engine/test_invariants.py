@@ -17,7 +17,7 @@ from engine.events import NOBODY, EventKind
 from engine.liquidation import BlockStats, Liquidator
 from engine.sim import Simulation
 
-PRESETS = ["generic", "dydx_v4", "drift_v2", "hyperliquid"]
+PRESETS = ["generic", "dydx_v4", "drift_v2", "hyperliquid", "binance_um"]
 MARGINS = [
     None,
     {

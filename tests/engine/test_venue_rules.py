@@ -106,8 +106,8 @@ HL_MARGIN = {
 }
 
 
-def _hyperliquid(steps=5, liquidation=None, **top):
-    mk = {"venue": "hyperliquid", "margin": HL_MARGIN}
+def _hyperliquid(steps=5, liquidation=None, market=None, **top):
+    mk = {"venue": "hyperliquid", "margin": HL_MARGIN, **(market or {})}
     if liquidation is not None:
         mk["liquidation"] = liquidation
     return venue(steps=steps, venue="hyperliquid", market=mk, **top)
@@ -257,3 +257,192 @@ def test_drift_shortage_counts_the_buffer_on_negative_pnl():
     # MM $49.5k + 2% x $990k - (equity $49k + 2% x the -$10k PnL) = $20,500.
     assert b.shortage(0.02, buffer_on_losses=True)[0] == pytest.approx(20_500 * USD, abs=2)
     assert b.shortage(0.02)[0] == pytest.approx(20_300 * USD, abs=2)
+
+
+# ---- deleveraging order ------------------------------------------------------------------------
+
+
+def _open(led, row: int, size: float, price: float) -> None:
+    """Open ``size`` base units for ``row`` at ``price`` against the maker (exponent -6)."""
+    q = int(round(size * 10**6))
+    cost = int(np.floor(q * price * USD * 1e-6))
+    led.trade_one(row, 0, q, -cost)
+    led.trade_one(0, 0, -q, cost)
+
+
+def _adl_takers(sim) -> list[int]:
+    adl = events(sim, EventKind.ADL)
+    return adl.loc[adl["counterparty"] >= 0, "account"].tolist()
+
+
+def test_dydx_deleverages_a_walk_from_a_pseudo_random_offset_not_the_ranking():
+    # A $100k long with $5k at $90 is $5k under water and the fund is empty: it is deleveraged.
+    # Ten shorts of 200 units each: the best-ranked ones take it when ranked; a walk takes five
+    # accounts in a row (in account order, wrapping) from a pseudo-random start, which moves
+    # with the run's seed.
+    shorts = [(collateral, [-200.0]) for collateral in (90_000.0, 3_000.0) * 5]
+    whole = {"max_portion": 1.0, "max_notional_per_block_usd": 0.0}
+    walks = {}
+    for seed in range(6):
+        mk = {"venue": "dydx_v4", "margin": DYDX_MARGIN, "liquidation": whole}
+        cfg = venue(steps=1, venue="dydx_v4", market=mk, seed=seed)
+        led = hand_ledger(1, [(5_000.0, [1_000.0]), *shorts])
+        sim = Simulation(cfg, index_path=path(1, 90.0), ledger=led)
+        sim.step()
+        takers = _adl_takers(sim)
+        assert len(takers) == 5 and sim.ledger.size[1, 0] == 0
+        assert sim.ledger.conservation_error() == 0
+        first = takers[0]
+        assert takers == [2 + (first - 2 + j) % 10 for j in range(5)]  # consecutive, wrapping
+        walks[seed] = first
+    assert len(set(walks.values())) > 1  # the offset is drawn, not fixed
+    # Ranked (the other presets): the five most leveraged winners, the $3k shorts (rows 3, 5 ..).
+    cfg = _dydx(whole, steps=1, adl_order="ranked")
+    led = hand_ledger(1, [(5_000.0, [1_000.0]), *shorts])
+    sim = Simulation(cfg, index_path=path(1, 90.0), ledger=led)
+    sim.step()
+    assert sorted(_adl_takers(sim)) == [3, 5, 7, 9, 11]
+
+
+def test_dydx_walk_visits_at_most_the_candidate_limit_and_the_maker_takes_the_rest():
+    shorts = [(90_000.0, [-200.0])] * 10
+    whole = {"max_portion": 1.0, "max_notional_per_block_usd": 0.0}
+    cfg = _dydx(whole, steps=1, adl_max_candidates=3)
+    led = hand_ledger(1, [(5_000.0, [1_000.0]), *shorts])
+    maker_before = int(led.size[0, 0])
+    sim = Simulation(cfg, index_path=path(1, 90.0), ledger=led)
+    sim.step()
+    adl = events(sim, EventKind.ADL)
+    takes = adl[adl["counterparty"] >= 0].groupby("account")["size"].sum() // USD
+    assert (takes.drop(0) == 200).all() and len(takes.drop(0)) == 3  # 3 accounts x 200 units
+    assert takes[0] == 400  # the maker takes the 400 units left
+    assert int(sim.ledger.size[0, 0]) - maker_before == 400 * 10**6
+    assert sim.ledger.conservation_error() == 0
+
+
+def test_hyperliquid_ranks_deleveraging_at_the_previous_oracle_price():
+    # A $100k long with $5k bankrupt at $90. Short A opened at $95 with $5k: a 9x winner at the
+    # mark ($90) but a loser at the previous oracle ($100). Short B opened at $105 with $200k:
+    # a small-leverage winner at both. Ranked at the mark A goes first; at the previous oracle B.
+    takers = {}
+    for price in ("mark", "previous_oracle"):
+        cfg = _hyperliquid(
+            steps=1, liquidation={"backstop_ratio": 0.0}, market={"adl_rank_price": price}
+        )
+        led = hand_ledger(1, [(5_000.0, [1_000.0]), (5_000.0, [0.0]), (200_000.0, [0.0])])
+        _open(led, 2, -1_000.0, 95.0)
+        _open(led, 3, -1_000.0, 105.0)
+        sim = Simulation(cfg, index_path=path(1, 90.0), ledger=led)
+        sim.step()
+        assert sim.ledger.conservation_error() == 0
+        takers[price] = _adl_takers(sim)
+    assert takers == {"mark": [2], "previous_oracle": [3]}
+
+
+# ---- mark price ------------------------------------------------------------------------------
+
+
+def _mark_price(model: str):
+    from engine.draws import Draws
+    from engine.mark import MarkPrice
+
+    cfg = venue(steps=8, market={"mark": {"model": model}})
+    draws = Draws(np.random.SeedSequence(1), 1)
+    return MarkPrice(cfg.markets, cfg.tick_ms, np.array([100.0]), draws)
+
+
+def _marks(model: str, mids: list[float]) -> list[float]:
+    mp = _mark_price(model)
+    one = np.ones(1)
+    return [
+        float(mp.mark(t, np.array([mid]), 100.0 * one, 100.0 * one, 0.001 * one)[0])
+        for t, mid in enumerate(mids, start=1)
+    ]
+
+
+def test_hyperliquid_mark_is_the_median_of_three_so_own_book_impact_moves_it_less():
+    # Liquidations knock the venue's mid 10% below the oracle and the external index for a block.
+    # The book mark follows the mid to $90. Hyperliquid's median: oracle + EMA(mid - oracle)
+    # = 100 - 10 x (1 - e^(-60/150)) = $96.70, the book's median (last trade $100 clipped to
+    # the ask) = $90.09, the external perp ~ $100: the mark is $96.70.
+    assert _marks("book", [90.0, 100.0]) == [90.0, 100.0]
+    hl = _marks("median_of_three", [90.0, 100.0, 100.0])
+    assert hl[0] == pytest.approx(100.0 - 10.0 * (1.0 - np.exp(-0.4)), abs=1e-9)
+    # Back at the index, the EMA still remembers the gap and the median holds near $100.
+    assert 99.0 < hl[1] <= 100.1 and 99.0 < hl[2] <= 100.1
+
+
+def test_binance_mark_is_the_index_plus_a_5_minute_average_of_the_basis():
+    # 60 s blocks: the average spans 5 blocks. A one-block 10% gap moves the mark by 2% for
+    # five blocks, then it is back at the index.
+    marks = _marks("index_basis_ma", [90.0] + [100.0] * 5)
+    assert marks == pytest.approx([98.0] * 5 + [100.0])
+
+
+# ---- Binance USD-M -----------------------------------------------------------------------------
+
+
+def _binance(steps=1, margin=None):
+    from engine.config import resolve
+
+    mk = {
+        "name": "M0",
+        "venue": "binance_um",
+        "initial_price": 100.0,
+        "sigma_annual": 0.0,
+        "base_quantum_exponent": -6,
+        "tick_size": 1e-9,
+        "depth_usd": 1e20,
+        "half_spread": 0.0,
+        "insurance_fund_usd": 0.0,
+        "funding_interval_ticks": 0,
+    }
+    if margin is not None:
+        mk["margin"] = margin
+    top = {"oracle": {"delay_ticks": 0}, "circuit_breaker": {"enabled": False}}
+    return resolve({"steps": steps, "venue": "binance_um", "markets": [mk], **top})
+
+
+def test_binance_brackets_take_the_published_maintenance_amounts():
+    from engine.config import ConfigError
+    from engine.margin import MarginContext, make_requirements
+    from engine.venues import preset_defaults
+
+    cfg = _binance()
+    brackets = cfg.markets[0].margin.brackets
+    assert [b.maintenance_amount_usd for b in brackets[:5]] == [0, 50, 1_300, 16_300, 266_300]
+    # MM of a $2M position = 2M x 2.5% - 16,300 = $33,700.
+    req = make_requirements(cfg.markets[0].margin, cfg.markets[0].base_quantum_exponent)
+    notional = np.array([2_000_000 * USD])
+    mm = req.maintenance(notional, np.array([20_000 * 10**6]), MarginContext(0, 0))
+    assert mm[0] == 33_700 * USD
+    # A table with a wrong maintenance amount is refused, naming the bracket.
+    margin = preset_defaults("binance_um")["market"]["margin"]
+    margin["brackets"][3]["maintenance_amount_usd"] = 16_000.0
+    with pytest.raises(ConfigError, match=r"brackets\.3\.maintenance_amount_usd.*16,300\.00"):
+        _binance(margin=margin)
+
+
+def test_binance_clearance_fee_goes_to_the_insurance_fund():
+    # At $99.5: a $99.5k long with $1k left (MM = 0.5% - $50 = $447.5) is not in breach; a $1.99M
+    # long with $30k left (MM = 2.5% - $16,300 = $33,450) is. It is liquidated until MM holds
+    # again and pays 0.5% of what is liquidated to the insurance fund, nothing to keepers.
+    # At $98.9 the small one is in breach too (equity $400 < MM $444.5): closing it frees
+    # 0.5% of requirement and costs 0.5% of fee, so it goes whole, and the fee takes the $400
+    # left (a fee never pushes an account past bankruptcy).
+    fees = {}
+    for price in (99.5, 98.9):
+        led = hand_ledger(1, [(40_000.0, [20_000.0]), (1_500.0, [1_000.0])])
+        sim = Simulation(_binance(), index_path=path(1, price), ledger=led)
+        sim.step()
+        liq = events(sim, EventKind.LIQUIDATION).set_index("account")
+        fee = -events(sim, EventKind.INSURANCE_FEE).set_index("account")["amount"]
+        assert events(sim, EventKind.KEEPER_FEE).empty
+        assert fee[1] == pytest.approx(0.005 * abs(liq.loc[1, "amount"]), abs=1)
+        assert 0 < -liq.loc[1, "size"] < 20_000 * 10**6  # partial: back above MM
+        assert sim.ledger.insurance[0] == fee.sum()
+        assert sim.ledger.conservation_error() == 0
+        fees[price] = fee
+    assert 2 not in fees[99.5]
+    assert fees[98.9][2] == pytest.approx(400 * USD, rel=1e-5)  # fills round to the tick
+    assert sim.ledger.quote[2] == 0 and sim.ledger.size[2, 0] == 0

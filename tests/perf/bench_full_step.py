@@ -62,9 +62,7 @@ def main() -> None:
     ref = Simulation(reference_config(args.accounts * 4, args.steps, args.seed))
     ref_seconds = timed(ref)
     s = sim.summary()
-    print(
-        f"full step, {args.venue}: {args.accounts:,} accounts x 4 markets x {args.steps} steps"
-    )
+    print(f"full step, {args.venue}: {args.accounts:,} accounts x 4 markets x {args.steps} steps")
     print(
         f"  {work / seconds / 1e6:8.1f} M account-market-ticks/s ({seconds:.2f} s; "
         f"{1000 * seconds / args.steps:.1f} ms per step; {s['liquidations']:,} liquidations, "
