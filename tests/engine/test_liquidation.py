@@ -28,6 +28,8 @@ def venue(steps=5, m=1, market=None, **top):
         },
     }
     mk.update(market or {})
+    if mk["margin"] is None:  # keep the venue preset's margin
+        del mk["margin"]
     markets = [{**mk, "name": f"M{k}"} for k in range(m)]
     data = {
         "steps": steps,

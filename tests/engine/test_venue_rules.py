@@ -383,24 +383,7 @@ def test_binance_mark_is_the_index_plus_a_5_minute_average_of_the_basis():
 
 
 def _binance(steps=1, margin=None):
-    from engine.config import resolve
-
-    mk = {
-        "name": "M0",
-        "venue": "binance_um",
-        "initial_price": 100.0,
-        "sigma_annual": 0.0,
-        "base_quantum_exponent": -6,
-        "tick_size": 1e-9,
-        "depth_usd": 1e20,
-        "half_spread": 0.0,
-        "insurance_fund_usd": 0.0,
-        "funding_interval_ticks": 0,
-    }
-    if margin is not None:
-        mk["margin"] = margin
-    top = {"oracle": {"delay_ticks": 0}, "circuit_breaker": {"enabled": False}}
-    return resolve({"steps": steps, "venue": "binance_um", "markets": [mk], **top})
+    return venue(steps=steps, venue="binance_um", market={"venue": "binance_um", "margin": margin})
 
 
 def test_binance_brackets_take_the_published_maintenance_amounts():
