@@ -138,11 +138,14 @@ class Deleveraging:
             # One unit at a time: each walks from its own offset over the sizes the ones
             # before it left.
             chosen, notional = [], 0
+            holders = self._holders(k, -side_closed, slice(None))
             for u in range(rows.size):
-                queue = self._walked(int(rows[u]), k, -side_closed, int(needs[u]))
+                queue = self._walked(int(rows[u]), k, int(needs[u]), holders)
                 c, n = self._offset(
                     rows[u : u + 1], k, dsizes[u : u + 1], bankruptcies[u : u + 1], queue
                 )
+                # Only this unit's counterparties changed: the next walk sees their sizes.
+                holders[c] = self._holders(k, -side_closed, c)
                 chosen.append(c)
                 notional += n
             return np.unique(np.concatenate(chosen)), notional
@@ -165,19 +168,25 @@ class Deleveraging:
                 return ranked, covered
             count *= 4
 
-    def _walked(self, row: int, k: int, side: int, need: int) -> tuple[np.ndarray, np.ndarray]:
+    def _holders(self, k: int, side: int, rows: np.ndarray | slice) -> np.ndarray:
+        """Return which accounts of ``rows`` hold ``side`` in market k (the maker never)."""
+        return (np.sign(self.ledger.size[rows, k]) == side) & ~self.ledger.is_maker[rows]
+
+    def _walked(
+        self, row: int, k: int, need: int, holders: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (the accounts a dYdX walk for ``row`` visits, the running total of what they
-        hold): the accounts holding ``side`` in account order, from a pseudo-random offset, at
-        most ``adl_max_candidates`` of them, cut where they cover ``need``."""
+        hold): the ``holders`` of the walked side in account order, from a pseudo-random
+        offset, at most ``adl_max_candidates`` of them, cut where they cover ``need``."""
         col = self.ledger.size[:, k]
-        cand = np.flatnonzero((np.sign(col) == side) & ~self.ledger.is_maker)
+        cand = np.flatnonzero(holders)
         if cand.size == 0:
             return cand, np.zeros(0, np.int64)
         start = int(self._offset_uniform(row) * cand.size)
-        order = np.roll(cand, -start)
         most = self.venue.markets[k].adl_max_candidates
-        if most:
-            order = order[:most]
+        visited = cand.size if not most else min(most, cand.size)
+        # The walk wraps around the end of the account list.
+        order = cand[(start + np.arange(visited)) % cand.size]
         covered = np.cumsum(np.abs(col[order]))
         stop = int(np.searchsorted(covered, need, side="left")) + 1
         return order[:stop], covered[:stop]

@@ -46,6 +46,10 @@ class Episodes:
         """Block each cross pool / isolated position entered liquidation (-1: it is not in)."""
         if self.sticky.any():
             self._start = (np.full(n, -1, np.int64), np.full((n, m), -1, np.int64))
+        self._members = _NONE
+        """Sorted accounts that may have a unit in liquidation (a superset: pruned each block),
+        so a block reads those rows, not the whole (n, m) table."""
+        self._entered: list[np.ndarray] = []
 
     # ---- Hyperliquid's cooldown -------------------------------------------------------------
 
@@ -68,17 +72,27 @@ class Episodes:
         if self._start is None:
             return _NONE, _NONE, np.empty(0, bool), _NONE
         cross, iso = self._start
-        rows = np.flatnonzero(cross >= 0)
-        empty = ~self.ledger.size[rows].any(axis=1)
-        cross[rows[empty]] = -1
-        iso[self.ledger.size == 0] = -1
-        iso_rows, iso_mkt = np.nonzero(iso >= 0)
-        rows = rows[~empty]
+        if self._entered:
+            self._members = np.unique(np.concatenate([self._members, *self._entered]))
+            self._entered = []
+        members = self._members
+        sizes = self.ledger.size[members]
+        c = cross[members]
+        c[~sizes.any(axis=1)] = -1
+        cross[members] = c
+        sub = iso[members]
+        sub[sizes == 0] = -1
+        iso[members] = sub
+        self._members = members = members[(c >= 0) | (sub >= 0).any(axis=1)]
+        c = cross[members]
+        sub = iso[members]
+        rows = members[c >= 0]
+        at, iso_mkt = np.nonzero(sub >= 0)
         return (
-            np.concatenate([rows, iso_rows]),
+            np.concatenate([rows, members[at]]),
             np.concatenate([np.full(rows.size, -1, np.int64), iso_mkt]),
-            np.r_[np.ones(rows.size, bool), np.zeros(iso_rows.size, bool)],
-            np.concatenate([cross[rows], iso[iso_rows, iso_mkt]]),
+            np.r_[np.ones(rows.size, bool), np.zeros(at.size, bool)],
+            np.concatenate([c[c >= 0], sub[at, iso_mkt]]),
         )
 
     def still_in_liquidation(self, b: Batch, k: int) -> np.ndarray:
@@ -108,3 +122,4 @@ class Episodes:
         c, i = rows[pooled], rows[~pooled]
         cross[c] = np.where(cross[c] >= 0, cross[c], t)
         iso[i, k] = np.where(iso[i, k] >= 0, iso[i, k], t)
+        self._entered.append(np.asarray(rows, np.int64))

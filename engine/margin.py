@@ -153,14 +153,12 @@ class SizePremiumRequirements(Requirements):
 
     def ratios(self, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (initial, maintenance) margin ratios in MARGIN precision (1e4), int64 (n,)."""
-        base = self.drift_base(size)
-        im = drift_v2.calculate_size_premium_liability_weight_array(
-            base, self.imf_factor, self.im_ratio
+        return self._ratio(size, self.im_ratio), self._ratio(size, self.mm_ratio)
+
+    def _ratio(self, size: np.ndarray, weight: int) -> np.ndarray:
+        return drift_v2.calculate_size_premium_liability_weight_array(
+            self.drift_base(size), self.imf_factor, weight
         )
-        mm = drift_v2.calculate_size_premium_liability_weight_array(
-            base, self.imf_factor, self.mm_ratio
-        )
-        return im, mm
 
     def requirements(
         self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
@@ -170,9 +168,13 @@ class SizePremiumRequirements(Requirements):
         n = np.abs(notional)
         return mul_ppm(n, im_ratio * scale, "up"), mul_ppm(n, mm_ratio * scale, "up")
 
+    def maintenance(self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext) -> np.ndarray:
+        scale = PPM // drift_v2.MARGIN_PRECISION
+        return mul_ppm(np.abs(notional), self._ratio(size, self.mm_ratio) * scale, "up")
+
     def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         # For a fixed size the ratio is fixed: MM is linear in price.
-        return self.ratios(size)[1] / drift_v2.MARGIN_PRECISION
+        return self._ratio(size, self.mm_ratio) / drift_v2.MARGIN_PRECISION
 
 
 class VolScaledRequirements(Requirements):

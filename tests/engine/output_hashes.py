@@ -7,7 +7,8 @@ no output.
 Each shipped scenario runs at seeds 0 and 1 with its own policy, and the cascade scenario also
 under every other policy the engine has (vol_scaled, oi_scaled, the predictive policy fed by
 the first-passage forecaster, by perfect foresight, and the budget allocation), so the
-reactive path and every policy's path are both covered. The hashes are of the Parquet tables
+reactive path and every policy's path are both covered; the stress, cascade and correlated
+crash scenarios also run under every venue preset. The hashes are of the Parquet tables
 and summary.json; the manifest is left out (it names the package version). Not collected by
 pytest: it takes minutes, and Parquet bytes change with the pyarrow version, so the hashes are
 compared within one environment.
@@ -36,6 +37,10 @@ POLICY_RUNS = {
     ),
 }
 """Extra runs of the cascade scenario: name -> (config overrides, forecast source)."""
+VENUES = ("dydx_v4", "drift_v2", "hyperliquid", "binance_um")
+VENUE_SCENARIOS = ("stress", "cascade", "correlated_crash")
+"""Scenarios also run under every venue preset (the shipped ones use the generic preset), so a
+change to a venue's rules or kernels is checked too."""
 
 
 def _jobs() -> list[tuple[str, str, tuple[str, ...], str, int]]:
@@ -51,6 +56,12 @@ def _jobs() -> list[tuple[str, str, tuple[str, ...], str, int]]:
     for name, (overrides, source) in POLICY_RUNS.items():
         for seed in SEEDS:
             jobs.append((f"cascade+{name}", str(cascade.path), tuple(overrides), source, seed))
+    for item in catalog():
+        if item.name in VENUE_SCENARIOS:
+            for venue in VENUES:
+                for seed in SEEDS:
+                    over = (f"venue='{venue}'",)
+                    jobs.append((f"{item.name}+{venue}", str(item.path), over, "none", seed))
     return jobs
 
 

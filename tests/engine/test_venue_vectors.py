@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from engine.venues import drift_v2, dydx_v4
@@ -202,6 +202,22 @@ def test_drift_size_premium_array_equals_scalar(size, imf_factor, weight):
         np.array([size], np.int64), imf_factor, weight
     )
     assert int(arr[0]) == drift_v2.calculate_size_premium_liability_weight(size, imf_factor, weight)
+
+
+@given(st.integers(1, 100_000), st.integers(1, 10_000), st.integers(-3, 3))
+def test_drift_size_premium_threshold_is_the_first_size_with_a_premium(imf_factor, weight, step):
+    """The array version skips the square root below the threshold: just below it the weight is
+    the base weight, from it on the premium passes it, and both agree with the scalar."""
+    s0 = drift_v2.size_premium_threshold(imf_factor, weight)
+    assume(s0 < 2**50)  # the array version is exact for sizes below 2**52
+    size = max(0, s0 + step)
+    arr = drift_v2.calculate_size_premium_liability_weight_array(
+        np.array([size, s0], np.int64), imf_factor, weight
+    )
+    assert int(arr[0]) == drift_v2.calculate_size_premium_liability_weight(size, imf_factor, weight)
+    assert (int(arr[0]) > weight) == (size >= s0)
+    if s0 > 0:
+        assert drift_v2.calculate_size_premium_liability_weight(s0 - 1, imf_factor, weight) == weight
 
 
 # ---- the array versions the step loop uses agree with the exact scalar ones (within 1) -------
