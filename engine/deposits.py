@@ -14,6 +14,7 @@ from engine.draws import Draws, Purpose
 from engine.events import NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
 from engine.market import MarketState
+from engine.rows import row_sum
 from engine.state import Ledger
 from engine.units import as_int64
 from engine.valuation import margin_of
@@ -76,9 +77,9 @@ class TopUps:
         value, _, mm = margin_of(led.size[accounts], accounts, False, market, venue, scale)
         target = self.cfg.topup_target_ratio
         cross = led.cross[accounts]
-        equity = led.quote[accounts] + value.sum(axis=1)
-        need = np.ceil(target * mm.sum(axis=1) - equity)
-        amount = as_int64(np.where(cross & (mm.sum(axis=1) > 0), np.maximum(need, 0), 0))
+        equity = led.quote[accounts] + row_sum(value)
+        need = np.ceil(target * row_sum(mm) - equity)
+        amount = as_int64(np.where(cross & (row_sum(mm) > 0), np.maximum(need, 0), 0))
         paid = amount > 0
         forced = np.where(called, amount, 0).sum(axis=0)
         calls: list[tuple[int, float]] = []

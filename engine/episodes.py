@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.market import MarketState
+from engine.rows import row_any
 from engine.rules import Batch
 from engine.state import Ledger
 from engine.venue import VenueModel
@@ -78,12 +79,12 @@ class Episodes:
         members = self._members
         sizes = self.ledger.size[members]
         c = cross[members]
-        c[~sizes.any(axis=1)] = -1
+        c[~row_any(sizes != 0)] = -1
         cross[members] = c
         sub = iso[members]
         sub[sizes == 0] = -1
         iso[members] = sub
-        self._members = members = members[(c >= 0) | (sub >= 0).any(axis=1)]
+        self._members = members = members[(c >= 0) | row_any(sub >= 0)]
         c = cross[members]
         sub = iso[members]
         rows = members[c >= 0]

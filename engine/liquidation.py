@@ -30,6 +30,7 @@ from engine.episodes import Episodes
 from engine.events import INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
 from engine.market import MarketState
+from engine.rows import row_sum
 from engine.rules import Batch, VenueRules
 from engine.socialized import Socialization
 from engine.state import Ledger, exact_sum
@@ -157,10 +158,10 @@ class Liquidator:
         value, notional, mm = margin_rows(led, rows, self.market, self.venue, self.scale)
         cross = led.cross[rows]
         tnc = np.where(
-            cross, led.quote[rows] + value.sum(axis=1), led.iso_quote[rows, k] + value[:, k]
+            cross, led.quote[rows] + row_sum(value), led.iso_quote[rows, k] + value[:, k]
         )
         losses = np.minimum(value - led.entry[rows], 0.0)
-        negative_pnl = np.where(cross, losses.sum(axis=1), losses[:, k])
+        negative_pnl = np.where(cross, row_sum(losses), losses[:, k])
         return Batch(
             rows=rows,
             size=led.size[rows, k],
@@ -168,8 +169,8 @@ class Liquidator:
             value=as_int64(np.rint(value[:, k])),
             position_mm=mm[:, k],
             tnc=as_int64(np.floor(tnc)),
-            tmmr=np.where(cross, mm.sum(axis=1), mm[:, k]),
-            total_notional=np.where(cross, notional.sum(axis=1), notional[:, k]),
+            tmmr=np.where(cross, row_sum(mm), mm[:, k]),
+            total_notional=np.where(cross, row_sum(notional), notional[:, k]),
             ticks_in_breach=ticks_in_breach,
             negative_pnl=negative_pnl,
             mark_q=float(self.market.mark_q[k]),

@@ -83,11 +83,17 @@ class TieredRequirements(Requirements):
         self.im_deduction = np.asarray(hyperliquid.maintenance_deductions(floors, im), np.int64)
         self.mm_deduction = np.asarray(hyperliquid.maintenance_deductions(floors, mm), np.int64)
 
+    def _first_bracket_only(self, n: np.ndarray) -> bool:
+        """True when every notional of ``n`` lies in the first bracket (the usual block: most
+        positions are far below the second floor, and one rate needs no bracket search)."""
+        return len(self.floors) == 1 or not n.size or int(n.max()) < int(self.floors[1])
+
     def requirements(
         self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
     ) -> tuple[np.ndarray, np.ndarray]:
         n = np.abs(notional)
-        if len(self.floors) == 1:
+        if self._first_bracket_only(n):
+            # The first bracket's floor is 0, so its deduction is 0.
             return mul_ppm(n, int(self.im_ppm[0]), "up"), mul_ppm(n, int(self.mm_ppm[0]), "up")
         b = np.searchsorted(self.floors, n, side="right") - 1
         im = mul_ppm(n, self.im_ppm[b], "up") - self.im_deduction[b]
@@ -96,7 +102,7 @@ class TieredRequirements(Requirements):
 
     def maintenance(self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext) -> np.ndarray:
         n = np.abs(notional)
-        if len(self.floors) == 1:
+        if self._first_bracket_only(n):
             return mul_ppm(n, int(self.mm_ppm[0]), "up")
         b = np.searchsorted(self.floors, n, side="right") - 1
         return mul_ppm(n, self.mm_ppm[b], "up") - self.mm_deduction[b]

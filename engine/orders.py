@@ -17,6 +17,7 @@ from engine.draws import Draws
 from engine.events import FEE_POOL, NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
 from engine.market import MarketState
+from engine.rows import row_sum
 from engine.state import Ledger, exact_sum
 from engine.traders import Traders
 from engine.units import as_int64, base_to_quantums
@@ -149,12 +150,12 @@ class OrderFlow:
         equity = (
             np.where(
                 cross,
-                led.quote[idx] + value_now.sum(axis=1),
+                led.quote[idx] + row_sum(value_now),
                 led.iso_quote[idx, k] + value_now[:, k],
             )
             - trade_cost
         )
-        required = np.where(cross, im.sum(axis=1), im[:, k])
+        required = np.where(cross, row_sum(im), im[:, k])
         ok = ~increases | (equity >= required)
         if self.gate.gated[k]:  # the predictive policy holds new leverage back
             refused = increases & ok

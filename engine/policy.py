@@ -42,6 +42,7 @@ from engine.forecast import (
 from engine.margin import RequirementScale
 from engine.market import MarketState
 from engine.recorder import Recorder
+from engine.rows import row_any, row_sum
 from engine.screen import BreachScreen
 from engine.state import Ledger
 from engine.units import as_int64
@@ -258,7 +259,7 @@ class Policy:
         conservative safe move). Accounts already in breach are dropped by the caller."""
         n = self.ledger.size.shape[0]
         traders = np.arange(1, n)
-        traders = traders[(self.ledger.size[1:] != 0).any(axis=1)]
+        traders = traders[row_any(self.ledger.size[1:] != 0)]
         band = self.cfg.risk_band_sigmas
         if band == 0 or not self.screen.active:
             return traders
@@ -300,7 +301,7 @@ class Policy:
         side = np.maximum(self.book.depth.mean(axis=0), 1.0)  # per 1% per side, (m,)
         fee = np.array([mk.taker_fee for mk in self.venue.markets])
         slip = self.book.half_spread + (2.0 / 3.0) * 0.01 * np.sqrt(f * notional / side) + fee
-        cost = (f * notional * slip).sum(axis=1)
+        cost = row_sum(f * notional * slip)
         derisk_value = np.zeros(rows.size)
         np.divide(f * loss, cost, out=derisk_value, where=cost > 0)
         if cfg.budget_actions == "call":

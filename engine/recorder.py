@@ -22,6 +22,7 @@ from engine.labels import breach_labels, episode_sums, next_onset
 from engine.liquidation import STAT_FIELDS, BlockStats
 from engine.market import MarketState
 from engine.prices import IndexPath
+from engine.rows import row_sum
 from engine.state import Ledger
 from engine.units import QUOTE_QUANTUMS_PER_UNIT, as_int64
 from engine.valuation import ALL, equity, exposure
@@ -206,8 +207,8 @@ class Recorder:
             )
         usd = 1.0 / QUOTE_QUANTUMS_PER_UNIT
         equity_usd = equity(led, accounts, value) * usd
-        mm_acct = mm.sum(axis=1) * usd
-        gross = notional.sum(axis=1) * usd
+        mm_acct = row_sum(mm) * usd
+        gross = row_sum(notional) * usd
         exposure_usd = exposure(sizes, notional, self.venue) * usd
         topup = self.last_topup_tick[accounts]
         t = market.t
@@ -217,11 +218,11 @@ class Recorder:
                 "account": accounts.astype(np.int64),
                 "equity": equity_usd,
                 "maintenance_margin": mm_acct,
-                "initial_margin": im.sum(axis=1) * usd,
+                "initial_margin": row_sum(im) * usd,
                 "margin_ratio": np.where(mm_acct > 0, equity_usd / mm_acct, np.nan),
                 "leverage": np.where(equity_usd > 0, gross / equity_usd, np.nan),
                 "notional": gross,
-                "unrealized_pnl": (value - led.entry[accounts]).sum(axis=1) * usd,
+                "unrealized_pnl": row_sum(value - led.entry[accounts]) * usd,
                 "cross": led.cross[accounts],
                 "breached_now": self.in_breach[accounts],
                 # The uniform adverse move of every mark that would bring equity to MM.

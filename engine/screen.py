@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.market import MarketState
+from engine.rows import row_sum
 from engine.state import Ledger
 from engine.valuation import ALL, MarginSnapshot
 from engine.venue import VenueModel
@@ -141,7 +142,7 @@ class BreachScreen:
         weight = abs_value * scale
         for k, req in enumerate(self.venue.requirements):
             weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k]) * growth[k]
-        safe = _safe_move(snap.cross_equity, snap.cross_mm, weight.sum(axis=1), slack)
+        safe = _safe_move(snap.cross_equity, snap.cross_mm, row_sum(weight), slack)
         if iso_equity is not None and iso_mm is not None:
             # A cross account's pool is its cross pool, an isolated account's its market pools
             # (the other kind of pool has no positions, hence an infinite safe move).

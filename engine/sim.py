@@ -47,6 +47,7 @@ from engine.policy import POLICY_COLUMNS, Policy
 from engine.population import populate
 from engine.prices import IndexPath, apply_shocks, simulate_index
 from engine.recorder import LIQUIDATION_MAP_DISTANCES, MARKET_COLUMNS, Recorder
+from engine.rows import row_any
 from engine.screen import BreachScreen
 from engine.state import Ledger
 from engine.traders import Traders
@@ -91,7 +92,9 @@ def _keeper_order(
     return np.lexsort((mkt, acct, -ratio))
 
 
-def _is_unit(acct: np.ndarray, mkt: np.ndarray, units: _Units, shape: tuple[int, ...]) -> np.ndarray:
+def _is_unit(
+    acct: np.ndarray, mkt: np.ndarray, units: _Units, shape: tuple[int, ...]
+) -> np.ndarray:
     """Return which (account, market) pairs are among ``units`` (markets >= 0)."""
     if units[0].size == 0:
         return np.zeros(acct.size, bool)
@@ -337,7 +340,7 @@ class Simulation:
             self._track_onsets(rows, breach_c)
         else:
             breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[:, None]
-            self._track_onsets(rows, breach_c | breach_i.any(axis=1))
+            self._track_onsets(rows, breach_c | row_any(breach_i))
             since_i = self.iso_since[rows]
             since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
             self.iso_since[rows] = since_i

@@ -15,6 +15,7 @@ import numpy as np
 from engine.book import Book
 from engine.margin import RequirementScale
 from engine.market import MarketState
+from engine.rows import row_sum
 from engine.state import Ledger
 from engine.units import QUOTE_QUANTUMS_PER_UNIT, as_int64
 from engine.venue import VenueModel
@@ -91,7 +92,7 @@ def evaluate(
     sizes = ledger.size[rows]
     value, _, mm = margin_of(sizes, rows, False, market, venue, scale)
     quote = ledger.quote[rows]
-    total_value, total_mm = value.sum(axis=1), mm.sum(axis=1)
+    total_value, total_mm = row_sum(value), row_sum(mm)
     if not any_isolated:
         return MarginSnapshot(quote + total_value, total_mm, None, None, value, sizes)
     cross = ledger.cross[rows]
@@ -120,7 +121,7 @@ def pool_equity(ledger: Ledger, rows: np.ndarray, k: int, market: MarketState) -
 
 def equity(ledger: Ledger, accounts: np.ndarray | slice, value: np.ndarray) -> np.ndarray:
     """Return accounts' equity in quote quantums (all pools), float64."""
-    return ledger.quote[accounts] + ledger.iso_quote[accounts].sum(axis=1) + value.sum(axis=1)
+    return ledger.quote[accounts] + row_sum(ledger.iso_quote[accounts]) + row_sum(value)
 
 
 def exposure(sizes: np.ndarray, notional: np.ndarray, venue: VenueModel) -> np.ndarray:
@@ -129,7 +130,7 @@ def exposure(sizes: np.ndarray, notional: np.ndarray, venue: VenueModel) -> np.n
     rates = np.empty(sizes.shape)
     for k, req in enumerate(venue.requirements):
         rates[:, k] = 1.0 + np.minimum(req.max_mm_rate(np.abs(sizes[:, k])), 1.0)
-    return (notional * rates).sum(axis=1)
+    return row_sum(notional * rates)
 
 
 def book_fills(

@@ -217,7 +217,9 @@ def test_drift_size_premium_threshold_is_the_first_size_with_a_premium(imf_facto
     assert int(arr[0]) == drift_v2.calculate_size_premium_liability_weight(size, imf_factor, weight)
     assert (int(arr[0]) > weight) == (size >= s0)
     if s0 > 0:
-        assert drift_v2.calculate_size_premium_liability_weight(s0 - 1, imf_factor, weight) == weight
+        assert (
+            drift_v2.calculate_size_premium_liability_weight(s0 - 1, imf_factor, weight) == weight
+        )
 
 
 # ---- the array versions the step loop uses agree with the exact scalar ones (within 1) -------
