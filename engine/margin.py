@@ -149,6 +149,9 @@ class SizePremiumRequirements(Requirements):
         self.mm_ratio = int(round(cfg.maintenance_margin * drift_v2.MARGIN_PRECISION))
         self.imf_factor = int(round(cfg.imf_factor * drift_v2.SPOT_IMF_PRECISION))
         self.exponent = base_quantum_exponent
+        self._premium_from = {
+            w: self._first_premium_size(w) for w in (self.im_ratio, self.mm_ratio)
+        }
 
     def drift_base(self, size: np.ndarray) -> np.ndarray:
         """Return sizes in Drift's BASE precision (1e9) from base quantums."""
@@ -157,19 +160,28 @@ class SizePremiumRequirements(Requirements):
             return np.abs(size) * 10**shift
         return np.abs(size) // 10**-shift
 
-    def ratios(self, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (initial, maintenance) margin ratios in MARGIN precision (1e4), int64 (n,)."""
-        return self._ratio(size, self.im_ratio), self._ratio(size, self.mm_ratio)
-
-    def _ratio(self, size: np.ndarray, weight: int) -> np.ndarray:
+    def _ratio(self, size: np.ndarray, weight: int) -> np.ndarray | int:
+        """Return the margin ratios of ``size`` (base quantums) for base ``weight``: an int
+        when no position is large enough for a size premium (the usual block)."""
+        if int(np.abs(size).max(initial=0)) < self._premium_from[weight]:
+            return weight
         return drift_v2.calculate_size_premium_liability_weight_array(
             self.drift_base(size), self.imf_factor, weight
         )
 
+    def _first_premium_size(self, weight: int) -> int:
+        """Return the smallest |size| in base quantums whose size premium can pass ``weight``
+        (Drift's threshold in BASE precision, 1e9, converted rounding up)."""
+        first = drift_v2.size_premium_threshold(self.imf_factor, weight)
+        shift = 9 + self.exponent
+        if shift >= 0:
+            return -(-first // 10**shift)
+        return first * 10**-shift
+
     def requirements(
         self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
     ) -> tuple[np.ndarray, np.ndarray]:
-        im_ratio, mm_ratio = self.ratios(size)
+        im_ratio, mm_ratio = self._ratio(size, self.im_ratio), self._ratio(size, self.mm_ratio)
         scale = PPM // drift_v2.MARGIN_PRECISION
         n = np.abs(notional)
         return mul_ppm(n, im_ratio * scale, "up"), mul_ppm(n, mm_ratio * scale, "up")

@@ -253,19 +253,24 @@ class Recorder:
         head = equity(led, ALL, value) - mm
         distance = np.full(head.shape, np.inf)
         np.divide(head, reach, out=distance, where=reach > 0)
-        rungs = np.asarray(LIQUIDATION_MAP_DISTANCES)
-        r = rungs.size + 1
+        rungs = LIQUIDATION_MAP_DISTANCES
+        r = len(rungs) + 1
         # Bin j holds the accounts with distance in (rung j-1, rung j] (j = r - 1: beyond the
-        # last rung); longs in bins 0..r-1, shorts in r..2r-1: one bincount per market.
-        rung = np.searchsorted(rungs, distance, side="left")
-        weight = np.where(led.is_maker[:, None], 0.0, notional / QUOTE_QUANTUMS_PER_UNIT)
+        # last rung); longs in bins 0..r-1, shorts in r..2r-1: one bincount per market. A bin
+        # is the count of rungs below the distance (never NaN: head is finite, reach > 0).
+        rung = np.zeros(distance.shape, np.intp)
+        for d in rungs:
+            rung += distance > d
+        makers = np.flatnonzero(led.is_maker)  # they get no weight
         m = self.venue.m
-        out = np.zeros((2, rungs.size, m))
+        out = np.zeros((2, len(rungs), m))
         for k in range(m):
+            weight = notional[:, k] / QUOTE_QUANTUMS_PER_UNIT
+            weight[makers] = 0.0
             short = sizes[:, k] < 0
-            sums = np.bincount(rung + r * short, weight[:, k], minlength=2 * r).reshape(2, r)
-            out[:, :, k] = np.cumsum(sums[:, : rungs.size], axis=1)
-        return out.reshape(2 * rungs.size, m)
+            sums = np.bincount(rung + r * short, weight, minlength=2 * r).reshape(2, r)
+            out[:, :, k] = np.cumsum(sums[:, : len(rungs)], axis=1)
+        return out.reshape(2 * len(rungs), m)
 
     def market_history(self) -> dict[str, np.ndarray]:
         """Return the market table so far as (tick + 1, m) read-only views, one per column."""

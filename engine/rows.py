@@ -36,3 +36,14 @@ def row_any(a: np.ndarray) -> np.ndarray:
     for k in range(1, m):
         out |= a[:, k]
     return out
+
+
+def row_min(a: np.ndarray) -> np.ndarray:
+    """Return ``a.min(axis=1)`` of a float (r, m) table without NaN. Has shape (r,)."""
+    m = a.shape[1]
+    if m == 0 or m >= _SEQUENTIAL_BELOW:
+        return a.min(axis=1)
+    out = a[:, 0].copy()
+    for k in range(1, m):
+        np.minimum(out, a[:, k], out=out)
+    return out

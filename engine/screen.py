@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.market import MarketState
-from engine.rows import row_sum
+from engine.rows import row_min, row_sum
 from engine.state import Ledger
 from engine.valuation import ALL, MarginSnapshot
 from engine.venue import VenueModel
@@ -146,6 +146,6 @@ class BreachScreen:
         if iso_equity is not None and iso_mm is not None:
             # A cross account's pool is its cross pool, an isolated account's its market pools
             # (the other kind of pool has no positions, hence an infinite safe move).
-            safe_iso = _safe_move(iso_equity, iso_mm, weight, slack).min(axis=1)
+            safe_iso = row_min(_safe_move(iso_equity, iso_mm, weight, slack))
             safe = np.where(cross, safe, safe_iso)
         self.safe_move[rows] = _float32_down(safe - drift)

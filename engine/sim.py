@@ -169,6 +169,8 @@ class Simulation:
         self.cross_since = np.full(n, -1, np.int64)
         self.iso_since = np.full((n, m), -1, np.int64)
         """Block each cross pool / isolated position entered breach (-1: not in breach)."""
+        self.iso_clock_on = np.zeros(n, bool)
+        """Accounts with an isolated position's breach clock running (some iso_since >= 0)."""
         self.any_isolated = bool((~ledger.cross).any())
         refresh_open_interest(self.market, ledger, self.venue)
 
@@ -340,17 +342,23 @@ class Simulation:
             self._track_onsets(rows, breach_c)
         else:
             breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[:, None]
-            self._track_onsets(rows, breach_c | row_any(breach_i))
-            since_i = self.iso_since[rows]
+            any_i = row_any(breach_i)
+            self._track_onsets(rows, breach_c | any_i)
+            # Only accounts in breach now or with a clock running change clocks (the others'
+            # stay -1): the isolated bookkeeping runs on those few rows.
+            at = np.flatnonzero(any_i | self.iso_clock_on[row_ids])
+            ids, breach_i = row_ids[at], breach_i[at]
+            since_i = self.iso_since[ids]
             since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
-            self.iso_since[rows] = since_i
+            self.iso_since[ids] = since_i
+            self.iso_clock_on[ids] = row_any(since_i >= 0)
             breached += breach_i.sum(axis=0)
             ri, rk = np.nonzero(breach_i & (t - since_i >= market.keeper_latency))
             ri, rk = ri[~market.paused[rk]], rk[~market.paused[rk]]
-            unit_row.append(row_ids[ri])
+            unit_row.append(ids[ri])
             unit_market.append(rk)
             unit_since.append(since_i[ri, rk])
-            unit_ratio.append(_shortfall(iso_equity[ri, rk], iso_mm[ri, rk]))
+            unit_ratio.append(_shortfall(iso_equity[at[ri], rk], iso_mm[at[ri], rk]))
         acct = np.concatenate(unit_row)
         mkt = np.concatenate(unit_market)
         keep = mkt >= 0  # cross pools whose every position sits in a paused market wait
