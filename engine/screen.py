@@ -146,6 +146,6 @@ class BreachScreen:
         if iso_equity is not None and iso_mm is not None:
             # A cross account's pool is its cross pool, an isolated account's its market pools
             # (the other kind of pool has no positions, hence an infinite safe move).
-            safe_iso = row_min(_safe_move(iso_equity, iso_mm, weight, slack))
-            safe = np.where(cross, safe, safe_iso)
+            iso = np.flatnonzero(~cross)
+            safe[iso] = row_min(_safe_move(iso_equity[iso], iso_mm[iso], weight[iso], slack))
         self.safe_move[rows] = _float32_down(safe - drift)

@@ -47,7 +47,7 @@ from engine.policy import POLICY_COLUMNS, Policy
 from engine.population import populate
 from engine.prices import IndexPath, apply_shocks, simulate_index
 from engine.recorder import LIQUIDATION_MAP_DISTANCES, MARKET_COLUMNS, Recorder
-from engine.rows import row_any
+from engine.rows import row_any, row_argmax
 from engine.screen import BreachScreen
 from engine.state import Ledger
 from engine.traders import Traders
@@ -341,7 +341,10 @@ class Simulation:
         if iso_equity is None or iso_mm is None:
             self._track_onsets(rows, breach_c)
         else:
-            breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[:, None]
+            # Only isolated accounts have isolated requirements (a cross row's are 0).
+            iso = np.flatnonzero(~led.cross[rows])
+            breach_i = np.zeros(iso_mm.shape, bool)
+            breach_i[iso] = (iso_mm[iso] > 0) & (iso_equity[iso] < iso_mm[iso]) & ~maker[iso, None]
             any_i = row_any(breach_i)
             self._track_onsets(rows, breach_c | any_i)
             # Only accounts in breach now or with a clock running change clocks (the others'
@@ -380,10 +383,12 @@ class Simulation:
         when every position is paused)."""
         if rows.size == 0:
             return np.empty(0, np.int64)
-        value = np.abs(self.ledger.size[rows] * self.market.mark_q)
-        value[:, self.market.paused] = -1.0
-        value[self.ledger.size[rows] == 0] = -1.0
-        k = np.argmax(value, axis=1)
+        sizes = self.ledger.size[rows]
+        value = np.abs(sizes * self.market.mark_q)
+        if self.market.paused.any():
+            value[:, self.market.paused] = -1.0
+        value[sizes == 0] = -1.0
+        k = row_argmax(value)
         return np.where(value[np.arange(rows.size), k] >= 0, k, -1)
 
     # ---- the predictive policy's actions ---------------------------------------------------

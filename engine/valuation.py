@@ -96,12 +96,20 @@ def evaluate(
     if not any_isolated:
         return MarginSnapshot(quote + total_value, total_mm, None, None, value, sizes)
     cross = ledger.cross[rows]
+    # Isolated pools are filled in for the isolated accounts only (most accounts are cross,
+    # and a cross account's isolated balances and requirements are 0): the same numbers as
+    # iso_quote + where(cross, 0, value) over every row.
+    iso = np.flatnonzero(~cross)
+    iso_equity = ledger.iso_quote[rows].astype(np.float64)
+    iso_equity[iso] += value[iso]
+    iso_mm = np.zeros(mm.shape, mm.dtype)
+    iso_mm[iso] = mm[iso]
     # Row sums masked after summing: the same numbers as summing masked rows, fewer copies.
     return MarginSnapshot(
         quote + np.where(cross, total_value, 0.0),
         np.where(cross, total_mm, 0),
-        ledger.iso_quote[rows] + np.where(cross[:, None], 0.0, value),
-        np.where(cross[:, None], 0, mm),
+        iso_equity,
+        iso_mm,
         value,
         sizes,
     )

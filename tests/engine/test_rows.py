@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.rows import row_any, row_min, row_sum
+from engine.rows import row_any, row_argmax, row_min, row_sum
 
 
 @settings(max_examples=200, deadline=None)
@@ -34,6 +34,9 @@ def test_row_sum_is_numpys_row_sum_bit_for_bit(m, r, layout, seed):
     assert row_sum(ints).dtype == np.int64
     assert np.array_equal(row_sum(ints), ints.sum(axis=1))
     assert row_min(a).tobytes() == a.min(axis=1).tobytes()
+    assert np.array_equal(row_argmax(a), a.argmax(axis=1))
+    ties = np.round(a) % 3  # many equal values in a row
+    assert np.array_equal(row_argmax(ties), ties.argmax(axis=1))
     flags = a > 1.0
     assert np.array_equal(row_any(flags), flags.any(axis=1))
 
