@@ -163,11 +163,15 @@ class SizePremiumRequirements(Requirements):
     def _ratio(self, size: np.ndarray, weight: int) -> np.ndarray | int:
         """Return the margin ratios of ``size`` (base quantums) for base ``weight``: an int
         when no position is large enough for a size premium (the usual block)."""
-        if int(np.abs(size).max(initial=0)) < self._premium_from[weight]:
+        large = np.abs(size) >= self._premium_from[weight]
+        if not large.any():
             return weight
-        return drift_v2.calculate_size_premium_liability_weight_array(
-            self.drift_base(size), self.imf_factor, weight
+        # The premium is elementwise: compute it for the few large positions only.
+        out = np.full(np.shape(size), weight, np.int64)
+        out[large] = drift_v2.calculate_size_premium_liability_weight_array(
+            self.drift_base(np.asarray(size)[large]), self.imf_factor, weight
         )
+        return out
 
     def _first_premium_size(self, weight: int) -> int:
         """Return the smallest |size| in base quantums whose size premium can pass ``weight``
