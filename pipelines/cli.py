@@ -174,6 +174,13 @@ def simulate(
     if math.isnan(max_fallback_share):
         _fail("--max-fallback-share must be a share from 0 to 1, was nan")
     if allow_fallback:
+        # Both given would silently drop the share the user asked for: refuse instead.
+        source = click.get_current_context().get_parameter_source("max_fallback_share")
+        if source is click.core.ParameterSource.COMMANDLINE:
+            _fail(
+                "--allow-fallback and --max-fallback-share exclude each other "
+                "(--allow-fallback is --max-fallback-share 1)"
+            )
         max_fallback_share = 1.0
 
     if seed is not None and seeds is not None:

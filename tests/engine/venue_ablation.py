@@ -7,9 +7,10 @@ prints one row per run (liquidations, bad debt, insurance fund left, ADL and soc
 notional, the vault's PnL) and, per preset, the rule whose removal moved bad debt most. A rule
 is "turned off" by setting its keys to the generic preset's values on every market (the
 overrides are in RULES; the open-interest scaling of dYdX's initial margin, a margin rule
-rather than an over-block one, is off when the caps sit far above any open interest). Each run is the demo's stress run (``predliq demo --stress-only
---set venue=V --set KEY=VALUE ...``), one path: the table shows how the rules differ on this
-crash, not a distribution. Not collected by pytest (about a minute on two workers).
+rather than an over-block one, is off when the caps sit far above any open interest). Each
+run is the demo's stress run (``predliq demo --stress-only --set venue=V --set KEY=VALUE
+...``), one path: the table shows how the rules differ on this crash, not a distribution. Not
+collected by pytest (about two minutes on two workers).
 """
 
 from __future__ import annotations

@@ -380,6 +380,14 @@ def test_a_timeout_that_is_not_finite_is_refused(tmp_path):
     _refused([*args, "--forecaster-timeout", "nan"], "must be a finite number of seconds")
 
 
+def test_allow_fallback_with_a_fallback_share_is_refused_not_silently_widened(tmp_path):
+    out = tmp_path / "runs"
+    args = ["simulate", "--config", "cascade", "--out", str(out), *SMALL]
+    args += ["--allow-fallback", "--max-fallback-share", "0.1"]
+    _refused(args, "--allow-fallback and --max-fallback-share exclude each other", out)
+    assert not out.exists()
+
+
 def test_a_run_whose_forecasts_fell_back_exits_3_unless_allowed(export, tmp_path):
     """A model whose calibration maps every score above probability 1 falls back whenever it
     is asked about any account (7 of the 16 forecasts here)."""
