@@ -108,7 +108,10 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_BARE_WORD = re.compile(r"^[A-Za-z_./~][A-Za-z0-9_./~\-]*$")
+"""A value taken as a string when it is not TOML: a name (``dydx_v4``) or a file path
+(``data/crash.csv.gz``, ``./x.csv``, ``/abs/x.csv``); never one that starts with a digit or a
+sign, so a mistyped number (``1.5.2``) is refused rather than read as text."""
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

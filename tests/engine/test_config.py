@@ -96,6 +96,16 @@ def test_parse_override_values():
     assert parse_override("a.b=3") == (["a", "b"], 3)
     assert parse_override("a=true") == (["a"], True)
     assert parse_override("a=dydx_v4") == (["a"], "dydx_v4")
+    # A file path needs no TOML quotes; a mistyped number is still refused.
+    assert parse_override("index.replay_file=data/crash_1m.csv.gz") == (
+        ["index", "replay_file"],
+        "data/crash_1m.csv.gz",
+    )
+    assert parse_override("a=./x.csv") == (["a"], "./x.csv")
+    assert parse_override("a=/tmp/x.csv") == (["a"], "/tmp/x.csv")
+    for bad in ("a=1.5.2", "a=-x", "a=x y"):
+        with pytest.raises(ConfigError, match="value does not parse"):
+            parse_override(bad)
     assert parse_override('a="x y"') == (["a"], "x y")
 
 
