@@ -333,7 +333,7 @@ def format_headline(summary: dict[str, Any]) -> str:
     lines = [
         "out of sample: knobs chosen on the tuning seeds at matched all-in cost, reported on "
         "the evaluation seeds",
-        f"{'policy':<13} {'vs':<11} {'family':<14} {'paths':>5} {'cost (both)':>17} "
+        f"{'policy':<13} {'vs':<11} {'family':<14} {'paths':>5} {'cost %OI (both)':>17} "
         f"{'baseline':>11} {'policy':>11} {'reduction':>9} {'95% CI':>22} {'corr':>5}",
     ]
 
@@ -344,7 +344,7 @@ def format_headline(summary: dict[str, Any]) -> str:
             return
         for family, f in row["families"].items():
             lo, hi = f["ci95"]
-            cost = f"{f['all_in_cost'][policy]:.4f}/{f['all_in_cost'][baseline]:.4f}"
+            cost = f"{f['all_in_cost'][policy]:.2%}/{f['all_in_cost'][baseline]:.2%}"
             corr = "–" if f["paired_correlation"] is None else f"{f['paired_correlation']:.2f}"
             lines.append(
                 f"{policy:<13} {baseline:<11} {family:<14} {f['paths']:>5} {cost:>17} "

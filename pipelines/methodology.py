@@ -454,8 +454,8 @@ def headline(results: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[s
         missing = [p for p in (policy, baseline) if knobs[p] is None]
         if missing:
             row["not_reached"] = {
-                p: f"its cheapest knob costs {choice['cheapest'][p]:.4f} on the tuning seeds, "
-                f"above the matched cost {choice['matched_cost']:.4f}"
+                p: f"its cheapest knob costs {choice['cheapest'][p]:.2%} of open interest on "
+                f"the tuning seeds, above the matched cost {choice['matched_cost']:.2%}"
                 for p in missing
             }
             return row

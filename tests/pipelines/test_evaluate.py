@@ -95,9 +95,9 @@ def test_a_cost_no_knob_reaches_is_reported_as_not_reached():
     head = headline(results, n_boot=100)
     row = head["controls"]["breached_only"]
     assert "families" not in row
-    assert "above the matched cost 2.0000" in row["not_reached"]["breached_only"]
+    assert "above the matched cost 200.00%" in row["not_reached"]["breached_only"]
     text = format_headline({"headline": head, "replays": {}})
-    assert "not reached: breached_only: its cheapest knob costs 5.0000" in text
+    assert "not reached: breached_only: its cheapest knob costs 500.00% of open interest" in text
 
 
 def test_the_paired_interval_says_how_many_paths_the_target_needs():
