@@ -39,6 +39,7 @@ from engine.draws import Draws, Purpose
 from engine.events import EventKind, EventLog
 from engine.forecast import Forecaster
 from engine.funding import settle_funding
+from engine.keepers import among_units, keeper_order
 from engine.liquidation import BlockStats, Liquidator
 from engine.margin import RequirementScale
 from engine.market import MarketState, PriceStep, refresh_open_interest
@@ -71,36 +72,6 @@ _NO_UNITS: _Units = (
 
 def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
     return (mm - equity) / np.maximum(mm, 1)
-
-
-def _keeper_order(
-    acct: np.ndarray, mkt: np.ndarray, ratio: np.ndarray, capacity: int
-) -> np.ndarray:
-    """Return the positions of the units keepers reach this block: most under-margined first
-    (ties by account, then market), at most ``capacity``.
-
-    When breaches outnumber the capacity only the units at or above the capacity-th ratio are
-    sorted; ties at that ratio are all kept, so the order is that of sorting every unit.
-    """
-    if capacity <= 0:
-        return np.empty(0, np.int64)
-    if acct.size > capacity:
-        neg = -ratio
-        kth = np.partition(neg, capacity - 1)[capacity - 1]
-        cand = np.flatnonzero(neg <= kth)
-        return cand[np.lexsort((mkt[cand], acct[cand], neg[cand]))][:capacity]
-    return np.lexsort((mkt, acct, -ratio))
-
-
-def _is_unit(
-    acct: np.ndarray, mkt: np.ndarray, units: _Units, shape: tuple[int, ...]
-) -> np.ndarray:
-    """Return which (account, market) pairs are among ``units`` (markets >= 0)."""
-    if units[0].size == 0:
-        return np.zeros(acct.size, bool)
-    marked = np.zeros(shape, bool)
-    marked[units[0], units[1]] = True
-    return marked[acct, np.maximum(mkt, 0)] & (mkt >= 0)
 
 
 class Simulation:
@@ -273,7 +244,7 @@ class Simulation:
             stats = BlockStats.zeros(self.m)
         acct, mkt, since, ratio = units
         t = self.market.t
-        order = _keeper_order(acct, mkt, ratio, self.market.keeper_capacity)
+        order = keeper_order(acct, mkt, ratio, self.market.keeper_capacity)
         self.liquidator.begin_block()
         for k in range(self.m):
             sel = order[mkt[order] == k]
@@ -293,7 +264,7 @@ class Simulation:
         iso = ~pooled & (mkt >= 0)
         mkt[iso] = np.where(self.market.paused[mkt[iso]], -1, mkt[iso])
         # Not in breach, not new: skip those that are units already, and paused ones.
-        keep = (mkt >= 0) & ~_is_unit(acct, mkt, units, self.ledger.size.shape)
+        keep = (mkt >= 0) & ~among_units(acct, mkt, units[0], units[1], self.ledger.size.shape)
         acct, mkt, since = acct[keep], mkt[keep], since[keep]
         return (
             np.concatenate([units[0], acct]),
