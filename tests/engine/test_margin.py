@@ -113,3 +113,43 @@ def test_vol_scaled_rises_slowly_and_falls_at_once():
     assert spiked == 10_500  # capped at +5% per step
     back = vol_scaled_mmf_ppm(0.0001, 200_000, cfg)
     assert back == 10_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([-12, -9, -6, -3, 0, 2]),
+    st.floats(0.0001, 0.01),
+    st.integers(-3, 3),
+    st.integers(0, 2**32 - 1),
+)
+def test_drift_requirements_skip_the_premium_only_where_it_cannot_apply(exponent, imf, step, seed):
+    """Drift's requirements compute the size premium only from the first size where it can
+    pass the base weight (converted from Drift's BASE precision to the market's base quanta);
+    around that size and across exponents they equal Drift's formula on every position."""
+    from engine.fixedpoint import mul_ppm
+    from engine.venues import drift_v2
+
+    req = make_requirements(
+        SizePremiumMargin(initial_margin=0.1, maintenance_margin=0.05, imf_factor=imf), exponent
+    )
+    rng = np.random.default_rng(seed)
+    first = req._premium_from[req.mm_ratio]
+    sizes = np.concatenate(
+        [[max(first + step, 0), first, max(first - 1, 0)], rng.integers(0, 10**9, 20)]
+    )
+    sizes = np.minimum(sizes, 2**50 // max(10 ** (9 + exponent), 1)).astype(np.int64)
+    sizes = sizes * rng.choice([-1, 1], sizes.size)
+    notional = np.abs(sizes) * 7
+    ctx = MarginContext(oi_notional=0, vol_mmf_ppm=0)
+    scale = 1_000_000 // drift_v2.MARGIN_PRECISION
+    for weight, got in (
+        (req.mm_ratio, req.maintenance(notional, sizes, ctx)),
+        (req.im_ratio, req.requirements(notional, sizes, ctx)[0]),
+    ):
+        ratio = drift_v2.calculate_size_premium_liability_weight_array(
+            req.drift_base(sizes), req.imf_factor, weight
+        )
+        assert np.array_equal(got, mul_ppm(notional, ratio * scale, "up"))
+        rate = np.broadcast_to(req.max_mm_rate(sizes), sizes.shape)
+        if weight == req.mm_ratio:
+            assert np.array_equal(rate, ratio / drift_v2.MARGIN_PRECISION)
