@@ -8,7 +8,6 @@ floors, as Rust's does on unsigned values. ``*_array`` versions are the kernels 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -63,33 +62,26 @@ def calculate_size_premium_liability_weight_array(
 ) -> np.ndarray:
     """Vector :func:`calculate_size_premium_liability_weight` over int64 sizes (BASE precision)."""
     size = np.abs(np.asarray(size, dtype=np.int64))
-    out = np.full(size.shape, liability_weight, dtype=np.int64)
     if imf_factor == 0:
-        return out
-    # Most positions are too small for the premium to pass the base weight: compute the square
-    # root only for those at or above the first size where it can.
-    large = size >= size_premium_threshold(imf_factor, liability_weight, precision)
-    if not large.any():
-        return out
+        return np.full(size.shape, liability_weight, dtype=np.int64)
     # float sqrt then integer correction reproduces isqrt exactly for sizes < 2**52.
-    v = size[large] * 10 + 1
+    v = size * 10 + 1
     r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
     r -= (r * r > v).astype(np.int64)
     r += ((r + 1) * (r + 1) <= v).astype(np.int64)
     numerator = liability_weight - liability_weight // 5
     denom = 100_000 * SPOT_IMF_PRECISION // precision
-    out[large] = np.maximum(liability_weight, numerator + r * imf_factor // denom)
-    return out
+    return np.maximum(liability_weight, numerator + r * imf_factor // denom)
 
 
 _INT64_MAX = 2**63 - 1
 
 
-@functools.lru_cache(maxsize=64)
 def size_premium_threshold(
     imf_factor: int, liability_weight: int, precision: int = MARGIN_PRECISION
 ) -> int:
-    """Return the smallest size (BASE precision) whose size premium exceeds the base weight.
+    """Return the smallest size (BASE precision) whose size premium exceeds the base weight
+    (below it the weight is the base weight, so a caller may skip the square root there).
 
     The premium ``0.8 w + isqrt(10 size + 1) x imf // denom`` passes ``w`` exactly when
     ``isqrt(10 size + 1) x imf // denom >= w // 5 + 1``, i.e. when the square root reaches
@@ -99,7 +91,7 @@ def size_premium_threshold(
         return _INT64_MAX
     denom = 100_000 * SPOT_IMF_PRECISION // precision
     r0 = -(-(liability_weight // 5 + 1) * denom // imf_factor)
-    # Clipped to int64: a size at the clip is computed, not skipped, so the clip stays exact.
+    # Clipped to int64: a size at the clip still gets the premium computed, so it stays exact.
     return min(_INT64_MAX, max(0, -(-(r0 * r0 - 1) // 10)))
 
 

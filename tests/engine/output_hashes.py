@@ -25,6 +25,8 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from engine.venues import PRESETS
+
 SEEDS = (0, 1)
 POLICY_RUNS = {
     "vol_scaled": (["policy.name='vol_scaled'", "policy.knob=2.0"], "none"),
@@ -37,7 +39,7 @@ POLICY_RUNS = {
     ),
 }
 """Extra runs of the cascade scenario: name -> (config overrides, forecast source)."""
-VENUES = ("dydx_v4", "drift_v2", "hyperliquid", "binance_um")
+VENUES = tuple(name for name in PRESETS if name != "generic")
 VENUE_SCENARIOS = ("stress", "cascade", "correlated_crash")
 """Scenarios also run under every venue preset (the shipped ones use the generic preset), so a
 change to a venue's rules or kernels is checked too."""

@@ -206,8 +206,8 @@ def test_drift_size_premium_array_equals_scalar(size, imf_factor, weight):
 
 @given(st.integers(1, 100_000), st.integers(1, 10_000), st.integers(-3, 3))
 def test_drift_size_premium_threshold_is_the_first_size_with_a_premium(imf_factor, weight, step):
-    """The array version skips the square root below the threshold: just below it the weight is
-    the base weight, from it on the premium passes it, and both agree with the scalar."""
+    """Drift's requirements skip the square root below the threshold: just below it the weight
+    is the base weight, from it on the premium passes it; array and scalar versions agree."""
     s0 = drift_v2.size_premium_threshold(imf_factor, weight)
     assume(s0 < 2**50)  # the array version is exact for sizes below 2**52
     size = max(0, s0 + step)
