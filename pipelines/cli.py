@@ -750,5 +750,14 @@ def evaluate(
     click.echo(f"wrote {Path(out) / 'summary.json'}; logged evaluation run {run_id}")
 
 
+def _register() -> None:
+    from pipelines.attest_cli import attest, verify
+
+    main.add_command(attest)
+    main.add_command(verify)
+
+
+_register()
+
 if __name__ == "__main__":
     main()
