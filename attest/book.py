@@ -143,7 +143,7 @@ def _book(table: pd.DataFrame, name: str, source: dict[str, object]) -> Book:
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise BookError(
-                f"{name!r}: {col} of row {int(bad[0])} is {table[col].iloc[bad[0]]!r}, "
+                f"{name!r}: {col} of row {int(bad[0])} is {table[col].iloc[bad[0]]}, "
                 "not a finite number"
             )
     ids_raw = table["account"].to_numpy(np.float64)
