@@ -130,12 +130,6 @@ def opening_preimage(opening: dict) -> list[int]:
     return leaf_preimage(int(opening["salt"]), v["account"], 1, amounts, v["notional"])
 
 
-def merkle_layers(leaves: list[int]) -> list[list[int]]:
-    """Return every layer of the 4-ary Merkle tree over ``leaves`` (a power of 4), leaves first;
-    many trees' layers are hashed in one call per level by :func:`merkle_forest`."""
-    return merkle_forest([leaves])[0]
-
-
 def merkle_forest(trees: list[list[int]]) -> list[list[list[int]]]:
     """Return the layers of each 4-ary Merkle tree, hashing one level of all trees per call."""
     layers = [[list(t)] for t in trees]
@@ -160,20 +154,6 @@ def path(layers: list[list[int]], leaf: int) -> list[list[str]]:
         siblings.append([str(layer[j]) for j in range(first, first + TREE_ARITY) if j != index])
         index //= TREE_ARITY
     return siblings
-
-
-def climb(leaf_hash: int, leaf: int, siblings: list[list[str]]) -> int:
-    """Return the root reached from ``leaf_hash`` at position ``leaf`` through ``siblings``."""
-    current = leaf_hash
-    index = leaf
-    for level in siblings:
-        if len(level) != TREE_ARITY - 1:
-            raise ValueError("a level of the path does not hold three siblings")
-        group = [int(x) for x in level]
-        group.insert(index % TREE_ARITY, current)
-        current = poseidon([group])[0]
-        index //= TREE_ARITY
-    return current
 
 
 def aggregate_groups(count: int, arity: int) -> list[range]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from attest import toolchain
 from attest.build import FORMAT, health
-from attest.tree import climb, opening_preimage, sum_names
+from attest.tree import TREE_ARITY, opening_preimage, sum_names
 from engine.errors import PredliqError
 
 
@@ -39,6 +39,8 @@ class Verified:
 
     manifest: dict[str, Any]
     signals: list[list[list[int]]]
+    climbs: list[int]
+    """Roots reached by the inclusion paths asked for (see :func:`verify_account`)."""
 
 
 def _load(path: Path, what: str) -> Any:
@@ -50,8 +52,22 @@ def _load(path: Path, what: str) -> Any:
         raise VerifyError(f"{what} {str(path)!r} is not readable JSON ({exc})") from None
 
 
-def verify(folder: Path) -> Verified:
-    """Check the attestation in ``folder``; raise VerifyError with the reason if it fails."""
+def _signals(path: Path, count: int) -> list[int]:
+    """Return a proof's public signals as integers (``count`` of them)."""
+    try:
+        values = [int(x) for x in _load(path, "proof")["publicSignals"]]
+    except (KeyError, TypeError, ValueError):
+        raise VerifyError(f"proof {path.name} has malformed public signals") from None
+    if len(values) != count:
+        raise VerifyError(f"proof {path.name} has {len(values)} public signals, not {count}")
+    return values
+
+
+def verify(folder: Path, climb: dict[str, Any] | None = None) -> Verified:
+    """Check the attestation in ``folder``; raise VerifyError with the reason if it fails.
+
+    ``climb`` (leaf preimage, leaf index, path) is an inclusion path to hash in the same Node
+    process; the root it reaches is returned in ``Verified.climbs``."""
     manifest = _load(folder / "attestation.json", "attestation manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise VerifyError(f"{str(folder)!r} is not a {FORMAT} attestation")
@@ -81,20 +97,27 @@ def verify(folder: Path) -> Verified:
             if not proof.is_file():
                 raise VerifyError(f"proof {name} is missing")
             items.append({"vkey": str(vkey), "proof": str(proof)})
-    replies = toolchain.node_call("verify", {"items": items}, "verification")
-    for item, reply in zip(items, replies, strict=True):
-        if not reply["ok"]:
-            raise VerifyError(f"proof {Path(item['proof']).name}: {reply['reason']}")
-    signals = [
-        [
-            [int(x) for x in _load(folder / "proofs" / name, "proof")["publicSignals"]]
-            for name in level
-        ]
-        for level in levels
-    ]
-    # 3. The tree.
     if len(levels) < 2 or len(levels[-1]) != 1:
         raise VerifyError("the tree does not end in one aggregate node")
+    signals = [
+        [_signals(folder / "proofs" / name, 4 if depth == 0 else 1 + arity) for name in level]
+        for depth, level in enumerate(levels)
+    ]
+    # The hashes the last check needs go to Node with the proofs: one process in all.
+    try:
+        top_salt, top_root = int(top["salt"]), int(top["root"])
+        top_sums = [int(x) for x in top["sums"]]
+    except (KeyError, TypeError, ValueError):
+        raise VerifyError("the top opening is malformed") from None
+    hashes = [[top_salt, top_root, *top_sums], signals[-1][0][1:]]
+    request = {"items": items, "hashes": [[str(x) for x in h] for h in hashes]}
+    if climb is not None:
+        request["climbs"] = [climb]
+    reply = toolchain.node_call("verify", request, "verification")
+    for item, proof_reply in zip(items, reply["proofs"], strict=True):
+        if not proof_reply["ok"]:
+            raise VerifyError(f"proof {Path(item['proof']).name}: {proof_reply['reason']}")
+    # 3. The tree.
     for depth in range(1, len(levels)):
         below = [s[0] if depth > 1 else s[1] for s in signals[depth - 1]]
         expected = [below[i : i + arity] for i in range(0, len(below), arity)]
@@ -121,19 +144,12 @@ def verify(folder: Path) -> Verified:
             )
         previous = last
     # 5. The published top and totals.
-    try:
-        top_salt, top_root = int(top["salt"]), int(top["root"])
-        top_sums = [int(x) for x in top["sums"]]
-    except (KeyError, TypeError, ValueError):
-        raise VerifyError("the top opening is malformed") from None
     if len(top_sums) != len(names):
         raise VerifyError(f"the top opening holds {len(top_sums)} sums, not {len(names)}")
     top_commitment = signals[-1][0][0]
     if root != top_commitment:
         raise VerifyError("the published root is not the top aggregate's commitment")
-    opened, children_root = toolchain.poseidon(
-        [[top_salt, top_root, *top_sums], signals[-1][0][1:]]
-    )
+    opened, children_root = (int(x) for x in reply["hashes"])
     if opened != top_commitment:
         raise VerifyError("the published totals do not open the root")
     if children_root != top_root:
@@ -147,7 +163,7 @@ def verify(folder: Path) -> Verified:
             )
     if manifest.get("health") != health(totals):
         raise VerifyError("the published health statement does not follow from the totals")
-    return Verified(manifest, signals)
+    return Verified(manifest, signals, [int(x) for x in reply.get("climbs", [])])
 
 
 def verdict(v: Verified) -> str:
@@ -172,7 +188,6 @@ def verdict(v: Verified) -> str:
 def verify_account(folder: Path, account: int, opening_file: Path) -> str:
     """Check the attestation and that ``account`` is in it with the values of its opening;
     return the verdict line."""
-    v = verify(folder)
     opening = _load(opening_file, "opening")
     try:
         values = opening["values"]
@@ -180,27 +195,32 @@ def verify_account(folder: Path, account: int, opening_file: Path) -> str:
         leaf = int(opening["leaf"])
         siblings = opening["path"]
         held = int(values["account"])
-        if len(values["notional"]) != len(v.manifest["markets"]):
-            raise ValueError("notional per market")
         preimage = opening_preimage(opening)
+        if not isinstance(siblings, list) or any(
+            not isinstance(level, list) or len(level) != TREE_ARITY - 1 for level in siblings
+        ):
+            raise ValueError("each level of the path holds three siblings")
+        path = [[str(int(x)) for x in level] for level in siblings]
     except (KeyError, TypeError, ValueError) as exc:
         raise VerifyError(f"opening {str(opening_file)!r} is malformed ({exc})") from None
-    if held != account:
-        raise VerifyError(f"opening {str(opening_file)!r} is of account {held}, not {account}")
     if opening.get("format") != FORMAT:
         raise VerifyError(f"opening {str(opening_file)!r} is not a {FORMAT} opening")
+    if held != account:
+        raise VerifyError(f"opening {str(opening_file)!r} is of account {held}, not {account}")
+    climb = {"leaf": [str(x) for x in preimage], "index": leaf, "path": path}
+    v = verify(folder, climb)
+    if len(values["notional"]) != len(v.manifest["markets"]):
+        raise VerifyError(
+            f"opening {str(opening_file)!r} holds {len(values['notional'])} notionals; the "
+            f"attestation has {len(v.manifest['markets'])} markets"
+        )
     batches = v.signals[0]
     if not 0 <= batch < len(batches):
         raise VerifyError(f"opening names batch {batch}; the attestation has {len(batches)}")
     first, last = batches[batch][2], batches[batch][3]
     if not first <= account <= last:
         raise VerifyError(f"account {account} is outside batch {batch} ({first}..{last})")
-    leaf_hash = toolchain.poseidon([preimage])[0]
-    try:
-        reached = climb(leaf_hash, leaf, siblings)
-    except (TypeError, ValueError) as exc:
-        raise VerifyError(f"opening {str(opening_file)!r} has a malformed path ({exc})") from None
-    if reached != batches[batch][0]:
+    if v.climbs[0] != batches[batch][0]:
         raise VerifyError(
             f"account {account} with these values is not in the attestation "
             f"(its path reaches another root than batch {batch}'s)"

@@ -3,7 +3,10 @@
 // COMMAND is one of:
 //   poseidon  {"inputs": [[decimal, ...], ...]}          -> [decimal, ...]
 //   prove     {"jobs": [{"wasm", "zkey", "input", "out"}]} -> [{"out", "ms"}]; writes each proof
-//   verify    {"items": [{"vkey", "proof"}]}              -> [{"ok", "reason"}]
+//   verify    {"items": [{"vkey", "proof"}], "hashes": [[decimal, ...]],
+//              "climbs": [{"leaf": [decimal, ...], "index", "path": [[decimal x3], ...]}]}
+//             -> {"proofs": [{"ok", "reason"}], "hashes": [decimal], "climbs": [decimal]}
+//             (a climb hashes a leaf, then each level of a 4-ary Merkle path, bottom up)
 // Progress goes to stderr, one line per proof. A failure prints one line to stderr and exits 1.
 "use strict";
 const fs = require("fs");
@@ -57,7 +60,24 @@ async function verify(request) {
     }
     replies.push(reply);
   }
-  return replies;
+  const hash = await buildPoseidon();
+  const h = (xs) => hash(xs.map((x) => BigInt(x)));
+  const climbs = (request.climbs || []).map((c) => {
+    let current = h(c.leaf);
+    let index = Number(c.index);
+    for (const level of c.path) {
+      const group = level.map((x) => BigInt(x));
+      group.splice(index % 4, 0, current);
+      current = hash(group);
+      index = Math.floor(index / 4);
+    }
+    return hash.F.toString(current);
+  });
+  return {
+    proofs: replies,
+    hashes: (request.hashes || []).map((xs) => hash.F.toString(h(xs))),
+    climbs,
+  };
 }
 
 const nullLogger = { info() {}, warn() {}, debug() {}, error() {} };
