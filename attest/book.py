@@ -63,8 +63,10 @@ class Book:
         }
 
 
-def from_partition(folder: Path, at: int | None = None) -> Book:
-    """Return the book of a simulated partition at block ``at`` (default: the last sampled)."""
+def from_partition(folder: Path, at: int | str | None = None) -> Book:
+    """Return the book of a simulated partition at block ``at``: a block number, ``"worst"``
+    (the sampled block where the accounts below maintenance lack the most margin; ties go to
+    the earliest) or None (the last sampled block)."""
     accounts = folder / "accounts.parquet"
     manifest = folder / "manifest.json"
     if not accounts.is_file() or not manifest.is_file():
@@ -84,7 +86,10 @@ def from_partition(folder: Path, at: int | None = None) -> Book:
         raise BookError(
             f"{str(accounts)!r} has no sampled accounts (history.sample_every_ticks = 0)"
         )
-    block = int(blocks[-1]) if at is None else at
+    if at == "worst":
+        block = _worst_block(table, blocks)
+    else:
+        block = int(blocks[-1]) if at is None else int(at)
     if block not in blocks:
         near = blocks[np.argsort(np.abs(blocks - block))[:2]]
         raise BookError(
@@ -101,6 +106,16 @@ def from_partition(folder: Path, at: int | None = None) -> Book:
         "venue": (meta.get("config") or {}).get("venue"),
     }
     return _book(rows, str(accounts), source)
+
+
+def _worst_block(table: pd.DataFrame, blocks: np.ndarray) -> int:
+    """Return the sampled block with the largest total gap to maintenance of the accounts
+    below it (the first sampled block when no account is ever below)."""
+    gap = (table["maintenance_margin"] - table["equity"]).clip(lower=0)
+    per_block = gap.groupby(table["tick"]).sum()
+    if not (per_block > 0).any():
+        return int(blocks[0])
+    return int(per_block.idxmax())
 
 
 def from_file(path: Path) -> Book:

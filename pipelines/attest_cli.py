@@ -71,9 +71,10 @@ def setup(power: int) -> None:
 @click.option(
     "--at",
     "block",
-    type=click.IntRange(min=0),
     default=None,
-    help="Block (default the last sampled).",
+    metavar="BLOCK|worst",
+    help="A sampled block, or worst: the block where the accounts below maintenance lack the "
+    "most margin (default: the last sampled block).",
 )
 @click.option(
     "--accounts",
@@ -124,7 +125,7 @@ def setup(power: int) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing attestation and private folders.")
 def book(
     partition: Path | None,
-    block: int | None,
+    block: str | None,
     accounts_file: Path | None,
     out: Path,
     private_dir: Path | None,
@@ -144,15 +145,20 @@ def book(
     private = private_dir or out.with_name(out.name + ".private")
     try:
         if (partition is None) == (accounts_file is None):
-            raise click.UsageError("give a PARTITION or --accounts FILE (one of them)")
+            _fail("give a PARTITION or --accounts FILE (one of them)")
         if accounts_file is not None and block is not None:
-            raise click.UsageError("--at applies to a partition, not to --accounts")
+            _fail("--at applies to a partition, not to --accounts")
+        at: int | str | None = block
+        if block is not None and block != "worst":
+            if not block.isdigit():
+                _fail(f"--at must be a block number or worst, was {block!r}")
+            at = int(block)
         if private.absolute() == out.absolute():
-            raise click.UsageError("--private must differ from --out")
+            _fail("--private must differ from --out")
         for folder in (out, private):
             if folder.exists() and not overwrite:
                 _fail(f"{folder} exists; pass --overwrite to replace it")
-        the_book = from_partition(partition, block) if partition else from_file(accounts_file)
+        the_book = from_partition(partition, at) if partition else from_file(accounts_file)
         if ptau_file is not None:
             ptau = toolchain.supplied_ptau(ptau_file)
         else:

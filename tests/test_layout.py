@@ -28,6 +28,19 @@ def test_engine_stands_alone():
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+def test_attest_reads_engine_outputs_only():
+    """attest/ reads the engine's Parquet outputs; of the engine's code it uses only the error
+    base and the atomic folder writer, and never the predictor or the pipelines."""
+    files = list((ROOT / "attest").rglob("*.py"))
+    assert files
+    for path in files:
+        names = _imports(path)
+        assert not names & {"predictor", "pipelines", "lightgbm", "mlflow"}, path
+        text = path.read_text()
+        engine = {line.split()[1] for line in text.splitlines() if line.startswith("from engine")}
+        assert engine <= {"engine.errors", "engine.atomic"}, (path, engine)
+
+
 def test_predictor_does_not_import_pipelines():
     for path in (ROOT / "predictor").rglob("*.py"):
         assert "pipelines" not in _imports(path), path

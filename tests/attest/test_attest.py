@@ -1,7 +1,9 @@
 """predliq attest / verify with real proofs (circom + snarkjs Groth16, small circuits).
 
-One local powers-of-tau file of 2^12 is made for the session (about 1.5 min); every book here
-has 1 or 2 markets, batches of 4 accounts and aggregates of 4 children, whose circuits fit it.
+The setup command runs for real at a tiny power; the proofs use the shipped test file of 2^12
+(data/README.md says how it was made) through --ptau, as a venue passes a ceremony file. Every
+book here has 1 or 2 markets, batches of 4 accounts and aggregates of 4 children, whose
+circuits fit 2^12.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 from pipelines.cli import main
 
 USD = 1_000_000
+TEST_PTAU = Path(__file__).parent / "data" / "test_2e12.ptau"
 FIELD = 21888242871839275222246405745257275088548364400416821818158979397917002775617
 
 # A hand-built book: distinctive amounts (so the privacy scan cannot match by chance), two
@@ -90,6 +93,28 @@ ACCOUNTS = pd.DataFrame(
 )
 
 
+TINY = """
+name = "tiny"
+steps = 40
+[accounts]
+count = 60
+order_rate = 0.05
+[history]
+sample_every_ticks = 5
+[[markets]]
+name = "BTC-PERP"
+initial_price = 30000.0
+sigma_annual = 3.0
+position_sigma_base = 0.5
+[[shocks]]
+market = "BTC-PERP"
+tick = 10
+log_return = -0.2
+over_ticks = 5
+"""
+"""A one-market run whose crash at block 10 leaves accounts below maintenance."""
+
+
 def _cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.output
@@ -102,9 +127,10 @@ def toolchain_home(tmp_path_factory: pytest.TempPathFactory):
     home = Path(kept) if kept else tmp_path_factory.mktemp("attest-home")
     before = os.environ.get("PREDLIQ_ATTEST_HOME")
     os.environ["PREDLIQ_ATTEST_HOME"] = str(home)
-    code, out = _cli("attest", "setup", "--power", "12")
+    code, out = _cli("attest", "setup", "--power", "8")
     assert code == 0, out
     assert "public ceremony" in out
+    assert (home / "ptau" / "local_8.ptau").is_file()
     yield home
     if before is None:
         del os.environ["PREDLIQ_ATTEST_HOME"]
@@ -126,6 +152,8 @@ def _attest(book: pd.DataFrame, folder: Path, *extra: str) -> tuple[int, str]:
         "4",
         "--arity",
         "4",
+        "--ptau",
+        str(TEST_PTAU),
         *extra,
     )
 
@@ -371,7 +399,7 @@ def test_the_circuit_itself_refuses_what_the_checks_in_python_would_catch(
     csv = tmp_path / "accounts.csv"
     ACCOUNTS.to_csv(csv, index=False)
     book = from_file(csv)
-    keys = toolchain.circuit("batch", (4, 2), toolchain.largest_local_ptau())
+    keys = toolchain.circuit("batch", (4, 2), toolchain.supplied_ptau(TEST_PTAU))
     honest = batch_input(book, batches(book, 4)[2], [11, 12], 13)
     forgeries = {
         "duplicate id": lambda i: i["id"].__setitem__(1, i["id"][0]),
@@ -400,23 +428,16 @@ def test_the_circuit_itself_refuses_what_the_checks_in_python_would_catch(
 
 def test_a_simulated_partition_is_attested_at_a_sampled_block(toolchain_home: Path, tmp_path: Path):
     runs = tmp_path / "runs"
-    code, out = _cli(
-        "simulate",
-        "--config",
-        "cascade",
-        "--set",
-        "accounts.count=30",
-        "--set",
-        "steps=40",
-        "--seed",
-        "2",
-        "--out",
-        str(runs),
-    )
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    code, out = _cli("simulate", "--config", str(config), "--seed", "2", "--out", str(runs))
     assert code == 0, out
     partition = next(runs.glob("scenario=*/seed=2"))
-    code, out = _cli("attest", str(partition), "--at", "30", "--out", str(tmp_path / "a"))
-    assert code == 2 and "block 30 of" in out and "nearest: 20, 40" in out
+    ptau = ("--ptau", str(TEST_PTAU))
+    code, out = _cli("attest", str(partition), "--at", "33", "--out", str(tmp_path / "a"), *ptau)
+    assert code == 2 and "block 33 of" in out and "nearest: 30, 35" in out
+    code, out = _cli("attest", str(partition), "--at", "last", "--out", str(tmp_path / "a"))
+    assert code == 2 and "--at must be a block number or worst, was 'last'" in out
     code, out = _cli(
         "attest",
         str(partition),
@@ -428,6 +449,7 @@ def test_a_simulated_partition_is_attested_at_a_sampled_block(toolchain_home: Pa
         "16",
         "--arity",
         "4",
+        *ptau,
     )
     assert code == 2 and "needs powers of tau of at least 2^14" in out
     code, out = _cli(
@@ -441,6 +463,7 @@ def test_a_simulated_partition_is_attested_at_a_sampled_block(toolchain_home: Pa
         "4",
         "--arity",
         "4",
+        *ptau,
     )
     assert code == 0, out
     code, out = _verify(tmp_path / "a")
@@ -463,5 +486,26 @@ def test_a_simulated_partition_is_attested_at_a_sampled_block(toolchain_home: Pa
         "4",
         "--arity",
         "4",
+        *ptau,
     )
     assert code == 2 and "exists; pass --overwrite" in out
+    # The worst block: the largest gap to maintenance of the accounts below it.
+    code, out = _cli(
+        "attest",
+        str(partition),
+        "--at",
+        "worst",
+        "--out",
+        str(tmp_path / "w"),
+        "--batch-size",
+        "4",
+        "--arity",
+        "4",
+        *ptau,
+    )
+    assert code == 0, out
+    below = sampled[sampled.equity < sampled.maintenance_margin]
+    gaps = (below.maintenance_margin - below.equity).groupby(below.tick).sum()
+    manifest = json.loads((tmp_path / "w" / "attestation.json").read_text())
+    assert len(gaps) and manifest["source"]["block"] == int(gaps.idxmax())
+    assert int(manifest["totals"]["below_maintenance"]) == len(below[below.tick == gaps.idxmax()])
