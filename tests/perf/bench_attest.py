@@ -113,9 +113,10 @@ def main() -> None:
             f"{per_batch:.2f} s of proving per batch per worker); "
             f"verification {verify_s:.2f} s, one account's inclusion {inclusion_s:.2f} s"
         )
+        folder_mb = sum(_size(p) for p in out.rglob("*") if p.is_file()) / 1e6
         print(
             f"  proof {statistics.median(_size(p) for p in proofs) / 1e3:.2f} kB each, "
-            f"attestation folder {sum(_size(p) for p in out.rglob('*') if p.is_file()) / 1e6:.2f} MB"
+            f"attestation folder {folder_mb:.2f} MB"
         )
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e3
     print(f"peak memory of a proving process: {peak:.0f} MB")
