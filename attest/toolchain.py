@@ -259,6 +259,9 @@ class CircuitKeys:
     """``batch`` or ``aggregate``."""
     params: tuple[int, ...]
     folder: Path
+    """The compiled circuit (the witness generator and its size)."""
+    keys: Path
+    """Its Groth16 keys over one powers-of-tau file."""
     constraints: int
 
     @property
@@ -267,11 +270,11 @@ class CircuitKeys:
 
     @property
     def zkey(self) -> Path:
-        return self.folder / "circuit.zkey"
+        return self.keys / "circuit.zkey"
 
     @property
     def vkey(self) -> Path:
-        return self.folder / "verification_key.json"
+        return self.keys / "verification_key.json"
 
 
 def _main_source(kind: str, params: tuple[int, ...]) -> str:
@@ -284,35 +287,57 @@ def _main_source(kind: str, params: tuple[int, ...]) -> str:
     return f'pragma circom 2.1.6;\ninclude "{CIRCUIT_SOURCE}";\n{main}\n'
 
 
-def _circuit_key(kind: str, params: tuple[int, ...], ptau: Ptau) -> str:
+def _circuit_key(kind: str, params: tuple[int, ...]) -> str:
     source = (package_dir() / "circuits" / CIRCUIT_SOURCE).read_bytes()
-    digest = hashlib.sha256(source + _main_source(kind, params).encode())
-    digest.update(ptau.path.name.encode() + str(ptau.path.stat().st_size).encode())
-    return f"{kind}_{'_'.join(map(str, params))}_{digest.hexdigest()[:12]}"
+    digest = hashlib.sha256(source + _main_source(kind, params).encode()).hexdigest()[:12]
+    return f"{kind}_{'_'.join(map(str, params))}_{digest}"
+
+
+def _ptau_key(ptau: Ptau) -> str:
+    """Name the keys made over ``ptau`` by the file's name, size and modification time (a
+    ceremony file is hundreds of MB: hashing it on every run would cost seconds)."""
+    st = ptau.path.stat()
+    tag = f"{ptau.path.absolute()}:{st.st_size}:{st.st_mtime_ns}"
+    return "keys_" + hashlib.sha256(tag.encode()).hexdigest()[:12]
 
 
 def circuit(kind: str, params: tuple[int, ...], ptau: Ptau, make: bool = True) -> CircuitKeys:
-    """Return the compiled circuit ``kind`` with ``params`` and its Groth16 keys, compiling it
-    and running its setup (with a random contribution of its own) if not cached."""
-    folder = home() / "circuits" / _circuit_key(kind, params, ptau)
-    meta = folder / "circuit.json"
-    if meta.is_file():
-        return CircuitKeys(kind, params, folder, json.loads(meta.read_text())["constraints"])
-    if not make:
-        raise ToolchainError(
-            f"the {kind} circuit {params} has no keys yet: run `predliq attest setup` first"
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
-        constraints = _compile(kind, params, staging)
-        need = (constraints + 64).bit_length()
-        if need > ptau.power:
+    """Return the compiled circuit ``kind`` with ``params`` and its Groth16 keys over ``ptau``,
+    compiling it (once per circuit source) and running its setup (once per powers-of-tau
+    file, with a random contribution of its own) when not cached."""
+    folder = home() / "circuits" / _circuit_key(kind, params)
+    if not (folder / "circuit.json").is_file():
+        if not make:
             raise ToolchainError(
-                f"the {kind} circuit {params} has {constraints} constraints; it needs powers of "
-                f"tau of at least 2^{need}, the file has 2^{ptau.power} (setup --power {need})"
+                f"the {kind} circuit {params} is not compiled: run `predliq attest` once"
             )
-        snarkjs(["groth16", "setup", "circuit.r1cs", str(ptau.path), "0.zkey"], staging, "keys")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        try:
+            constraints = _compile(kind, params, staging)
+            (staging / "circuit.json").write_text(
+                json.dumps({"kind": kind, "params": list(params), "constraints": constraints})
+            )
+            os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    constraints = int(json.loads((folder / "circuit.json").read_text())["constraints"])
+    keys = folder / _ptau_key(ptau)
+    found = CircuitKeys(kind, params, folder, keys, constraints)
+    if (keys / "keys.json").is_file():
+        return found
+    need = (constraints + 64).bit_length()
+    if need > ptau.power:
+        raise ToolchainError(
+            f"the {kind} circuit {params} has {constraints} constraints; it needs powers of "
+            f"tau of at least 2^{need}, the file has 2^{ptau.power} (setup --power {need})"
+        )
+    if not make:
+        raise ToolchainError(f"the {kind} circuit {params} has no keys over {ptau.path}")
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{keys.name}-", dir=folder))
+    try:
+        r1cs = str(folder / "circuit.r1cs")
+        snarkjs(["groth16", "setup", r1cs, str(ptau.path), "0.zkey"], staging, "keys")
         snarkjs(
             [
                 "zkey",
@@ -330,23 +355,14 @@ def circuit(kind: str, params: tuple[int, ...], ptau: Ptau, make: bool = True) -
             staging,
             "verification key",
         )
-        for name in ("0.zkey", "circuit.r1cs"):
-            (staging / name).unlink()
-        (staging / "circuit.json").write_text(
-            json.dumps(
-                {
-                    "kind": kind,
-                    "params": list(params),
-                    "constraints": constraints,
-                    "ptau": ptau.origin,
-                    "ptau_power": ptau.power,
-                }
-            )
+        (staging / "0.zkey").unlink()
+        (staging / "keys.json").write_text(
+            json.dumps({"ptau": ptau.origin, "ptau_power": ptau.power})
         )
-        os.replace(staging, folder)
+        os.replace(staging, keys)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return CircuitKeys(kind, params, folder, constraints)
+    return found
 
 
 def _compile(kind: str, params: tuple[int, ...], staging: Path) -> int:

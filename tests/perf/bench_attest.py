@@ -50,9 +50,20 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-attest-"))
     subprocess.run(
         [
-            sys.executable, "-m", "pipelines.cli", "simulate", "--config", "stress",
-            "--set", f"accounts.count={args.accounts}", "--set", "steps=20",
-            "--seed", str(args.seed), "--out", str(work / "runs"),
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "simulate",
+            "--config",
+            "stress",
+            "--set",
+            f"accounts.count={args.accounts}",
+            "--set",
+            "steps=20",
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(work / "runs"),
         ],
         check=True,
         capture_output=True,
