@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,12 @@ def keys(
         raise AttestError(f"--batch-size must be one of {BATCH_SIZES}, was {batch_size}")
     if arity not in ARITIES:
         raise AttestError(f"--arity must be one of {ARITIES}, was {arity}")
-    return (
-        toolchain.circuit("batch", (batch_size, markets), ptau, make),
-        toolchain.circuit("aggregate", (arity, markets), ptau, make),
-    )
+    toolchain.node_modules()  # installed (if need be) once, before two threads ask for it
+    # The two setups run side by side: snarkjs's key generation is mostly single-threaded.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batch = pool.submit(toolchain.circuit, "batch", (batch_size, markets), ptau, make)
+        aggregate = pool.submit(toolchain.circuit, "aggregate", (arity, markets), ptau, make)
+        return batch.result(), aggregate.result()
 
 
 def prove_jobs(jobs: list[dict[str, str]]) -> list[dict[str, Any]]:

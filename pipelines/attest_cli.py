@@ -203,6 +203,10 @@ def verify(folder: Path, account: int | None, opening: Path | None) -> None:
 
     if (account is None) != (opening is None):
         _fail("--account and --opening go together")
+    if not (folder / "attestation.json").is_file():
+        _fail(f"{folder} holds no attestation.json")
+    if opening is not None and not opening.is_file():
+        _fail(f"opening file {opening} does not exist")
     try:
         if account is None:
             line = verdict(run_verify(folder))
