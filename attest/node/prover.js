@@ -92,7 +92,9 @@ async function main() {
   if (!handlers[command]) throw new Error(`unknown command ${command}`);
   const request = JSON.parse(fs.readFileSync(0, "utf8"));
   const reply = await handlers[command](request);
-  process.stdout.write(JSON.stringify(reply));
+  // A write to a pipe completes asynchronously: exit only once it has (an early exit cut
+  // replies of more than 64 kB).
+  await new Promise((resolve) => process.stdout.write(JSON.stringify(reply), resolve));
 }
 
 main().then(
