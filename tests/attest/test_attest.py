@@ -516,3 +516,12 @@ def test_a_simulated_partition_is_attested_at_a_sampled_block(toolchain_home: Pa
     manifest = json.loads((tmp_path / "w" / "attestation.json").read_text())
     assert len(gaps) and manifest["source"]["block"] == int(gaps.idxmax())
     assert int(manifest["totals"]["below_maintenance"]) == len(below[below.tick == gaps.idxmax()])
+
+
+def test_a_large_reply_from_node_arrives_whole(toolchain_home: Path):
+    """10,000 leaf hashes are about 800 kB of JSON; Node once exited before a pipe took all."""
+    from attest import toolchain
+
+    hashes = toolchain.poseidon([[i, i + 1] for i in range(10_000)])
+    assert len(hashes) == 10_000 and len(set(hashes)) == 10_000
+    assert all(0 < h < FIELD for h in hashes)
