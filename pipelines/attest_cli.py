@@ -29,9 +29,10 @@ def attest() -> None:
     """Prove a book's health in zero knowledge without revealing any account.
 
     \b
-    predliq attest setup [--power P | --ptau FILE]     once: powers of tau (cached)
+    predliq attest setup [--power P]                   once: local powers of tau (cached)
     predliq attest PARTITION [--at BLOCK] --out DIR     a simulated book at a block
     predliq attest --accounts FILE --out DIR            a venue's accounts file
+    (--ptau FILE: a public ceremony's powers of tau instead of the local setup)
     """
 
 
