@@ -432,90 +432,43 @@ def test_the_circuit_itself_refuses_what_the_checks_in_python_would_catch(
         assert not Path(job["out"]).exists(), name
 
 
-def test_a_simulated_partition_is_attested_at_a_sampled_block(toolchain_home: Path, tmp_path: Path):
+def test_a_simulated_partition_is_attested_at_its_worst_block(toolchain_home: Path, tmp_path: Path):
     runs = tmp_path / "runs"
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
     code, out = _cli("simulate", "--config", str(config), "--seed", "2", "--out", str(runs))
     assert code == 0, out
     partition = next(runs.glob("scenario=*/seed=2"))
+    shape = ("--batch-size", "4", "--arity", "4")
     ptau = ("--ptau", str(TEST_PTAU))
-    code, out = _cli("attest", str(partition), "--at", "33", "--out", str(tmp_path / "a"), *ptau)
+    target = ("--out", str(tmp_path / "a"))
+    code, out = _cli("attest", str(partition), "--at", "33", *target, *shape, *ptau)
     assert code == 2 and "block 33 of" in out and "nearest: 30, 35" in out
-    code, out = _cli("attest", str(partition), "--at", "last", "--out", str(tmp_path / "a"))
+    code, out = _cli("attest", str(partition), "--at", "last", *target)
     assert code == 2 and "--at must be a block number or worst, was 'last'" in out
-    code, out = _cli(
-        "attest",
-        str(partition),
-        "--at",
-        "20",
-        "--out",
-        str(tmp_path / "a"),
-        "--batch-size",
-        "4",
-        "--arity",
-        "4",
-        "--ptau",
-        str(toolchain_home / "ptau" / "local_8.ptau"),
-    )
+    small = ("--ptau", str(toolchain_home / "ptau" / "local_8.ptau"))
+    code, out = _cli("attest", str(partition), "--at", "20", *target, *shape, *small)
     assert code == 2 and "needs powers of tau of at least 2^12, the file has 2^8" in out
-    code, out = _cli(
-        "attest",
-        str(partition),
-        "--at",
-        "20",
-        "--out",
-        str(tmp_path / "a"),
-        "--batch-size",
-        "4",
-        "--arity",
-        "4",
-        *ptau,
-    )
+    # The worst block: the largest gap to maintenance of the accounts below it.
+    code, out = _cli("attest", str(partition), "--at", "worst", *target, *shape, *ptau)
     assert code == 0, out
     code, out = _verify(tmp_path / "a")
     assert code == 0, out
     sampled = pd.read_parquet(partition / "accounts.parquet")
-    at = sampled[sampled.tick == 20]
-    manifest = json.loads((tmp_path / "a" / "attestation.json").read_text())
-    assert manifest["source"]["block"] == 20
-    assert int(manifest["totals"]["accounts"]) == len(at)
-    assert int(manifest["totals"]["maintenance"]) == sum(
-        round(x * USD) for x in at.maintenance_margin
-    )
-    # An existing attestation is kept unless --overwrite.
-    code, out = _cli(
-        "attest",
-        str(partition),
-        "--out",
-        str(tmp_path / "a"),
-        "--batch-size",
-        "4",
-        "--arity",
-        "4",
-        *ptau,
-    )
-    assert code == 2 and "exists; pass --overwrite" in out
-    # The worst block: the largest gap to maintenance of the accounts below it.
-    code, out = _cli(
-        "attest",
-        str(partition),
-        "--at",
-        "worst",
-        "--out",
-        str(tmp_path / "w"),
-        "--batch-size",
-        "4",
-        "--arity",
-        "4",
-        *ptau,
-    )
-    assert code == 0, out
     below = sampled[sampled.equity < sampled.maintenance_margin]
     gaps = (below.maintenance_margin - below.equity).groupby(below.tick).sum()
-    manifest = json.loads((tmp_path / "w" / "attestation.json").read_text())
-    assert len(gaps) and manifest["source"]["block"] == int(gaps.idxmax())
-    assert int(manifest["totals"]["below_maintenance"]) == len(below[below.tick == gaps.idxmax()])
+    assert len(gaps)
+    worst = int(gaps.idxmax())
+    at = sampled[sampled.tick == worst]
+    manifest = json.loads((tmp_path / "a" / "attestation.json").read_text())
+    assert manifest["source"]["block"] == worst
+    totals = {k: int(v) for k, v in manifest["totals"].items()}
+    assert totals["accounts"] == len(at)
+    assert totals["maintenance"] == sum(round(x * USD) for x in at.maintenance_margin)
+    assert totals["below_maintenance"] == len(below[below.tick == worst]) > 0
+    # An existing attestation is kept unless --overwrite.
+    code, out = _cli("attest", str(partition), *target, *shape, *ptau)
+    assert code == 2 and "exists; pass --overwrite" in out
 
 
 def test_a_large_reply_from_node_arrives_whole(toolchain_home: Path):
