@@ -20,7 +20,7 @@ from typing import Any
 
 from attest import toolchain
 from attest.book import QUANTUMS_PER_UNIT, Book
-from attest.toolchain import AGGREGATE_ARITY, CircuitKeys, Ptau
+from attest.toolchain import AGGREGATE_ARITY, ARITIES, BATCH_SIZES, CircuitKeys, Ptau
 from attest.tree import (
     add_sums,
     aggregate_groups,
@@ -38,9 +38,6 @@ from engine.atomic import atomic_dir
 from engine.errors import PredliqError
 
 FORMAT = "predliq-attestation/1"
-BATCH_SIZES = (4, 16, 64, 256)
-ARITIES = (4, 8, 16)
-"""Children per aggregate: 16 for large books; 4 keeps the circuit within 2^12 constraints."""
 Mapper = Callable[[Callable[..., Any], Iterable[Any]], Iterator[Any]]
 """Runs a function over items (in this process, or as Dask tasks) and yields the results."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -46,6 +47,10 @@ ID_BITS = 32
 """Account ids are range-checked to [0, 2^32)."""
 AGGREGATE_ARITY = 16
 """Children of an aggregate node (Poseidon takes at most 16 inputs)."""
+BATCH_SIZES = (4, 16, 64, 256)
+"""Accounts per batch proof: powers of 4, as the batch's 4-ary Merkle tree needs."""
+ARITIES = (4, 8, 16)
+"""Children per aggregate: 16 for large books; 4 keeps the circuit within 2^12 constraints."""
 MAX_MARKETS = 6
 """A node's commitment hashes salt, root and 8 + markets sums: at most 16 inputs."""
 PROOF_SYSTEM = "groth16"
@@ -111,8 +116,6 @@ def _run(cmd: list[str], cwd: Path, step: str, stdin: str | None = None) -> str:
 
 def _plain(text: str) -> str:
     """Drop terminal colour codes from a tool's message."""
-    import re
-
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from attest.toolchain import ARITIES, BATCH_SIZES
 from engine.errors import PredliqError
 
 
@@ -100,14 +101,14 @@ def setup(power: int) -> None:
 )
 @click.option(
     "--batch-size",
-    type=click.Choice(["4", "16", "64", "256"]),
+    type=click.Choice([str(n) for n in BATCH_SIZES]),
     default="16",
     show_default=True,
     help="Accounts per batch proof.",
 )
 @click.option(
     "--arity",
-    type=click.Choice(["4", "8", "16"]),
+    type=click.Choice([str(n) for n in ARITIES]),
     default="16",
     show_default=True,
     help="Children per aggregate proof.",

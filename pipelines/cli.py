@@ -14,6 +14,7 @@ import click
 from engine.config import load_config
 from engine.errors import PredliqError
 from engine.history import check_writable_root
+from pipelines.attest_cli import attest, verify
 from pipelines.cluster import WORKER_LOG
 from pipelines.shipped import config_path as config_path_of
 from pipelines.shipped import replay_place, scenarios_place
@@ -750,14 +751,8 @@ def evaluate(
     click.echo(f"wrote {Path(out) / 'summary.json'}; logged evaluation run {run_id}")
 
 
-def _register() -> None:
-    from pipelines.attest_cli import attest, verify
-
-    main.add_command(attest)
-    main.add_command(verify)
-
-
-_register()
+main.add_command(attest)
+main.add_command(verify)
 
 if __name__ == "__main__":
     main()
