@@ -79,33 +79,40 @@ def from_partition(folder: Path, at: int | str | None = None) -> Book:
         table = pd.read_parquet(accounts)
     except (OSError, ValueError) as exc:
         raise BookError(f"{str(folder)!r}: unreadable ({str(exc).splitlines()[0]})") from None
+    source = {
+        "partition": str(folder),
+        "scenario": meta.get("scenario"),
+        "seed": meta.get("seed"),
+        "config_hash": meta.get("config_hash"),
+        "venue": (meta.get("config") or {}).get("venue"),
+    }
+    return from_samples(table, str(accounts), source, at)
+
+
+def from_samples(
+    table: pd.DataFrame, name: str, source: dict[str, object], at: int | str | None = None
+) -> Book:
+    """Return the book at block ``at`` of sampled account rows (``accounts.parquet``'s columns,
+    named ``name`` in errors): a block number, ``"worst"`` or None (the last sampled block), as
+    in :func:`from_partition`; ``source`` gains the block."""
     if "tick" not in table.columns:
-        raise BookError(f"{str(accounts)!r} has no tick column")
+        raise BookError(f"{name!r} has no tick column")
     blocks = np.unique(table["tick"].to_numpy())
     if blocks.size == 0:
-        raise BookError(
-            f"{str(accounts)!r} has no sampled accounts (history.sample_every_ticks = 0)"
-        )
+        raise BookError(f"{name!r} has no sampled accounts (history.sample_every_ticks = 0)")
     if at == "worst":
         block = _worst_block(table, blocks)
     else:
         block = int(blocks[-1]) if at is None else int(at)
     if block not in blocks:
         near = blocks[np.argsort(np.abs(blocks - block))[:2]]
+        where = source.get("partition", name)
         raise BookError(
-            f"block {block} of {str(folder)!r} was not sampled; accounts are recorded every "
+            f"block {block} of {str(where)!r} was not sampled; accounts are recorded every "
             f"history.sample_every_ticks blocks (nearest: {', '.join(map(str, sorted(near)))})"
         )
     rows = table[table["tick"] == block]
-    source = {
-        "partition": str(folder),
-        "block": block,
-        "scenario": meta.get("scenario"),
-        "seed": meta.get("seed"),
-        "config_hash": meta.get("config_hash"),
-        "venue": (meta.get("config") or {}).get("venue"),
-    }
-    return _book(rows, str(accounts), source)
+    return _book(rows, name, {**source, "block": block})
 
 
 def _worst_block(table: pd.DataFrame, blocks: np.ndarray) -> int:

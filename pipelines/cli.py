@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from attest.toolchain import AGGREGATE_ARITY, ARITIES, BATCH_SIZES
 from engine.config import load_config
 from engine.errors import PredliqError
 from engine.history import check_writable_root
@@ -707,6 +708,37 @@ def _is_loopback(host: str) -> bool:
     show_default=True,
     help="Paired bootstrap draws for the confidence intervals.",
 )
+@click.option(
+    "--attest",
+    "attest_policies",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[POLICY,...]",
+    help="Also prove each policy's health at its worst block of the path with the most "
+    "reactive bad debt (default static,predictive), verify it and show it in the report; "
+    "needs `predliq attest setup` or --attest-ptau. Minutes per policy for large books.",
+)
+@click.option(
+    "--attest-ptau",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A prepared powers-of-tau file for --attest (default: the largest local one).",
+)
+@click.option(
+    "--attest-batch-size",
+    type=click.Choice([str(n) for n in BATCH_SIZES]),
+    default="64",
+    show_default=True,
+    help="Accounts per batch proof for --attest.",
+)
+@click.option(
+    "--attest-arity",
+    type=click.Choice([str(n) for n in ARITIES]),
+    default=str(AGGREGATE_ARITY),
+    show_default=True,
+    help="Children per aggregate proof for --attest.",
+)
 @tracking_uri_option
 def evaluate(
     model_uri: str,
@@ -719,6 +751,10 @@ def evaluate(
     workers: int,
     scheduler: str | None,
     bootstrap: int,
+    attest_policies: str | None,
+    attest_ptau: Path | None,
+    attest_batch_size: str,
+    attest_arity: str,
     tracking_uri: str | None,
 ) -> None:
     """Compare anticipatory with reactive liquidation on held-out paths, at matched all-in
@@ -743,6 +779,14 @@ def evaluate(
             progress=note,
             tune_seeds=tune_seeds,
             counter=Progress,
+            attest=None
+            if attest_policies is None
+            else {
+                "policies": attest_policies,
+                "ptau_file": attest_ptau,
+                "batch_size": int(attest_batch_size),
+                "arity": int(attest_arity),
+            },
         )
     except PredliqError as e:
         _fail(str(e))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pandas as pd
 
 from engine.atomic import atomic_dir
 from engine.config import load_config
+from engine.errors import PredliqError
 from engine.outcomes import run_outcomes
 from pipelines.cluster import WORKER_LOG
 from pipelines.methodology import (
@@ -84,13 +86,18 @@ def scenario_configs(places: list[Path]) -> list[tuple[str, Path]]:
 PathResult = tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, pd.DataFrame]]
 
 
+BOOK_SAMPLE_MINUTES = 5
+"""How often the book is sampled on a path kept for attestation (as the training histories)."""
+
+
 def run_path(
-    runs: list[PathRun], timelines: bool = False, fraction: float = FORECAST_ACCOUNT_FRACTION
+    runs: list[PathRun], keep: str | None = None, fraction: float = FORECAST_ACCOUNT_FRACTION
 ) -> PathResult:
     """Run one path (scenario, seed) under every policy of ``runs``; return one row of outcomes
     per run, the forecasts of the path's reactive history (labels, model, analytic) on a
-    ``fraction`` of its accounts, and with ``timelines`` each policy's mark, liquidations and
-    insurance fund per block.
+    ``fraction`` of its accounts, and per policy with ``keep="timeline"`` its mark,
+    liquidations and insurance fund per block, with ``keep="book"`` every trader's margin state
+    every BOOK_SAMPLE_MINUTES (the sampled account rows, as in ``accounts.parquet``).
 
     The reactive run (static, knob 1) goes first: the accounts it sees breach tell which
     pre-emptive de-risking of later runs fell on accounts that would not have breached, its bad
@@ -111,8 +118,8 @@ def run_path(
     for run in ordered:
         reactive = breachers is None and run.policy == "static" and run.knob == 1.0
         cfg = run.cfg
-        if reactive and score:
-            every = max(1, round(5 * 60_000 / cfg.tick_ms))  # sampled as the training set
+        if (reactive and score) or keep == "book":
+            every = max(1, round(BOOK_SAMPLE_MINUTES * 60_000 / cfg.tick_ms))  # as training's
             cfg = dataclasses.replace(
                 cfg, history=dataclasses.replace(cfg.history, sample_every_ticks=every)
             )
@@ -148,8 +155,10 @@ def run_path(
             }
             | outcome
         )
-        if timelines:
+        if keep == "timeline":
             series[run.policy] = timeline(sim)
+        elif keep == "book":
+            series[run.policy] = sim.sampled_accounts()
     return rows, forecasts, series
 
 
@@ -272,16 +281,17 @@ def execute(
     runs: list[PathRun],
     workers: int = 1,
     scheduler: str | None = None,
-    timelines: bool = False,
+    keep: str | None = None,
     fraction_paths: int | None = None,
 ) -> Iterator[PathResult]:
     """Run every path, serially or on Dask; yield each path's results as it finishes.
-    ``fraction_paths`` (default: every path) sets the forecast-scoring share."""
+    ``keep`` is :func:`run_path`'s; ``fraction_paths`` (default: every path) sets the
+    forecast-scoring share."""
     from pipelines.cluster import map_tasks
 
     groups = by_path(runs)
     fraction = forecast_fraction(fraction_paths or len(groups))
-    yield from map_tasks(run_path, groups, workers, scheduler, timelines, fraction)
+    yield from map_tasks(run_path, groups, workers, scheduler, keep, fraction)
 
 
 def write_summary(
@@ -293,9 +303,13 @@ def write_summary(
     forecast: dict[str, Any] | None = None,
     replay_series: dict[str, dict[str, pd.DataFrame]] | None = None,
     head: dict[str, Any] | None = None,
+    attestation: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write runs.parquet (and replays.parquet), summary.json and report.html into ``out`` —
-    all or nothing: a failure leaves no partial report — and return the summary."""
+    all or nothing: a failure leaves no partial report — and return the summary.
+
+    ``attestation(folder)`` (see :func:`pipelines.attested.attest_evaluation`) writes its
+    attestations into the staging folder and returns the summary's ``attested`` section."""
     from pipelines.report import write_report
 
     head = head if head is not None else headline(results, n_boot)
@@ -317,6 +331,8 @@ def write_summary(
         "lineage": lineage,
     }
     with atomic_dir(out) as tmp:
+        if attestation is not None:
+            summary["attested"] = attestation(tmp)
         results.to_parquet(tmp / "runs.parquet", index=False)
         if replays is not None:
             replays.to_parquet(tmp / "replays.parquet", index=False)
@@ -387,6 +403,14 @@ def format_headline(summary: dict[str, Any]) -> str:
     for stem, policies in summary.get("replays", {}).items():
         cells = ", ".join(f"{p} {v['bad_debt']:,.0f}" for p, v in policies.items())
         lines.append(f"replay {stem}: bad debt {cells}")
+    attested = summary.get("attested")
+    for policy, a in (attested or {}).get("policies", {}).items():
+        lines.append(
+            f"attested and verified, {attested['scenario']} seed {attested['seed']}, {policy} at "
+            f"its worst block {a['block']}: {a['below_maintenance']:,} of {a['accounts']:,} "
+            f"accounts below maintenance lacking {a['gap_below_maintenance']:,.0f}; shortfall "
+            f"{a['shortfall']:,.0f}; bad debt {a['bad_debt']:,.0f} ({a['folder']})"
+        )
     return "\n".join(lines)
 
 
@@ -405,6 +429,7 @@ def run_evaluation(
     replay_overrides: tuple[str, ...] | None = None,
     tune_seeds: str = "",
     counter: Callable[[int, str], Any] | None = None,
+    attest: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Run a whole evaluation into ``out`` and log it; return (summary, MLflow run id).
 
@@ -416,6 +441,8 @@ def run_evaluation(
     the model and its lineage, every replay file); errors are one-line exceptions
     (EvaluationError, ModelError, ConfigError, ReplayError, TrackingError, ValueError).
     ``replay_overrides`` apply to the replays instead of ``overrides`` when given.
+    ``attest`` (keys policies, ptau_file, batch_size, arity: :func:`pipelines.attested.prepare`)
+    adds each policy's verified health at its worst block of one path (pipelines.attested).
     """
     from pipelines.describe import real_files
     from pipelines.progress import Steps
@@ -449,6 +476,12 @@ def run_evaluation(
             )
         # Checked now (a malformed file is refused before any run); run after tuning.
         replay_plan(files, seed_list[0], model, model.horizon_minutes, replay_overrides or ())
+    attest_options = None
+    if attest is not None:
+        from pipelines.attested import prepare
+
+        markets = {len(r.cfg.markets) for r in runs}
+        attest_options = prepare(log=progress, market_counts=markets, **attest)
     paths = len({(r.role, r.scenario, r.seed) for r in runs})
     settings = sum(len(k) for k in DEFAULT_KNOBS.values())
     progress(
@@ -485,7 +518,7 @@ def run_evaluation(
         replay_rows = []
         groups = len({r.scenario for r in replay_runs})
         with counter(groups, "replays") as bar:
-            for path_rows, _, series in execute(replay_runs, workers, scheduler, timelines=True):
+            for path_rows, _, series in execute(replay_runs, workers, scheduler, keep="timeline"):
                 replay_rows.extend(path_rows)
                 replay_series[path_rows[0]["scenario"]] = series
                 bar.step(str(path_rows[0]["scenario"]))
@@ -506,6 +539,43 @@ def run_evaluation(
         "knobs": {k: list(v) for k, v in DEFAULT_KNOBS.items()},
         "tracking_uri": uri,
     }
+
+    attest_failure: list[str] = []
+
+    def attested(options: Any) -> Callable[[Path], dict[str, Any]]:
+        """Re-run the attested path keeping each policy's books, and attest them."""
+        from pipelines.attested import PRIVATE, PUBLIC, attest_books, attested_path, path_runs
+
+        def attest_into(folder: Path) -> dict[str, Any]:
+            # A failure here keeps the evaluation: the report is written without the section
+            # (and without any half-made attestation), and the command then says why.
+            try:
+                path = attested_path(results)
+                chosen, skipped = path_runs(runs, path, chosen_knobs(head), options.policies)
+                progress(f"re-running {path[0]} seed {path[1]} for its books")
+                [(_, _, books)] = list(execute(chosen, workers, scheduler, keep="book"))
+                section = attest_books(
+                    folder,
+                    path,
+                    chosen,
+                    books,
+                    options,
+                    workers,
+                    scheduler,
+                    # Said of the report's folder, not of its staging copy.
+                    lambda message: progress(message.replace(str(folder), str(out))),
+                )
+            except PredliqError as e:
+                for name in (PUBLIC, PRIVATE):
+                    shutil.rmtree(folder / name, ignore_errors=True)
+                attest_failure.append(str(e))
+                return {"failed": str(e)}
+            if skipped:
+                section["not_attested"] = skipped
+            return section
+
+        return attest_into
+
     summary = write_summary(
         out,
         results,
@@ -516,9 +586,15 @@ def run_evaluation(
         forecast_quality(scored, forecast_fraction(eval_paths)),
         replay_series,
         head,
+        None if attest_options is None else attested(attest_options),
     )
     try:
         run_id = log_evaluation(uri, out, summary)
     except TrackingError as e:
         raise TrackingError(f"the report is written to {out}, but logging it failed: {e}") from None
+    if attest_failure:
+        raise EvaluationError(
+            f"the report is written to {out} and logged as run {run_id}, without attestations: "
+            f"{attest_failure[0]}"
+        )
     return summary, run_id

@@ -694,6 +694,48 @@ def _plain_table(records: list[dict[str, Any]], table_id: str, shares: set[str])
     return _table([c.replace("_", " ") for c in columns], rows, table_id)
 
 
+def _attested(section: dict[str, Any]) -> str:
+    """The attested-health section: each policy's verified figures and how to check them."""
+    records = [
+        {
+            "policy": policy,
+            "knob": f"{p['knob']:g}",
+            "block": str(p["block"]),
+            "accounts": count(p["accounts"]),
+            "below maintenance": count(p["below_maintenance"]),
+            "notional below": money(p["notional_below_maintenance"]),
+            "margin they lack": money(p["gap_below_maintenance"]),
+            "collateral": money(p["collateral"]),
+            "maintenance": money(p["maintenance"]),
+            "shortfall": money(p["shortfall"]),
+            "bad debt": money(p["bad_debt"]),
+            "root": f"{p['root'][:12]}…",
+        }
+        for policy, p in section["policies"].items()
+    ]
+    local = any(p["setup"] == "local" for p in section["policies"].values())
+    return (
+        f"<p>Path {html.escape(str(section['scenario']))} seed {section['seed']}, where the "
+        "reactive venue left the most bad debt. Each policy's book at its worst sampled block "
+        "(every 5 minutes; where the accounts below maintenance lack the most margin) is "
+        "committed account by account and its totals proved in zero knowledge; the figures "
+        "below are read from the verified attestation, not from the simulator. Anyone can check "
+        "one with <code>predliq verify attestations/POLICY</code> in this folder; the openings "
+        "each trader would receive are in <code>attestations-private/</code>.</p>"
+        + _plain_table(records, "attested", set())
+        + "".join(
+            f"<p>{html.escape(policy)} not attested: {html.escape(why)}.</p>"
+            for policy, why in section.get("not_attested", {}).items()
+        )
+        + (
+            "<p>Setup made locally with one contribution: whoever made it could forge proofs. "
+            "A venue publishing these uses a public ceremony's powers of tau.</p>"
+            if local
+            else ""
+        )
+    )
+
+
 def write_report(
     folder: Path,
     summary: dict[str, Any],
@@ -813,6 +855,17 @@ def write_report(
                 + reliability,
             )
         )
+    attested = summary.get("attested") or {}
+    if attested.get("failed"):
+        sections.append(
+            (
+                "attested",
+                "Attested health at the worst block",
+                f"<p>Not attested: {html.escape(attested['failed'])}</p>",
+            )
+        )
+    elif attested:
+        sections.append(("attested", "Attested health at the worst block", _attested(attested)))
     cover = summary.get("coverage") or {}
     if cover:
         records = [

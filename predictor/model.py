@@ -548,7 +548,9 @@ def _train_on_dask(
     import dask.array as da
     from lightgbm.dask import DaskLGBMClassifier
 
-    workers = sorted(client.scheduler_info()["workers"])
+    # nthreads() asks the scheduler and raises if it cannot; scheduler_info() may return a
+    # cached identity without workers when the scheduler is slow to answer.
+    workers = sorted(client.nthreads())
     # Rows come grouped by scenario and seed; each worker bins and samples its own block, so
     # give every worker a shuffled share of every path (a fixed permutation of the rows).
     order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(X))

@@ -478,7 +478,7 @@ def train(
         timings=timings,
         fit_rows=fit,
         test_rows=test,
-        dask_workers=0 if client is None else len(client.scheduler_info()["workers"]),
+        dask_workers=0 if client is None else len(client.nthreads()),
         importance=importance,
         family_holdouts=holdouts if cfg.leave_one_family_out else {},
     )

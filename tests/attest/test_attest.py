@@ -478,3 +478,55 @@ def test_a_large_reply_from_node_arrives_whole(toolchain_home: Path):
     hashes = toolchain.poseidon([[i, i + 1] for i in range(10_000)])
     assert len(hashes) == 10_000 and len(set(hashes)) == 10_000
     assert all(0 < h < FIELD for h in hashes)
+
+
+def test_the_evaluation_reports_each_policys_verified_health_at_its_worst_block(
+    toolchain_home: Path, trained_model, tmp_path: Path
+):
+    """evaluate --attest: the report's attested figures are those of a verified attestation of
+    the book at the policy's worst sampled block of the path."""
+    uri, _ = trained_model
+    scenario = tmp_path / "tiny.toml"
+    # A book sampled every 5 one-minute blocks; 12 traders (3 batch proofs per policy).
+    tiny = TINY.replace("steps = 40", "steps = 40\ntick_ms = 60_000")
+    scenario.write_text(tiny.replace("count = 24", "count = 12"))
+    out = tmp_path / "report"
+    args = [
+        "evaluate",
+        *("--model", "models:/breach-forecaster@champion", "--tracking-uri", uri),
+        *("--scenarios", str(scenario), "--seeds", "10", "--tune-seeds", "8"),
+        *("--out", str(out), "--bootstrap", "100"),
+        *("--attest-ptau", str(TEST_PTAU), "--attest-batch-size", "4", "--attest-arity", "4"),
+    ]
+    code, text = _cli(*args, "--attest", "static,nosuch")
+    assert code == 2 and "--attest names unknown policy 'nosuch'" in text
+    assert not out.exists()
+    code, text = _cli(*args, "--attest")  # the default: static and predictive
+    assert code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    attested = summary["attested"]
+    assert (attested["scenario"], attested["seed"]) == ("tiny", 10)
+    assert set(attested["policies"]) == {"static", "predictive"}
+    for policy, figures in attested["policies"].items():
+        folder = out / figures["folder"]
+        code, verdict = _verify(folder)
+        assert code == 0, verdict
+        manifest = json.loads((folder / "attestation.json").read_text())
+        assert manifest["source"]["policy"] == policy
+        assert manifest["source"]["block"] == figures["block"]
+        assert manifest["root"] == figures["root"]
+        totals = {k: int(v) for k, v in manifest["totals"].items()}
+        assert figures["below_maintenance"] == totals["below_maintenance"]
+        assert figures["shortfall"] * USD == int(manifest["health"]["shortfall"])
+        # Every trader is in the book, and each can check their own account.
+        openings = sorted((out / "attestations-private" / policy / "openings").glob("*.json"))
+        assert totals["accounts"] == len(openings) > 0
+        account = json.loads(openings[0].read_text())["values"]["account"]
+        code, line = _verify(folder, "--account", str(account), "--opening", str(openings[0]))
+        assert code == 0, line
+    # The reactive venue's worst block of this crash has an account below maintenance.
+    assert attested["policies"]["static"]["below_maintenance"] > 0
+    report = (out / "report.html").read_text()
+    assert "Attested health at the worst block" in report
+    assert attested["policies"]["static"]["root"][:12] in report
+    assert "attested and verified, tiny seed 10, static" in text

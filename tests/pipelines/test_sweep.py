@@ -143,7 +143,14 @@ def test_a_parallel_sweep_stopped_midway_leaves_no_process(tmp_path, sig=signal.
     cmd += ["--seeds", "0-199", "--workers", "2", "--out", str(out), *SMALL]
     with (tmp_path / "stderr.txt").open("w") as log:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+            # As at a terminal: a test session started in the background inherits SIGINT
+            # ignored, and so would the command.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     deadline = time.time() + 180
     while not any(out.rglob("manifest.json")) and time.time() < deadline and proc.poll() is None:
