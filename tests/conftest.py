@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -228,3 +231,49 @@ def _no_process_outlives_the_suite():
             with contextlib.suppress(psutil.Error):
                 p.kill()
         pytest.fail(f"{len(left)} process(es) outlived the tests that started them: {names}")
+
+
+ATTEST_TEST_PTAU = Path(__file__).parent / "attest" / "data" / "test_2e12.ptau"
+"""The shipped powers of tau of 2^12 the attestation tests prove with (see its README)."""
+_ATTEST_WARM_UP = (
+    "import sys; from pathlib import Path; from attest import toolchain; "
+    "from attest.build import keys; keys(2, 4, 4, toolchain.supplied_ptau(Path(sys.argv[1])))"
+)
+
+
+def _is_attest_test(item: pytest.Item) -> bool:
+    return item.path.parent.name == "attest" and item.path.parent.parent.name == "tests"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the attestation tests last, so that the setup of their circuits (about 45 s of one
+    core in snarkjs) is made in the background while the other tests run (attest_home)."""
+    items.sort(key=_is_attest_test)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def attest_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The attestation tests' toolchain home (PREDLIQ_ATTEST_HOME) and the process setting up
+    the two-market circuits of batches of 4 and aggregates of 4 over the test powers of tau
+    (None when no attestation test is selected). PREDLIQ_TEST_ATTEST_HOME keeps the home
+    between runs while working on those tests."""
+    kept = os.environ.get("PREDLIQ_TEST_ATTEST_HOME")
+    home = Path(kept) if kept else tmp_path_factory.mktemp("attest-home")
+    before = os.environ.get("PREDLIQ_ATTEST_HOME")
+    os.environ["PREDLIQ_ATTEST_HOME"] = str(home)
+    warm_up = None
+    if any(_is_attest_test(item) for item in request.session.items):
+        warm_up = subprocess.Popen(
+            [sys.executable, "-c", _ATTEST_WARM_UP, str(ATTEST_TEST_PTAU)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    yield home, warm_up
+    if warm_up is not None and warm_up.poll() is None:
+        warm_up.kill()
+        warm_up.wait()
+    if before is None:
+        del os.environ["PREDLIQ_ATTEST_HOME"]
+    else:
+        os.environ["PREDLIQ_ATTEST_HOME"] = before

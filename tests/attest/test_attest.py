@@ -9,7 +9,6 @@ circuits fit 2^12.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -127,21 +126,18 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="session")
-def toolchain_home(tmp_path_factory: pytest.TempPathFactory):
-    # PREDLIQ_TEST_ATTEST_HOME keeps the setup between runs while working on these tests.
-    kept = os.environ.get("PREDLIQ_TEST_ATTEST_HOME")
-    home = Path(kept) if kept else tmp_path_factory.mktemp("attest-home")
-    before = os.environ.get("PREDLIQ_ATTEST_HOME")
-    os.environ["PREDLIQ_ATTEST_HOME"] = str(home)
+def toolchain_home(attest_home) -> Path:
+    """The session's attestation home, once the circuits' setup begun in the background (see
+    conftest) has finished; the setup command itself runs here, for real, at 2^8."""
+    home, warm_up = attest_home
+    if warm_up is not None:
+        output, _ = warm_up.communicate()
+        assert warm_up.returncode == 0, output
     code, out = _cli("attest", "setup", "--power", "8")
     assert code == 0, out
     assert "public ceremony" in out
     assert (home / "ptau" / "local_8.ptau").is_file()
-    yield home
-    if before is None:
-        del os.environ["PREDLIQ_ATTEST_HOME"]
-    else:
-        os.environ["PREDLIQ_ATTEST_HOME"] = before
+    return home
 
 
 def _attest(book: pd.DataFrame, folder: Path, *extra: str) -> tuple[int, str]:
@@ -485,7 +481,8 @@ def test_the_evaluation_reports_each_policys_verified_health_at_its_worst_block(
 ):
     """evaluate --attest: the report's attested figures are those of a verified attestation of
     the book at the policy's worst sampled block of the path."""
-    uri, _ = trained_model
+    _, export = trained_model
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # its own: the session's store counts its runs
     scenario = tmp_path / "tiny.toml"
     # A book sampled every 5 one-minute blocks; 12 traders (3 batch proofs per policy).
     tiny = TINY.replace("steps = 40", "steps = 40\ntick_ms = 60_000")
@@ -493,7 +490,7 @@ def test_the_evaluation_reports_each_policys_verified_health_at_its_worst_block(
     out = tmp_path / "report"
     args = [
         "evaluate",
-        *("--model", "models:/breach-forecaster@champion", "--tracking-uri", uri),
+        *("--model", str(export), "--tracking-uri", uri),
         *("--scenarios", str(scenario), "--seeds", "10", "--tune-seeds", "8"),
         *("--out", str(out), "--bootstrap", "100"),
         *("--attest-ptau", str(TEST_PTAU), "--attest-batch-size", "4", "--attest-arity", "4"),

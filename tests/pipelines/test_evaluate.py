@@ -30,7 +30,7 @@ from pipelines.methodology import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["--set", "accounts.count=400", "--set", "steps=160"]
+SMALL = ["--set", "accounts.count=400", "--set", "steps=100"]
 REPLAY = ROOT / "pipelines" / "data" / "market" / "BTCUSDT-PERP_1m_2020-03-12.csv.gz"
 REF = PREDICTIVE_REFERENCE_KNOB
 BIG = 100.0
