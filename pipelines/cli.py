@@ -17,6 +17,7 @@ from engine.errors import PredliqError
 from engine.history import check_writable_root
 from pipelines.attest_cli import attest, verify
 from pipelines.cluster import WORKER_LOG
+from pipelines.recommend_cli import recommend
 from pipelines.shipped import config_path as config_path_of
 from pipelines.shipped import replay_place, scenarios_place
 from pipelines.simulate import POLICY_CHOICES
@@ -49,11 +50,13 @@ def main() -> None:
 @main.command()
 @click.option(
     "--config",
-    "config_path",
+    "config_paths",
     required=True,
+    multiple=True,
     metavar="NAME|PATH",
     help="Scenario config: a shipped name (cascade, stress, short_squeeze...; predliq "
-    "scenarios lists them) or a TOML file.",
+    "scenarios lists them) or a TOML file. A second --config is an overlay of [set] keys "
+    "(recommendation.toml of predliq recommend), applied before --set.",
 )
 @click.option(
     "--set",
@@ -147,7 +150,7 @@ def main() -> None:
     help="Score with Booster.predict instead of the compiled trees (same outputs, slower).",
 )
 def simulate(
-    config_path: str,
+    config_paths: tuple[str, ...],
     overrides: tuple[str, ...],
     seed: int | None,
     seeds: str | None,
@@ -192,7 +195,12 @@ def simulate(
     if out is None and not describe:
         _fail("--out is required (or --describe to print statistics instead)")
     try:
-        config_path = str(config_path_of(config_path))
+        config_path = str(config_path_of(config_paths[0]))
+        if len(config_paths) > 1:
+            from pipelines.recommend import load_overlay
+
+            layers = [load_overlay(Path(p)) for p in config_paths[1:]]
+            overrides = (*(o for layer in layers for o in layer), *overrides)
     except PredliqError as e:
         _fail(str(e))
     overrides, source = _policy_overrides(
@@ -797,6 +805,7 @@ def evaluate(
 
 main.add_command(attest)
 main.add_command(verify)
+main.add_command(recommend)
 
 if __name__ == "__main__":
     main()
