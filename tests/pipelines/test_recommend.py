@@ -131,9 +131,8 @@ def test_the_smallest_maintenance_margin_without_bad_debt_is_found(gap: Path, tm
     )
     assert r.exit_code == 0, r.output
     manifest = json.loads(next(runs.glob("scenario=gap/seed=40/manifest.json")).read_text())
-    assert manifest["config"]["markets"][0]["margin"]["brackets"][0]["maintenance_margin"] == (
-        best["params"][MM]
-    )
+    bracket = manifest["config"]["markets"][0]["margin"]["brackets"][0]
+    assert bracket["maintenance_margin"] == best["params"][MM]
     # Each trial is an MLflow child run of the command's run.
     import mlflow
 
