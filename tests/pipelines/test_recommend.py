@@ -205,7 +205,7 @@ def test_the_study_depends_on_its_seed_not_on_the_workers(gap: Path, tmp_path: P
         code, text = _recommend(
             gap,
             out,
-            *("--space", f"{MM}=0.005:0.06", "--trials", "6", "--top", "1"),
+            *("--space", f"{MM}=0.005:0.06", "--trials", "4", "--top", "1"),
             *("--workers", workers, "--no-sensitivity"),
         )
         assert code == 0, text

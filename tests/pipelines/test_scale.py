@@ -163,10 +163,12 @@ def test_train_register_evaluate_and_load_through_a_tracking_server(
     from predictor.serving import load_forecaster
 
     url = tracking_server
+    light = tmp_path / "light.toml"  # a round trip through the server: the model's size is moot
+    light.write_text('num_boost_round = 100\nregime_shift_scenario = "none"\n')
     trained = CliRunner().invoke(
         main,
         ["train", "--data", str(small_histories), "--tracking-uri", url]
-        + ["--export-dir", str(tmp_path / "models")],
+        + ["--export-dir", str(tmp_path / "models"), "--config", str(light)],
     )
     assert trained.exit_code == 0, trained.output
     assert "registered breach-forecaster v1 as champion" in trained.output
