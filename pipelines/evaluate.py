@@ -308,7 +308,7 @@ def write_summary(
     """Write runs.parquet (and replays.parquet), summary.json and report.html into ``out`` —
     all or nothing: a failure leaves no partial report — and return the summary.
 
-    ``attestation(folder)`` (see :func:`pipelines.attested.attest_evaluation`) writes its
+    ``attestation(folder)`` (see :func:`pipelines.attested.attest_books`) writes its
     attestations into the staging folder and returns the summary's ``attested`` section."""
     from pipelines.report import write_report
 

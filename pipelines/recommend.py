@@ -457,13 +457,29 @@ def search(
     rest); ``on_trial(trial, params, figures or failure reason)`` after each is told."""
     import optuna
 
-    space = {d.key: dataclasses.asdict(d) for d in dims}
-    recorded = study.user_attrs.get("space")
-    if recorded is not None and recorded != json.loads(json.dumps(space)):
-        raise RecommendError(
-            f"the study {study.study_name!r} was made with another --space; name a new --study"
+    # A resumed study's trials were scored on one question: the same space, budgets,
+    # objective, paths and fixed overrides, or they would be compared with figures of another.
+    question = json.loads(
+        json.dumps(
+            {
+                "space": {d.key: dataclasses.asdict(d) for d in dims},
+                "budgets": [b.text for b in budgets],
+                "objective": objective,
+                "seeds": seeds,
+                "scenarios": [name for name, _ in setting.scenarios],
+                "overrides": list(setting.overrides),
+                "policy": setting.policy,
+            }
         )
-    study.set_user_attr("space", space)
+    )
+    recorded = study.user_attrs.get("question")
+    if recorded is not None and recorded != question:
+        changed = sorted(k for k in question if recorded.get(k) != question[k])
+        raise RecommendError(
+            f"the study {study.study_name!r} was made with another {', '.join(changed)}; name "
+            "a new --study or --study-name"
+        )
+    study.set_user_attr("question", question)
     # Trials a stopped run left running are failed, not resumed: their results never came.
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -692,6 +708,7 @@ def run_recommend(
             f"trial {trial.number}: {shown}: cost {figures['objective']:.4%}, {cells} ({state})"
         )
 
+    failed = True
     try:
         search(study, setting, dims, budgets, objective, seeds, trials, batch, run, on_trial)
         chosen = candidates(study, dims, top)
@@ -759,8 +776,9 @@ def run_recommend(
             )
             write_report(tmp / "report.html", evidence)
         evidence["run_id"] = log.finish(out, evidence)
+        failed = False
     finally:
-        log.close()
+        log.close(failed)
     return evidence
 
 
@@ -834,8 +852,8 @@ class TrialLog:
         mlflow.log_artifacts(str(out))
         return self.parent.info.run_id
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         import mlflow
 
-        if mlflow.active_run() is not None:
-            mlflow.end_run()
+        while mlflow.active_run() is not None:  # a child left open by an interruption too
+            mlflow.end_run(status="FAILED" if failed else "FINISHED")

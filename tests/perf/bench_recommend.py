@@ -49,7 +49,7 @@ def main() -> None:
         None,
     )
     dims = [
-        parse_space("markets.BTC-PERP.margin.brackets.0.maintenance_margin=0.005:0.02"),
+        parse_space("markets.BTC-PERP.margin.brackets.0.maintenance_margin=0.005:0.019"),
         parse_space("markets.BTC-PERP.insurance_fund_usd=1e4:1e6:log"),
     ]
     budgets = [parse_budget(args.budget, OUTCOMES)]
