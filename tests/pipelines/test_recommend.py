@@ -178,6 +178,7 @@ def test_an_infeasible_budget_is_reported_with_the_closest_candidate(gap: Path, 
         (["--space", f"{MM}=0.01:0.05", "--budget", "es99_bad_debt<250000"], "--budget must"),
         (["--space", f"{MM}=0.01:0.05", "--budget", "es99_nosuch<=1"], "unknown outcome"),
         (["--space", f"{MM}=0.01:0.05", "--confirm-seeds", "2-4"], "must be fresh: 2"),
+        (["--space", "policy=static,predictive"], "a predictive policy needs --model"),
     ],
 )
 def test_a_malformed_space_or_budget_is_one_line_exit_2(gap, tmp_path, args, message):
@@ -212,3 +213,24 @@ def test_the_study_depends_on_its_seed_not_on_the_workers(gap: Path, tmp_path: P
         evidence = json.loads((out / "recommendation.json").read_text())
         studies[workers] = [(p["params"], p["objective"]) for p in evidence["pareto"]]
     assert studies["1"] == studies["2"]
+
+
+def test_the_policy_can_be_one_of_the_choices(gap: Path, tmp_path: Path):
+    """policy=A,B searches the policy with its knob; the overlay sets the engine's policy."""
+    out = tmp_path / "rec"
+    code, text = _recommend(
+        gap,
+        out,
+        *("--space", "policy=static,vol_scaled", "--space", "policy.knob=1:3"),
+        *("--trials", "4", "--top", "2", "--no-sensitivity"),
+    )
+    assert code == 0, text
+    evidence = json.loads((out / "recommendation.json").read_text())
+    best = evidence["recommendation"]["params"]
+    assert best["policy"] in ("static", "vol_scaled") and 1 <= best["policy.knob"] <= 3
+    assert evidence["overlay"] == {
+        "policy.name": best["policy"],
+        "policy.knob": best["policy.knob"],
+    }
+    tried = {p["params"]["policy"] for p in evidence["pareto"]}
+    assert tried <= {"static", "vol_scaled"}
