@@ -342,8 +342,10 @@ def summarize(
 def intervals(
     rows: list[dict[str, float]], budgets: list[Budget], objective: str, seed: int = 0
 ) -> dict[str, Any]:
-    """Figures with 95% bootstrap intervals over the paths (the same resamples for every
-    statistic, so they are paired)."""
+    """Figures with 95% intervals over the paths: paired bootstrap (the same resamples for
+    every statistic), except the mean of a 0/1 outcome, a probability, which gets the exact
+    binomial interval. A bootstrap interval of a max or a tail statistic cannot reach past the
+    worst path seen: more confirmation paths make it a stronger check."""
     rng = np.random.default_rng(seed)
     n = len(rows)
     picks = rng.integers(0, n, size=(BOOTSTRAP, n))
@@ -358,7 +360,14 @@ def intervals(
     for b in budgets:
         x = _column(rows, b.outcome)
         point = b.value(x)
-        ci = _ci([b.value(x[p]) for p in picks])
+        if b.stat == "mean" and np.isin(x, (0.0, 1.0)).all():
+            # A probability (the share of paths where the fund ran dry): the exact interval.
+            # A bootstrap cannot see an event no path had: 0 of 8 would read as [0, 0].
+            ci = clopper_pearson(int(x.sum()), n)
+            method = "exact binomial (Clopper-Pearson)"
+        else:
+            ci = _ci([b.value(x[p]) for p in picks])
+            method = "paired bootstrap"
         far = b.far_end(ci)
         ok = b.violation(far) <= 0
         holds &= ok
@@ -369,9 +378,19 @@ def intervals(
             "op": b.op,
             "holds": ok,
             "violation_at_far_end": b.violation(far),
+            "interval": method,
         }
     out["holds"] = holds
     return out
+
+
+def clopper_pearson(events: int, paths: int) -> tuple[float, float]:
+    """Return the exact 95% interval of a probability seen ``events`` times in ``paths``."""
+    from scipy.stats import beta
+
+    lo = 0.0 if events == 0 else float(beta.ppf(0.025, events, paths - events + 1))
+    hi = 1.0 if events == paths else float(beta.ppf(0.975, events + 1, paths - events))
+    return lo, hi
 
 
 def _ci(values: list[float]) -> tuple[float, float]:

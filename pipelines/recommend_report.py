@@ -98,7 +98,9 @@ def write_report(path: Path, evidence: dict[str, Any]) -> Path:
             row["cost (95% CI)"] = f"{conf['objective']:.4%} [{lo:.4%}, {hi:.4%}]"
             for metric, m in conf["metrics"].items():
                 mlo, mhi = m["ci95"]
-                row[metric] = f"{m['value']:,.4g} [{mlo:,.4g}, {mhi:,.4g}]"
+                how = "exact" if m.get("interval", "").startswith("exact") else "bootstrap"
+                row[metric] = f"{m['value']:,.4g} [{mlo:,.4g}, {mhi:,.4g}] ({how})"
+            row["paths"] = str(conf["paths"])
             row["budgets hold"] = "yes" if conf["holds"] else "no"
         candidates.append(row)
     sweep = []

@@ -234,3 +234,19 @@ def test_the_policy_can_be_one_of_the_choices(gap: Path, tmp_path: Path):
     }
     tried = {p["params"]["policy"] for p in evidence["pareto"]}
     assert tried <= {"static", "vol_scaled"}
+
+
+def test_a_probability_gets_an_exact_interval_not_a_bootstrap_of_no_events():
+    """The fund never ran dry on 8 paths: the bootstrap would say [0, 0]; the exact binomial
+    interval reaches 36.9%, so a 25% budget is not yet shown to hold (16 paths: 20.6%)."""
+    from pipelines.recommend import OUTCOMES, intervals, parse_budget
+
+    budget = parse_budget("mean_if_exhausted<=0.25", OUTCOMES)
+    for paths, holds, high in ((8, False, 0.3694), (16, True, 0.2059)):
+        rows = [{"if_exhausted": 0.0, "all_in_cost": 0.01, "capital_cost": 0.01, "fund_cost": 0.0}]
+        rows = rows * paths
+        figures = intervals(rows, [budget], "all_in")
+        m = figures["metrics"]["mean_if_exhausted"]
+        assert m["ci95"][0] == 0.0 and m["ci95"][1] == pytest.approx(high, abs=1e-4)
+        assert m["holds"] is holds and figures["holds"] is holds
+        assert m["interval"].startswith("exact binomial")
