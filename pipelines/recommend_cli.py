@@ -164,6 +164,8 @@ def recommend(
 
             forecaster = load_forecaster(model, tracking_uri=tracking_uri)
         configs = scenario_configs([scenarios_place(p) for p in scenario_places])
+        # Trials load the configs where they run: absolute paths, whatever a worker's folder.
+        configs = [(name, place.resolve()) for name, place in configs]
         setting = Setting(tuple(configs), overrides, policy, forecaster)
 
         def mapper(fn, items):
