@@ -328,7 +328,7 @@ def test_a_duplicated_or_dropped_batch_is_rejected(attested: Path, tmp_path: Pat
     folder = _copy(attested, tmp_path)
     _tamper(folder, lambda m: m["levels"][0].insert(1, m["levels"][0][0]))
     code, out = _verify(folder)
-    assert code == 1 and "an account would be counted twice" in out or "in order" in out
+    assert code == 1 and ("an account would be counted twice" in out or "in order" in out), out
     folder = _copy(attested, tmp_path / "b")
     _tamper(folder, lambda m: m["levels"][0].pop(2))
     code, out = _verify(folder)
