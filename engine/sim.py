@@ -471,10 +471,6 @@ class Simulation:
         frame = self.events.to_frame() if events is None else events
         return self.recorder.labelled_accounts(frame, self.steps)
 
-    def sampled_accounts(self) -> pd.DataFrame:
-        """Return the sampled account rows without labels (the book at each sampled block)."""
-        return self.recorder.sampled_accounts()
-
     def policy_frame(self) -> pd.DataFrame:
         """Return the policy's state per (tick, market): accounts scored, fallback reason
         (:class:`engine.forecast.Fallback`), margin calls, notional de-risked, gating, accounts

@@ -3,14 +3,14 @@
 A committee reads, per policy, how many accounts sat below maintenance margin and how much
 collateral fell short at the worst moment of a crash. ``predliq evaluate --attest`` makes those
 figures checkable by anyone: it re-runs one evaluation path (the one where the reactive venue
-left the most bad debt) under each attested policy at its tuned knob, sampling every trader's
-margin state every few minutes; takes each policy's worst sampled block (where the accounts
-below maintenance lack the most margin); attests that book with zero-knowledge proofs
+left the most bad debt) under each attested policy at its tuned knob, reading every trader's
+margin state after every block; keeps each policy's worst block (where the accounts below
+maintenance lack the most margin); attests that book with zero-knowledge proofs
 (:mod:`attest`); verifies the attestation; and reports the verified totals — not the
 simulator's own — beside the public folder a reader passes to ``predliq verify``.
 
 The re-run is the same path with the same keyed draws, so its outcomes equal the evaluation's
-(sampling reads the state and draws nothing). The static policy is attested at knob 1, the
+(reading the book draws nothing and changes nothing). The static policy is attested at knob 1, the
 reactive venue itself, as on the replays.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines.methodology import DEFAULT_KNOBS, EvaluationError, PathRun
@@ -31,6 +32,30 @@ PUBLIC = "attestations"
 PRIVATE = "attestations-private"
 """Sub-folders of the evaluation's output: the public attestations (one per policy) and the
 salts and per-account openings only the venue keeps."""
+
+
+class WorstBlock:
+    """Watch a run block by block and keep every trader's margin state (the sampled-account
+    columns of ``accounts.parquet``) at its worst block: where the accounts below maintenance
+    lack the most margin in all, the first such block; the first block when none ever is."""
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.traders = np.flatnonzero(~sim.ledger.is_maker)
+        self.gap = -1.0
+        self.rows: dict[str, np.ndarray] | None = None
+
+    def watch(self, t: int) -> None:
+        """Read the book after block ``t`` (Simulation.run's progress callback); reads only."""
+        rows = self.sim.account_rows(self.traders)
+        gap = float(np.clip(rows["maintenance_margin"] - rows["equity"], 0.0, None).sum())
+        if gap > self.gap:
+            self.gap, self.rows = gap, rows
+
+    def frame(self) -> pd.DataFrame:
+        if self.rows is None:
+            raise EvaluationError("the attested run had no block to read")
+        return pd.DataFrame(self.rows)
 
 
 @dataclass(frozen=True)

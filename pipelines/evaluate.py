@@ -86,10 +86,6 @@ def scenario_configs(places: list[Path]) -> list[tuple[str, Path]]:
 PathResult = tuple[list[dict[str, Any]], dict[str, np.ndarray], dict[str, pd.DataFrame]]
 
 
-BOOK_SAMPLE_MINUTES = 5
-"""How often the book is sampled on a path kept for attestation (as the training histories)."""
-
-
 def run_path(
     runs: list[PathRun], keep: str | None = None, fraction: float = FORECAST_ACCOUNT_FRACTION
 ) -> PathResult:
@@ -97,7 +93,8 @@ def run_path(
     per run, the forecasts of the path's reactive history (labels, model, analytic) on a
     ``fraction`` of its accounts, and per policy with ``keep="timeline"`` its mark,
     liquidations and insurance fund per block, with ``keep="book"`` every trader's margin state
-    every BOOK_SAMPLE_MINUTES (the sampled account rows, as in ``accounts.parquet``).
+    at the run's worst block (:class:`pipelines.attested.WorstBlock`; the columns of
+    ``accounts.parquet``).
 
     The reactive run (static, knob 1) goes first: the accounts it sees breach tell which
     pre-emptive de-risking of later runs fell on accounts that would not have breached, its bad
@@ -118,8 +115,8 @@ def run_path(
     for run in ordered:
         reactive = breachers is None and run.policy == "static" and run.knob == 1.0
         cfg = run.cfg
-        if (reactive and score) or keep == "book":
-            every = max(1, round(BOOK_SAMPLE_MINUTES * 60_000 / cfg.tick_ms))  # as training's
+        if reactive and score:
+            every = max(1, round(5 * 60_000 / cfg.tick_ms))  # sampled as the training set
             cfg = dataclasses.replace(
                 cfg, history=dataclasses.replace(cfg.history, sample_every_ticks=every)
             )
@@ -132,7 +129,13 @@ def run_path(
         else:
             forecaster = run.source.build(cfg)
         sim = Simulation(cfg, forecaster=forecaster)
-        sim.run()
+        if keep == "book":
+            from pipelines.attested import WorstBlock
+
+            worst = WorstBlock(sim)
+            sim.run(progress=worst.watch)
+        else:
+            sim.run()
         if reactive:
             breachers = np.unique(sim.onsets()[1])
             events = sim.events.to_frame()
@@ -158,7 +161,7 @@ def run_path(
         if keep == "timeline":
             series[run.policy] = timeline(sim)
         elif keep == "book":
-            series[run.policy] = sim.sampled_accounts()
+            series[run.policy] = worst.frame()
     return rows, forecasts, series
 
 

@@ -716,8 +716,8 @@ def _attested(section: dict[str, Any]) -> str:
     local = any(p["setup"] == "local" for p in section["policies"].values())
     return (
         f"<p>Path {html.escape(str(section['scenario']))} seed {section['seed']}, where the "
-        "reactive venue left the most bad debt. Each policy's book at its worst sampled block "
-        "(every 5 minutes; where the accounts below maintenance lack the most margin) is "
+        "reactive venue left the most bad debt. Each policy's book at its worst block (where "
+        "the accounts below maintenance lack the most margin, read after every block) is "
         "committed account by account and its totals proved in zero knowledge; the figures "
         "below are read from the verified attestation, not from the simulator. Anyone can check "
         "one with <code>predliq verify attestations/POLICY</code> in this folder; the openings "

@@ -480,13 +480,12 @@ def test_the_evaluation_reports_each_policys_verified_health_at_its_worst_block(
     toolchain_home: Path, trained_model, tmp_path: Path
 ):
     """evaluate --attest: the report's attested figures are those of a verified attestation of
-    the book at the policy's worst sampled block of the path."""
+    the book at the policy's worst block of the path."""
     _, export = trained_model
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # its own: the session's store counts its runs
     scenario = tmp_path / "tiny.toml"
-    # A book sampled every 5 one-minute blocks; 12 traders (3 batch proofs per policy).
-    tiny = TINY.replace("steps = 40", "steps = 40\ntick_ms = 60_000")
-    scenario.write_text(tiny.replace("count = 24", "count = 12"))
+    # 12 traders: 3 batch proofs per policy.
+    scenario.write_text(TINY.replace("count = 24", "count = 12"))
     out = tmp_path / "report"
     args = [
         "evaluate",
@@ -521,8 +520,21 @@ def test_the_evaluation_reports_each_policys_verified_health_at_its_worst_block(
         account = json.loads(openings[0].read_text())["values"]["account"]
         code, line = _verify(folder, "--account", str(account), "--opening", str(openings[0]))
         assert code == 0, line
-    # The reactive venue's worst block of this crash has an account below maintenance.
-    assert attested["policies"]["static"]["below_maintenance"] > 0
+    # The reactive venue's worst block of this crash has an account below maintenance, and it
+    # is the worst of every block: the same run simulated alone, its book kept every block.
+    static = attested["policies"]["static"]
+    assert static["below_maintenance"] > 0
+    runs = tmp_path / "runs"
+    code, text_sim = _cli(
+        *("simulate", "--config", str(scenario), "--seed", "10", "--out", str(runs)),
+        *("--set", "history.sample_every_ticks=1"),
+    )
+    assert code == 0, text_sim
+    book = pd.read_parquet(next(runs.glob("scenario=*/seed=10")) / "accounts.parquet")
+    gaps = (book.maintenance_margin - book.equity).clip(lower=0).groupby(book.tick).sum()
+    assert static["block"] == int(gaps.idxmax())
+    at = book[book.tick == static["block"]]
+    assert static["below_maintenance"] == int((at.equity < at.maintenance_margin).sum())
     report = (out / "report.html").read_text()
     assert "Attested health at the worst block" in report
     assert attested["policies"]["static"]["root"][:12] in report
