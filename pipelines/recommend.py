@@ -661,9 +661,11 @@ def policy_overlay(setting: Setting, params: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in params.items() if k != "policy"}
     policy = params.get("policy", setting.policy)
     if policy is not None:
-        out["policy.name"] = "predictive" if policy in FORECAST_POLICIES else policy
         if policy in FORECAST_POLICIES:
+            # Its forecasts come from simulate's --policy (and --model): the header says so.
             out["policy.allocation"] = ALLOCATION
+        else:
+            out["policy.name"] = policy
     return out
 
 
@@ -788,6 +790,12 @@ def run_recommend(
             f"({len(confirm_seeds)} per scenario); evidence in recommendation.json",
             "use: predliq simulate --config SCENARIO --config recommendation.toml",
         ]
+        chosen_policy = best["params"].get("policy", setting.policy)
+        if chosen_policy in ("analytic", "predictive"):
+            header.append(
+                f"policy {chosen_policy}: add --policy {chosen_policy}"
+                + (" --model URI" if chosen_policy == "predictive" else "")
+            )
         with atomic_dir(out) as tmp:
             (tmp / "recommendation.toml").write_text(overlay_text(evidence["overlay"], header))
             (tmp / "recommendation.json").write_text(
