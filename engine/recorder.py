@@ -331,18 +331,14 @@ class Recorder:
         accounts = np.concatenate([a for _, a in self._onsets]).astype(np.int64)
         return ticks, accounts
 
-    def sampled_accounts(self) -> pd.DataFrame:
-        """Return the sampled account rows (every trader at every sampled block), unlabelled."""
-        if not self._samples:
-            raise ValueError("history.sample_every_ticks is 0: this run sampled no accounts")
-        return pd.DataFrame(
-            {k: np.concatenate([s[k] for s in self._samples]) for k in self._samples[0]}
-        )
-
     def labelled_accounts(self, events: pd.DataFrame, steps: int) -> pd.DataFrame:
         """Return the sampled account rows with their breach and loss labels per horizon (see
         :meth:`engine.sim.Simulation.labelled_accounts`); ``events`` is the run's event table."""
-        frame = self.sampled_accounts()
+        if not self._samples:
+            raise ValueError("history.sample_every_ticks is 0: this run sampled no accounts")
+        frame = pd.DataFrame(
+            {k: np.concatenate([s[k] for s in self._samples]) for k in self._samples[0]}
+        )
         onset_tick, onset_account = self.onsets()
         row_tick = frame["tick"].to_numpy()
         row_account = frame["account"].to_numpy()
