@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.market import MarketState
-from engine.rows import row_min, row_sum
+from engine.rows import row_any, row_min, row_sum
 from engine.state import Ledger
 from engine.valuation import ALL, MarginSnapshot
 from engine.venue import VenueModel
@@ -115,13 +115,11 @@ class BreachScreen:
         self,
         rows: np.ndarray | slice,
         snap: MarginSnapshot,
-        cross: np.ndarray,
         market: MarketState,
         growth: np.ndarray,
     ) -> None:
-        """Set the safe moves of the evaluated ``rows`` from their snapshot; ``cross`` is the
-        ledger's cross flag of those rows and ``growth`` the policy's bound of its MM
-        multipliers per market (they scale MM's growth too)."""
+        """Set the safe moves of the evaluated ``rows`` from their snapshot; ``growth`` is the
+        policy's bound of its MM multipliers per market (they scale MM's growth too)."""
         if self.venue.always_evaluate:
             return
         drift = self.drift(market)
@@ -131,21 +129,56 @@ class BreachScreen:
         abs_value = np.abs(snap.value)
         # Slack for rounding: one quantum per position's MM and per equity term, plus float error.
         slack = market.mark.size + 2.0
-        iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
+        iso, iso_equity, iso_mm = snap.iso_at, snap.iso_equity, snap.iso_mm
         rates = self.venue.constant_mm_rates
-        if rates is not None and (iso_equity is None or iso_mm is None):
+        if rates is not None and iso is None:
             weight_total = abs_value @ (scale * (1.0 + rates * growth))
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
             self.safe_move[rows] = _float32_down(safe - drift)
             return
-        sizes = np.abs(snap.sizes)
+        # A pool with a position and equity - MM - slack < 0 has a negative safe move whatever
+        # its weight: its account is evaluated next block either way, so when such accounts
+        # (mostly those in breach) are many, their weights are not computed (-inf instead).
+        has_position = abs_value > 0
+        short = (snap.cross_equity - snap.cross_mm - slack < 0) & row_any(has_position)
+        if iso is not None and iso_equity is not None and iso_mm is not None:
+            short[iso] = row_any((iso_equity - iso_mm - slack < 0) & has_position[iso])
+        if 2 * int(np.count_nonzero(short)) <= short.size:
+            safe = self._safe(snap, abs_value, scale, slack, growth, None)
+        else:
+            live = np.flatnonzero(~short)
+            safe = np.full(short.size, -np.inf)
+            safe[live] = self._safe(snap, abs_value, scale, slack, growth, live)
+        self.safe_move[rows] = _float32_down(safe - drift)
+
+    def _safe(
+        self,
+        snap: MarginSnapshot,
+        abs_value: np.ndarray,
+        scale: np.ndarray,
+        slack: float,
+        growth: np.ndarray,
+        live: np.ndarray | None,
+    ) -> np.ndarray:
+        """Return the safe moves (before the drift) of the snapshot's rows ``live`` (None:
+        every row)."""
+        at: np.ndarray | slice = ALL if live is None else live
+        abs_value = abs_value[at]
+        sizes = np.abs(snap.sizes[at])
         weight = abs_value * scale
         for k, req in enumerate(self.venue.requirements):
             weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k]) * growth[k]
-        safe = _safe_move(snap.cross_equity, snap.cross_mm, row_sum(weight), slack)
-        if iso_equity is not None and iso_mm is not None:
+        safe = _safe_move(snap.cross_equity[at], snap.cross_mm[at], row_sum(weight), slack)
+        iso, iso_equity, iso_mm = snap.iso_at, snap.iso_equity, snap.iso_mm
+        if iso is not None and iso_equity is not None and iso_mm is not None:
             # A cross account's pool is its cross pool, an isolated account's its market pools
             # (the other kind of pool has no positions, hence an infinite safe move).
-            iso = np.flatnonzero(~cross)
-            safe[iso] = row_min(_safe_move(iso_equity[iso], iso_mm[iso], weight[iso], slack))
-        self.safe_move[rows] = _float32_down(safe - drift)
+            pools = slice(None)  # which isolated accounts are among ``at``, in the snapshot
+            if live is not None:
+                where = np.full(snap.cross_equity.size, -1, np.int64)
+                where[iso] = np.arange(iso.size)
+                pools = where[live]
+                iso = np.flatnonzero(pools >= 0)
+                pools = pools[iso]
+            safe[iso] = row_min(_safe_move(iso_equity[pools], iso_mm[pools], weight[iso], slack))
+        return safe

@@ -285,9 +285,7 @@ class Simulation:
             # Nobody can be in breach: a quiet block.
             return stats, np.zeros(self.m, np.int64), _NO_UNITS
         snap = self.evaluate(rows)
-        self.breach_screen.update(
-            rows, snap, led.cross[rows], market, self.requirement_scale.mm_growth_bound()
-        )
+        self.breach_screen.update(rows, snap, market, self.requirement_scale.mm_growth_bound())
         maker = led.is_maker[rows]
         # Accounts outside ``rows`` cannot be in breach, and their breach clocks are already -1.
         breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~maker
@@ -303,25 +301,27 @@ class Simulation:
         stats = BlockStats.zeros(self.m)
         row_ids = np.arange(led.size.shape[0]) if isinstance(rows, slice) else rows
         unit_row = [row_ids[ready]]
-        unit_market = [self._cross_targets(unit_row[0])]
+        unit_market = [self._largest_unpaused(snap.sizes[ready], np.abs(snap.value[ready]))]
         unit_since = [since[ready]]
         unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
         if breach_c.any():
-            breached += (led.size[row_ids[breach_c]] != 0).sum(axis=0)
-        iso_equity, iso_mm = snap.iso_equity, snap.iso_mm
-        if iso_equity is None or iso_mm is None:
+            breached += (snap.sizes[breach_c] != 0).sum(axis=0)
+        iso, iso_equity, iso_mm = snap.iso_at, snap.iso_equity, snap.iso_mm
+        if iso is None or iso_equity is None or iso_mm is None:
             self._track_onsets(rows, breach_c)
         else:
-            # Only isolated accounts have isolated requirements (a cross row's are 0).
-            iso = np.flatnonzero(~led.cross[rows])
-            breach_i = np.zeros(iso_mm.shape, bool)
-            breach_i[iso] = (iso_mm[iso] > 0) & (iso_equity[iso] < iso_mm[iso]) & ~maker[iso, None]
+            # The isolated pools of the isolated accounts among rows (a cross account's have no
+            # positions); only isolated accounts ever run an isolated clock.
+            breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[iso, None]
             any_i = row_any(breach_i)
-            self._track_onsets(rows, breach_c | any_i)
+            in_breach = breach_c.copy()
+            in_breach[iso] |= any_i
+            self._track_onsets(rows, in_breach)
             # Only accounts in breach now or with a clock running change clocks (the others'
             # stay -1): the isolated bookkeeping runs on those few rows.
-            at = np.flatnonzero(any_i | self.iso_clock_on[row_ids])
-            ids, breach_i = row_ids[at], breach_i[at]
+            iso_ids = row_ids[iso]
+            at = np.flatnonzero(any_i | self.iso_clock_on[iso_ids])
+            ids, breach_i = iso_ids[at], breach_i[at]
             since_i = self.iso_since[ids]
             since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
             self.iso_since[ids] = since_i
@@ -355,12 +355,16 @@ class Simulation:
         if rows.size == 0:
             return np.empty(0, np.int64)
         sizes = self.ledger.size[rows]
-        value = np.abs(sizes * self.market.mark_q)
+        return self._largest_unpaused(sizes, np.abs(sizes * self.market.mark_q))
+
+    def _largest_unpaused(self, sizes: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Return the market of each row's largest position by |value| (r, m; overwritten)
+        not paused by the breaker (-1 when every position is paused)."""
         if self.market.paused.any():
             value[:, self.market.paused] = -1.0
         value[sizes == 0] = -1.0
         k = row_argmax(value)
-        return np.where(value[np.arange(rows.size), k] >= 0, k, -1)
+        return np.where(value[np.arange(k.size), k] >= 0, k, -1)
 
     # ---- the predictive policy's actions ---------------------------------------------------
 

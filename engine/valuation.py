@@ -30,8 +30,9 @@ class MarginSnapshot:
 
     cross_equity: np.ndarray  # float64 (n,)
     cross_mm: np.ndarray  # int64 (n,)
-    iso_equity: np.ndarray | None  # float64 (n, m), None when no account is isolated
-    iso_mm: np.ndarray | None  # int64 (n, m)
+    iso_at: np.ndarray | None  # int64 (i,): the positions of the isolated accounts among rows
+    iso_equity: np.ndarray | None  # float64 (i, m) of those accounts, None when none is isolated
+    iso_mm: np.ndarray | None  # int64 (i, m)
     value: np.ndarray  # float64 (n, m): signed position values at the mark
     sizes: np.ndarray  # int64 (n, m): the positions evaluated
 
@@ -94,22 +95,19 @@ def evaluate(
     quote = ledger.quote[rows]
     total_value, total_mm = row_sum(value), row_sum(mm)
     if not any_isolated:
-        return MarginSnapshot(quote + total_value, total_mm, None, None, value, sizes)
+        return MarginSnapshot(quote + total_value, total_mm, None, None, None, value, sizes)
     cross = ledger.cross[rows]
-    # Isolated pools are filled in for the isolated accounts only (most accounts are cross,
-    # and a cross account's isolated balances and requirements are 0): the same numbers as
-    # iso_quote + where(cross, 0, value) over every row.
+    # Isolated pools are kept for the isolated accounts only (a cross account's have no
+    # positions, so no requirement).
     iso = np.flatnonzero(~cross)
-    iso_equity = ledger.iso_quote[rows].astype(np.float64)
-    iso_equity[iso] += value[iso]
-    iso_mm = np.zeros(mm.shape, mm.dtype)
-    iso_mm[iso] = mm[iso]
+    iso_ids = iso if isinstance(rows, slice) else rows[iso]
     # Row sums masked after summing: the same numbers as summing masked rows, fewer copies.
     return MarginSnapshot(
         quote + np.where(cross, total_value, 0.0),
         np.where(cross, total_mm, 0),
-        iso_equity,
-        iso_mm,
+        iso,
+        ledger.iso_quote[iso_ids].astype(np.float64) + value[iso],
+        mm[iso],
         value,
         sizes,
     )

@@ -194,8 +194,9 @@ def test_liquidatable_iff_equity_below_maintenance(cfg):
             tnc, tmmr = sim.liquidator.pool_margin(i, int(k))
             if led.cross[i]:
                 breached = snap.cross_mm[i] > 0 and snap.cross_equity[i] < snap.cross_mm[i]
-            elif snap.iso_equity is not None:
-                breached = snap.iso_mm[i, k] > 0 and snap.iso_equity[i, k] < snap.iso_mm[i, k]
+            elif snap.iso_at is not None and snap.iso_equity is not None:
+                j = int(np.flatnonzero(snap.iso_at == i)[0])
+                breached = snap.iso_mm[j, k] > 0 and snap.iso_equity[j, k] < snap.iso_mm[j, k]
             else:
                 continue
             # The vectorized check and the exact per-account one agree (to the quantum of
