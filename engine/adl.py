@@ -135,12 +135,15 @@ class Deleveraging:
         side_closed = -1 if dsizes[0] > 0 else 1  # side of the bankrupt positions
         needs = np.abs(dsizes).astype(np.int64)
         if self.venue.markets[k].adl_order == "walk":
-            # One unit at a time: each walks from its own offset over the sizes the ones
-            # before it left.
+            walked = self._walk_all(rows, k, dsizes, bankruptcies)
+            if walked is not None:
+                return walked
+            # Two units reached the same counterparty: one trade per unit, in order, so that
+            # its entry is rounded as the venue would round it.
             chosen, notional = [], 0
             holders = self._holders(k, -side_closed, slice(None))
             for u in range(rows.size):
-                queue = self._walked(int(rows[u]), k, int(needs[u]), holders)
+                queue = self._walked(int(rows[u]), k, int(needs[u]), np.flatnonzero(holders))
                 c, n = self._offset(
                     rows[u : u + 1], k, dsizes[u : u + 1], bankruptcies[u : u + 1], queue
                 )
@@ -151,6 +154,63 @@ class Deleveraging:
             return np.unique(np.concatenate(chosen)), notional
         queue = self._ranked(k, -side_closed, int(needs.sum()))
         return self._offset(rows, k, dsizes, bankruptcies, queue)
+
+    def _walk_all(
+        self, rows: np.ndarray, k: int, dsizes: np.ndarray, bankruptcies: np.ndarray
+    ) -> tuple[np.ndarray, int] | None:
+        """Walk every unit over the sizes the ones before it left, then trade them all at once;
+        return what :meth:`deleverage` returns, or None (nothing traded) when two units reach
+        the same counterparty (the maker aside): its trades must then run one by one.
+
+        The ledger, the events and their order are those of walking and trading unit by unit.
+        """
+        led = self.ledger
+        side_closed = -1 if dsizes[0] > 0 else 1
+        col = led.size[:, k].copy()  # the walked side's sizes as the units before leave them
+        cand = np.flatnonzero(self._holders(k, -side_closed, slice(None)))
+        prices = np.abs(bankruptcies) / np.abs(dsizes)
+        parts: list[tuple[np.ndarray, ...]] = []
+        for u in range(rows.size):
+            queue = self._walked(int(rows[u]), k, int(abs(dsizes[u])), cand, col)
+            _, who, takes, shares = _pieces(dsizes[u : u + 1], bankruptcies[u : u + 1], queue)
+            parts.append((who, takes, shares))
+            taken = who != MAKER
+            col[who[taken]] += side_closed * takes[taken]
+            if (col[who[taken]] == 0).any():  # a counterparty closed out: no longer walked
+                cand = cand[col[cand] != 0]
+        who_all = np.concatenate([p[0] for p in parts])
+        others = who_all[who_all != MAKER]
+        if np.unique(others).size < others.size:
+            return None
+        takes_all = np.concatenate([p[1] for p in parts])
+        shares_all = np.concatenate([p[2] for p in parts])
+        taken = who_all != MAKER
+        led.trade(who_all[taken], k, side_closed * takes_all[taken], -shares_all[taken])
+        for who, takes, shares in parts:  # the maker's trades, in order
+            mine = who == MAKER
+            if mine.any():
+                led.trade(np.array([MAKER]), k, side_closed * takes[mine], -shares[mine])
+        led.trade(rows, k, dsizes, bankruptcies)
+        # Events as unit by unit: the unit's row, then its counterparties'.
+        count = np.array([1 + p[0].size for p in parts])
+        head = np.cumsum(count) - count
+        unit_of = np.repeat(np.arange(rows.size), count)
+        is_head = np.zeros(unit_of.size, bool)
+        is_head[head] = True
+        account = np.empty(unit_of.size, np.int64)
+        account[head] = rows
+        account[~is_head] = who_all
+        size = np.empty(unit_of.size, np.int64)
+        size[head] = dsizes
+        size[~is_head] = side_closed * takes_all
+        amount = np.empty(unit_of.size, np.int64)
+        amount[head] = bankruptcies
+        amount[~is_head] = -shares_all
+        other = np.where(is_head, NOBODY, rows[unit_of])
+        self.events.add(
+            self.market.t, EventKind.ADL, account, k, other, size, amount, prices[unit_of]
+        )
+        return np.unique(who_all), int(np.abs(bankruptcies).sum())
 
     def _ranked(self, k: int, side: int, total: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (the best-ranked accounts holding ``side``, the running total of what they
@@ -173,13 +233,14 @@ class Deleveraging:
         return (np.sign(self.ledger.size[rows, k]) == side) & ~self.ledger.is_maker[rows]
 
     def _walked(
-        self, row: int, k: int, need: int, holders: np.ndarray
+        self, row: int, k: int, need: int, cand: np.ndarray, col: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return (the accounts a dYdX walk for ``row`` visits, the running total of what they
-        hold): the ``holders`` of the walked side in account order, from a pseudo-random
-        offset, at most ``adl_max_candidates`` of them, cut where they cover ``need``."""
-        col = self.ledger.size[:, k]
-        cand = np.flatnonzero(holders)
+        hold): the holders ``cand`` of the walked side (ascending ids) from a pseudo-random
+        offset, at most ``adl_max_candidates`` of them, cut where they cover ``need``; ``col``
+        the market's sizes (default: the ledger's)."""
+        if col is None:
+            col = self.ledger.size[:, k]
         if cand.size == 0:
             return cand, np.zeros(0, np.int64)
         start = int(self._offset_uniform(row) * cand.size)
@@ -215,27 +276,7 @@ class Deleveraging:
         led = self.ledger
         side_closed = -1 if dsizes[0] > 0 else 1
         needs = np.abs(dsizes).astype(np.int64)
-        ends = np.cumsum(needs)  # unit u covers [ends[u] - needs[u], ends[u]) of the queue
-        total = int(ends[-1])
-        ranked, covered = queue
-        have = int(covered[-1]) if covered.size else 0
-        # Cut the queue where a unit's need or an account's position ends: each piece is one
-        # (unit, counterparty) take; beyond what ranked accounts hold, the maker takes.
-        cuts = np.unique(np.concatenate([[0], ends, np.minimum(covered, total)]))
-        start, stop = cuts[:-1], cuts[1:]
-        unit = np.searchsorted(ends, start, side="right")
-        slot = np.searchsorted(covered, start, side="right")
-        who = np.where(
-            start < have,
-            ranked[np.minimum(slot, max(ranked.size - 1, 0))] if ranked.size else MAKER,
-            MAKER,
-        )
-        takes = (stop - start).astype(np.int64)
-        shares = as_int64(np.floor(bankruptcies[unit] * (takes / needs[unit])))
-        last = np.r_[unit[1:] != unit[:-1], True]
-        paid = np.zeros(rows.size, np.int64)
-        np.add.at(paid, unit[~last], shares[~last])
-        shares[last] = bankruptcies[unit[last]] - paid[unit[last]]
+        unit, who, takes, shares = _pieces(dsizes, bankruptcies, queue)
         # One trade per counterparty (a counterparty reached by several units trades once, with
         # the sum: the same sizes and balances as one trade per unit).
         chosen, inverse = np.unique(who, return_inverse=True)
@@ -252,3 +293,34 @@ class Deleveraging:
             t, EventKind.ADL, who, k, rows[unit], side_closed * takes, -shares, prices[unit]
         )
         return chosen, int(np.abs(bankruptcies).sum())
+
+
+def _pieces(
+    dsizes: np.ndarray, bankruptcies: np.ndarray, queue: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut the units' needs (in order) against the queue (accounts, running total of what they
+    hold), the maker taking what the queue cannot; return per piece (its unit, its
+    counterparty, the base quantums taken, the quote the counterparty pays)."""
+    needs = np.abs(dsizes).astype(np.int64)
+    ends = np.cumsum(needs)  # unit u covers [ends[u] - needs[u], ends[u]) of the queue
+    total = int(ends[-1])
+    ranked, covered = queue
+    have = int(covered[-1]) if covered.size else 0
+    # Cut the queue where a unit's need or an account's position ends: each piece is one
+    # (unit, counterparty) take; beyond what ranked accounts hold, the maker takes.
+    cuts = np.unique(np.concatenate([[0], ends, np.minimum(covered, total)]))
+    start, stop = cuts[:-1], cuts[1:]
+    unit = np.searchsorted(ends, start, side="right")
+    slot = np.searchsorted(covered, start, side="right")
+    who = np.where(
+        start < have,
+        ranked[np.minimum(slot, max(ranked.size - 1, 0))] if ranked.size else MAKER,
+        MAKER,
+    )
+    takes = (stop - start).astype(np.int64)
+    shares = as_int64(np.floor(bankruptcies[unit] * (takes / needs[unit])))
+    last = np.r_[unit[1:] != unit[:-1], True]
+    paid = np.zeros(dsizes.size, np.int64)
+    np.add.at(paid, unit[~last], shares[~last])
+    shares[last] = bankruptcies[unit[last]] - paid[unit[last]]
+    return unit, who, takes, shares

@@ -61,6 +61,13 @@ class Requirements:
         """Return MM only (the per-block path): int64 (n,), quote quantums."""
         return self.requirements(notional, size, ctx)[1]
 
+    def maintenance_and_rate(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray | float]:
+        """Return (:meth:`maintenance`, :meth:`max_mm_rate`) of the same positions (one pass
+        where both need the same work)."""
+        return self.maintenance(notional, size, ctx), self.max_mm_rate(np.abs(size))
+
     def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         """Return an upper bound on d(MM)/d(notional) for positions of these sizes.
 
@@ -197,6 +204,13 @@ class SizePremiumRequirements(Requirements):
     def max_mm_rate(self, size: np.ndarray) -> np.ndarray | float:
         # For a fixed size the ratio is fixed: MM is linear in price.
         return self._ratio(size, self.mm_ratio) / drift_v2.MARGIN_PRECISION
+
+    def maintenance_and_rate(
+        self, notional: np.ndarray, size: np.ndarray, ctx: MarginContext
+    ) -> tuple[np.ndarray, np.ndarray | float]:
+        ratio = self._ratio(size, self.mm_ratio)
+        scale = PPM // drift_v2.MARGIN_PRECISION
+        return mul_ppm(np.abs(notional), ratio * scale, "up"), ratio / drift_v2.MARGIN_PRECISION
 
 
 class VolScaledRequirements(Requirements):

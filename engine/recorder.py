@@ -25,7 +25,7 @@ from engine.prices import IndexPath
 from engine.rows import row_sum
 from engine.state import Ledger
 from engine.units import QUOTE_QUANTUMS_PER_UNIT, as_int64
-from engine.valuation import ALL, equity, exposure
+from engine.valuation import equity, exposure
 from engine.venue import VenueModel
 
 STATE_COLUMNS = (
@@ -243,14 +243,22 @@ class Recorder:
         maintenance margin (distance as in ``account_rows``; base requirements)."""
         led = self.ledger
         market = self.market
-        sizes = led.size  # every row (no copy); the makers' rows get no weight below
-        value = sizes * market.mark_q
-        notional = as_int64(np.rint(np.abs(value)))
-        mm = np.zeros(sizes.shape[0])
+        # Market by market over contiguous columns (the makers' rows get no weight below); the
+        # sums run in the order of row_sum and exposure, so the numbers are theirs.
+        columns = np.ascontiguousarray(led.size.T)
+        n = columns.shape[1]
+        mm = np.zeros(n)
+        reach = np.zeros(n)
+        value_total = np.zeros(n)
+        notional = []
         for k, req in enumerate(self.venue.requirements):
-            mm += req.maintenance(notional[:, k], sizes[:, k], market.margin_context(k))
-        reach = exposure(sizes, notional, self.venue)
-        head = equity(led, ALL, value) - mm
+            value = columns[k] * market.mark_q[k]
+            notional.append(as_int64(np.rint(np.abs(value))))
+            mm_k, rate = req.maintenance_and_rate(notional[k], columns[k], market.margin_context(k))
+            mm += mm_k
+            reach += notional[k] * (1.0 + np.minimum(rate, 1.0))
+            value_total = value + 0.0 if k == 0 else value_total + value
+        head = led.quote + row_sum(led.iso_quote) + value_total - mm
         distance = np.full(head.shape, np.inf)
         np.divide(head, reach, out=distance, where=reach > 0)
         rungs = LIQUIDATION_MAP_DISTANCES
@@ -265,9 +273,9 @@ class Recorder:
         m = self.venue.m
         out = np.zeros((2, len(rungs), m))
         for k in range(m):
-            weight = notional[:, k] / QUOTE_QUANTUMS_PER_UNIT
+            weight = notional[k] / QUOTE_QUANTUMS_PER_UNIT
             weight[makers] = 0.0
-            short = sizes[:, k] < 0
+            short = columns[k] < 0
             sums = np.bincount(rung + r * short, weight, minlength=2 * r).reshape(2, r)
             out[:, :, k] = np.cumsum(sums[:, : len(rungs)], axis=1)
         return out.reshape(2 * len(rungs), m)

@@ -51,14 +51,9 @@ def row_min(a: np.ndarray) -> np.ndarray:
 
 def row_argmax(a: np.ndarray) -> np.ndarray:
     """Return ``a.argmax(axis=1)`` of a float (r, m) table without NaN (the first column of a
-    row's maximum). Has shape (r,), int64."""
-    m = a.shape[1]
-    if m == 0 or a.shape[0] == 0:
-        return a.argmax(axis=1).astype(np.int64)
-    best = a[:, 0].copy()
-    out = np.zeros(a.shape[0], np.int64)
-    for k in range(1, m):
-        better = a[:, k] > best  # strictly: a tie keeps the earlier column, as argmax does
-        best[better] = a[better, k]
-        out[better] = k
-    return out
+    row's maximum). Has shape (r,), int64.
+
+    Unlike the sums, numpy's own argmax along the short axis is already fast (several times
+    faster than comparing column by column), so it is used as is.
+    """
+    return a.argmax(axis=1).astype(np.int64, copy=False)

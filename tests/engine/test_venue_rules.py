@@ -320,6 +320,43 @@ def test_dydx_walk_visits_at_most_the_candidate_limit_and_the_maker_takes_the_re
     assert sim.ledger.conservation_error() == 0
 
 
+def test_dydx_walks_of_a_block_traded_at_once_equal_trading_them_one_by_one(monkeypatch):
+    # Three bankrupt $90k longs in one block, 30 shorts of 200 units: each long walks five
+    # shorts from its own offset and leaves the fifth half taken. Where the walks reach
+    # different shorts they are traded in one batch; where two reach the same short, one by one
+    # (its entry then rounds per trade). Both must leave the ledger and the event log exactly
+    # as trading one by one does.
+    from engine.adl import Deleveraging
+
+    shorts = [(90_000.0, [-200.0])] * 30
+    whole = {"max_portion": 1.0, "max_notional_per_block_usd": 0.0}
+    batched = {True: 0, False: 0}
+    original = Deleveraging._walk_all
+
+    def spy(self, *args):
+        out = original(self, *args)
+        batched[out is not None] += 1
+        return out
+
+    for seed in range(8):
+        runs = []
+        for walk_all in (spy, lambda self, *args: None):
+            monkeypatch.setattr(Deleveraging, "_walk_all", walk_all)
+            mk = {"venue": "dydx_v4", "margin": DYDX_MARGIN, "liquidation": whole}
+            cfg = venue(steps=1, venue="dydx_v4", market=mk, seed=seed)
+            led = hand_ledger(1, [(5_000.0, [900.0])] * 3 + shorts)
+            sim = Simulation(cfg, index_path=path(1, 90.0), ledger=led)
+            sim.step()
+            assert sim.ledger.conservation_error() == 0
+            assert (sim.ledger.size[1:4, 0] == 0).all()
+            runs.append(sim)
+        one, other = runs
+        for name in ("size", "quote", "iso_quote", "entry"):
+            assert np.array_equal(getattr(one.ledger, name), getattr(other.ledger, name)), name
+        pd.testing.assert_frame_equal(one.events.to_frame(), other.events.to_frame())
+    assert batched[True] and batched[False]  # both paths ran
+
+
 def test_hyperliquid_ranks_deleveraging_at_the_previous_oracle_price():
     # A $100k long with $5k bankrupt at $90. Short A opened at $95 with $5k: a 9x winner at the
     # mark ($90) but a loser at the previous oracle ($100). Short B opened at $105 with $200k:
