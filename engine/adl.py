@@ -63,7 +63,6 @@ class Deleveraging:
         """Source of the walk's offsets (a run passes its own; a bare liquidator gets a fixed
         stream)."""
         self._rank: dict[tuple[int, int], _Ranking] = {}
-        self._offsets: tuple[int, np.ndarray] | None = None
 
     def begin_block(self) -> None:
         """Forget the rankings every ``ADL_REFRESH_TICKS`` blocks (between refreshes the
@@ -166,18 +165,37 @@ class Deleveraging:
         """
         led = self.ledger
         side_closed = -1 if dsizes[0] > 0 else 1
-        col = led.size[:, k].copy()  # the walked side's sizes as the units before leave them
-        cand = np.flatnonzero(self._holders(k, -side_closed, slice(None)))
+        col = led.size[:, k]
+        cand = np.flatnonzero(col < 0 if side_closed > 0 else col > 0)  # the walked side
+        cand = cand[~led.is_maker[cand]]
+        left = np.abs(col[cand])  # what each holds once the units before have taken theirs
+        # Holders an earlier unit closed out leave the walk: a unit walks the compacted list,
+        # whose entry q is cand[q + (closed positions p with p - rank(p) <= q)].
+        closed: list[int] = []
+        shift = np.empty(0, np.int64)
+        most = self.venue.markets[k].adl_max_candidates
         prices = np.abs(bankruptcies) / np.abs(dsizes)
         parts: list[tuple[np.ndarray, ...]] = []
         for u in range(rows.size):
-            queue = self._walked(int(rows[u]), k, int(abs(dsizes[u])), cand, col)
-            _, who, takes, shares = _pieces(dsizes[u : u + 1], bankruptcies[u : u + 1], queue)
+            need = int(abs(dsizes[u]))
+            live = cand.size - len(closed)
+            pos = covered = np.empty(0, np.int64)
+            if live:
+                start = int(self._offset_uniform(int(rows[u])) * live)
+                visited = live if not most else min(most, live)
+                q = (start + np.arange(visited)) % live  # the walk wraps around the list
+                pos = q + np.searchsorted(shift, q, side="right") if closed else q
+                covered = np.cumsum(left[pos])
+                stop = int(np.searchsorted(covered, need, side="left")) + 1
+                pos, covered = pos[:stop], covered[:stop]
+            who, takes, shares = _pieces_one(need, int(bankruptcies[u]), cand[pos], covered)
             parts.append((who, takes, shares))
-            taken = who != MAKER
-            col[who[taken]] += side_closed * takes[taken]
-            if (col[who[taken]] == 0).any():  # a counterparty closed out: no longer walked
-                cand = cand[col[cand] != 0]
+            if pos.size:
+                left[pos] -= takes[: pos.size]
+                out = pos[left[pos] == 0]
+                if out.size:
+                    closed = sorted([*closed, *out.tolist()])
+                    shift = np.asarray(closed, np.int64) - np.arange(len(closed))
         who_all = np.concatenate([p[0] for p in parts])
         others = who_all[who_all != MAKER]
         if np.unique(others).size < others.size:
@@ -253,14 +271,9 @@ class Deleveraging:
         return order[:stop], covered[:stop]
 
     def _offset_uniform(self, row: int) -> float:
-        """Return the walk's uniform for bankrupt account ``row`` at this block: one table per
-        block (drawn when first needed), indexed by account."""
-        t = self.market.t
-        if self._offsets is None or self._offsets[0] != t:
-            n = self.ledger.size.shape[0]
-            table = np.asarray(self.draws.block(Purpose.DELEVERAGING_OFFSET, t).random((n,)))
-            self._offsets = (t, table)
-        return float(self._offsets[1][row])
+        """Return the walk's uniform for bankrupt account ``row`` at this block: entry ``row``
+        of the block's table of uniforms."""
+        return self.draws.block_uniform(Purpose.DELEVERAGING_OFFSET, self.market.t, row)
 
     def _offset(
         self,
@@ -324,3 +337,19 @@ def _pieces(
     np.add.at(paid, unit[~last], shares[~last])
     shares[last] = bankruptcies[unit[last]] - paid[unit[last]]
     return unit, who, takes, shares
+
+
+def _pieces_one(
+    need: int, bankruptcy: int, order: np.ndarray, covered: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_pieces` of one unit against a queue whose every account holds something:
+    (counterparties, base quantums taken, quote paid), the same numbers with fewer steps."""
+    have = int(covered[-1]) if covered.size else 0
+    takes = np.diff(np.minimum(covered, need), prepend=0)
+    who = order
+    if have < need:  # the maker takes the rest
+        who = np.append(order, MAKER)
+        takes = np.append(takes, need - have)
+    shares = as_int64(np.floor(bankruptcy * (takes / need)))
+    shares[-1] = bankruptcy - int(shares[:-1].sum())
+    return who, takes.astype(np.int64, copy=False), shares

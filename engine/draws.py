@@ -63,6 +63,15 @@ class Draws:
         counter = np.array([0, 0, t, int(purpose)], np.uint64)
         return np.random.Generator(np.random.Philox(counter=counter, key=self.key))
 
+    def block_uniform(self, purpose: Purpose, t: int, index: int) -> float:
+        """Return entry ``index`` of ``block(purpose, t).random(n)`` (any n > index) without
+        drawing the entries before it: Philox4x64 makes four 64-bit outputs per counter step
+        and a double takes one, so the generator skips ``index // 4`` steps."""
+        counter = np.array([0, 0, t, int(purpose)], np.uint64)
+        bits = np.random.Philox(counter=counter, key=self.key)
+        bits.advance(index // 4)
+        return float(np.random.Generator(bits).random(index % 4 + 1)[-1])
+
     def account_uniforms(self, purpose: Purpose, accounts: np.ndarray) -> np.ndarray:
         """Return float64 (len(accounts),): each account's next uniform of ``purpose``.
 

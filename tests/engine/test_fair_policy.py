@@ -126,6 +126,14 @@ def test_poisson_counts_are_coupled_across_intensities(seed, t, a, b):
     assert n_low == int((np.cumsum(gaps) <= low).sum())
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 10_000), st.integers(0, 4_999))
+def test_one_uniform_of_a_block_equals_that_entry_of_the_blocks_table(seed, t, index):
+    draws = Draws(np.random.SeedSequence(seed), 1)
+    table = draws.block(Purpose.DELEVERAGING_OFFSET, t).random(5_000)
+    assert draws.block_uniform(Purpose.DELEVERAGING_OFFSET, t, index) == table[index]
+
+
 def test_a_blocks_orders_depend_on_the_block_not_on_what_came_before():
     sim = Simulation(_cascade(), forecaster=EveryoneAtRisk())
     types, sizes = sim.trader_type, sim.ledger.size
