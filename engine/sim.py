@@ -70,6 +70,12 @@ _NO_UNITS: _Units = (
 )
 
 
+_CROSS_POOL = -2
+"""A unit's market while not yet needed: a cross pool in breach is liquidated in the market of
+its largest position, which is looked up only for the pools keepers reach this block (the
+keepers' order never depends on it: an account has one cross pool)."""
+
+
 def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
     return (mm - equity) / np.maximum(mm, 1)
 
@@ -245,6 +251,10 @@ class Simulation:
         acct, mkt, since, ratio = units
         t = self.market.t
         order = keeper_order(acct, mkt, ratio, self.market.keeper_capacity)
+        # A cross pool's market is found only for the pools keepers reach (see _CROSS_POOL).
+        pools = order[mkt[order] == _CROSS_POOL]
+        if pools.size:
+            mkt[pools] = self._cross_targets(acct[pools])
         self.liquidator.begin_block()
         for k in range(self.m):
             sel = order[mkt[order] == k]
@@ -260,11 +270,26 @@ class Simulation:
         if acct.size == 0:
             return units
         mkt = mkt.copy()
-        mkt[pooled] = self._cross_targets(acct[pooled])
+        paused = self.market.paused
         iso = ~pooled & (mkt >= 0)
-        mkt[iso] = np.where(self.market.paused[mkt[iso]], -1, mkt[iso])
+        mkt[iso] = np.where(paused[mkt[iso]], -1, mkt[iso])
+        unit_pools = units[1] == _CROSS_POOL
+        if paused.any():
+            mkt[pooled] = self._cross_targets(acct[pooled])
+            # (no unit is a _CROSS_POOL then: every cross unit's market is found)
+            among = among_units(acct, mkt, units[0], units[1], self.ledger.size.shape)
+        else:
+            # A pool's market is its largest position's: a pool is among the units when its
+            # account is (the same sizes give the same market).
+            mkt[pooled] = _CROSS_POOL
+            is_pool_unit = np.zeros(self.ledger.size.shape[0], bool)
+            is_pool_unit[units[0][unit_pools]] = True
+            iso_units = ~unit_pools
+            shape = self.ledger.size.shape
+            among = among_units(acct, mkt, units[0][iso_units], units[1][iso_units], shape)
+            among |= pooled & is_pool_unit[acct]
         # Not in breach, not new: skip those that are units already, and paused ones.
-        keep = (mkt >= 0) & ~among_units(acct, mkt, units[0], units[1], self.ledger.size.shape)
+        keep = (mkt != -1) & ~among
         acct, mkt, since = acct[keep], mkt[keep], since[keep]
         return (
             np.concatenate([units[0], acct]),
@@ -301,7 +326,10 @@ class Simulation:
         stats = BlockStats.zeros(self.m)
         row_ids = np.arange(led.size.shape[0]) if isinstance(rows, slice) else rows
         unit_row = [row_ids[ready]]
-        unit_market = [self._largest_unpaused(snap.sizes[ready], np.abs(snap.value[ready]))]
+        if market.paused.any():
+            unit_market = [self._largest_unpaused(snap.sizes[ready], np.abs(snap.value[ready]))]
+        else:  # every cross pool in breach has a position in a market keepers can act on
+            unit_market = [np.full(unit_row[0].size, _CROSS_POOL, np.int64)]
         unit_since = [since[ready]]
         unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
         if breach_c.any():
@@ -335,7 +363,7 @@ class Simulation:
             unit_ratio.append(_shortfall(iso_equity[at[ri], rk], iso_mm[at[ri], rk]))
         acct = np.concatenate(unit_row)
         mkt = np.concatenate(unit_market)
-        keep = mkt >= 0  # cross pools whose every position sits in a paused market wait
+        keep = mkt != -1  # cross pools whose every position sits in a paused market wait
         acct, mkt = acct[keep], mkt[keep]
         since = np.concatenate(unit_since)[keep]
         ratio = np.concatenate(unit_ratio)[keep]

@@ -163,6 +163,10 @@ class Ledger:
         account = np.atleast_1d(np.asarray(account, np.int64))
         dsize = _int64(dsize, "a trade's size")
         dquote = _int64(dquote, "a trade's quote")
+        if account.size == 1 and dsize.size == 1 and dquote.size == 1:
+            # One account (the maker's side of a batch): the same arithmetic on scalars.
+            self._trade_scalar(int(account[0]), market, int(dsize.flat[0]), int(dquote.flat[0]))
+            return
         old = self.size[account, market]
         new = checked_add(old, dsize, "a position")
         entry = self.entry[account, market]
@@ -179,6 +183,24 @@ class Ledger:
             market, exact_sum(np.maximum(new, 0)) - exact_sum(np.maximum(old, 0))
         )
         self.credit(account, market, dquote)
+
+    def _trade_scalar(self, account: int, market: int, dsize: int, dquote: int) -> None:
+        """:meth:`trade` of one account, number for number (entries in the same float64
+        operations, which Python floats are)."""
+        old = int(self.size[account, market])
+        new = _checked(old + dsize, "a position")
+        entry = float(self.entry[account, market])
+        cost = -float(dquote)
+        if old == 0 or (old > 0) == (dsize > 0) and dsize != 0:
+            entry += cost
+        elif new != 0 and (new > 0) == (dsize > 0) and dsize != 0:
+            entry = cost * (float(new) / float(dsize))  # flipped: re-opened at the trade's price
+        else:
+            entry = entry * (float(new) / float(old))
+        self.entry[account, market] = entry
+        self.size[account, market] = new
+        self.add_open_interest(market, max(new, 0) - max(old, 0))
+        self.credit_one(account, market, dquote)
 
     def add_open_interest(self, market: int, amount: int) -> None:
         self.open_interest[market] = _checked(

@@ -338,3 +338,37 @@ def test_recorded_columns_are_where_their_names_say():
     assert last["half_spread"] == sim.book.half_spread[0]
     assert last["keeper_capacity"] == sim.market.keeper_capacity
     assert last["insurance_fund"] == sim.ledger.insurance[0] / 1e6
+
+
+_SIZES = st.integers(-(2**62), 2**62)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SIZES, _SIZES, st.floats(-1e18, 1e18, allow_nan=False), _SIZES, st.booleans())
+def test_a_one_account_trade_changes_the_ledger_as_the_batch_path_does(
+    old, dsize, entry, dquote, cross
+):
+    # A single account takes a scalar path; it must match, number for number, the same trade
+    # made in a batch (with a second account trading nothing).
+    from engine.state import Ledger
+    from engine.units import LedgerOverflowError
+
+    ledgers = []
+    for accounts in ([1], [1, 2]):
+        led = Ledger.empty(3, 1, 1)
+        led.cross[1] = cross
+        led.size[1, 0], led.entry[1, 0] = old, entry
+        led.size[2, 0], led.entry[2, 0] = 7, 3.5
+        led.open_interest[0] = 2**61
+        n = len(accounts)
+        try:
+            led.trade(np.array(accounts), 0, np.array([dsize, 0][:n]), np.array([dquote, 0][:n]))
+        except LedgerOverflowError:
+            ledgers.append(None)
+            continue
+        ledgers.append(led)
+    one, batch = ledgers
+    assert (one is None) == (batch is None)
+    if one is not None and batch is not None:
+        for name in ("size", "entry", "quote", "iso_quote", "open_interest"):
+            assert np.array_equal(getattr(one, name), getattr(batch, name)), name
