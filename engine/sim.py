@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 
 from engine.book import Book
+from engine.breaches import CROSS_POOL, BreachFinder
 from engine.config import SimConfig
 from engine.deposits import TopUps
 from engine.draws import Draws, Purpose
 from engine.events import EventKind, EventLog
 from engine.forecast import Forecaster
 from engine.funding import settle_funding
-from engine.keepers import among_units, keeper_order
+from engine.keepers import keeper_order
 from engine.liquidation import BlockStats, Liquidator
 from engine.margin import RequirementScale
 from engine.market import MarketState, PriceStep, refresh_open_interest
@@ -48,7 +49,6 @@ from engine.policy import POLICY_COLUMNS, Policy
 from engine.population import populate
 from engine.prices import IndexPath, apply_shocks, simulate_index
 from engine.recorder import LIQUIDATION_MAP_DISTANCES, MARKET_COLUMNS, Recorder
-from engine.rows import row_any, row_argmax
 from engine.screen import BreachScreen
 from engine.state import Ledger
 from engine.traders import Traders
@@ -58,26 +58,6 @@ from engine.vault import Vault
 from engine.venue import MAKER, VenueModel
 
 __all__ = ["LIQUIDATION_MAP_DISTANCES", "MARKET_COLUMNS", "Simulation"]
-
-
-_Units = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-"""Units for keepers: (accounts, markets, breach onset blocks, shortfall ratios)."""
-_NO_UNITS: _Units = (
-    np.empty(0, np.int64),
-    np.empty(0, np.int64),
-    np.empty(0, np.int64),
-    np.empty(0),
-)
-
-
-_CROSS_POOL = -2
-"""A unit's market while not yet needed: a cross pool in breach is liquidated in the market of
-its largest position, which is looked up only for the pools keepers reach this block (the
-keepers' order never depends on it: an account has one cross pool)."""
-
-
-def _shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
-    return (mm - equity) / np.maximum(mm, 1)
 
 
 class Simulation:
@@ -143,16 +123,19 @@ class Simulation:
             self.vault = Vault(row, cfg.vault, ledger, self.events, self.market, self.venue)
         self.ledger = ledger
         n = ledger.size.shape[0]
-        self.cross_since = np.full(n, -1, np.int64)
-        self.iso_since = np.full((n, m), -1, np.int64)
-        """Block each cross pool / isolated position entered breach (-1: not in breach)."""
-        self.iso_clock_on = np.zeros(n, bool)
-        """Accounts with an isolated position's breach clock running (some iso_since >= 0)."""
         self.any_isolated = bool((~ledger.cross).any())
         refresh_open_interest(self.market, ledger, self.venue)
 
         self.requirement_scale = RequirementScale(m)
         self.breach_screen = BreachScreen(n, self.venue, self.market.mark)
+        self.breaches = BreachFinder(
+            ledger,
+            self.market,
+            self.venue,
+            self.requirement_scale,
+            self.breach_screen,
+            self.any_isolated,
+        )
         self.topups = TopUps(cfg.traders, self.draws, n)
         last_order_tick = np.zeros(n, np.int64)
         self.recorder = Recorder(
@@ -242,19 +225,19 @@ class Simulation:
     def _liquidate_breaches(self) -> tuple[BlockStats, np.ndarray]:
         """Find breaches, let keepers act on those old enough and on the units still in
         liquidation (Drift), within capacity and breakers."""
-        stats, breached, units = self._find_breaches()
-        units = self._with_units_in_liquidation(units)
+        finder = self.breaches
+        breached, units = finder.find(self._track_onsets)
+        units = finder.with_units_in_liquidation(units, self.liquidator.episodes.in_liquidation())
         if units[0].size == 0:
-            return stats, breached
-        if stats is self._quiet_block:
-            stats = BlockStats.zeros(self.m)
+            return self._quiet_block, breached
+        stats = BlockStats.zeros(self.m)
         acct, mkt, since, ratio = units
         t = self.market.t
         order = keeper_order(acct, mkt, ratio, self.market.keeper_capacity)
-        # A cross pool's market is found only for the pools keepers reach (see _CROSS_POOL).
-        pools = order[mkt[order] == _CROSS_POOL]
+        # A cross pool's market is found only for the pools keepers reach (see CROSS_POOL).
+        pools = order[mkt[order] == CROSS_POOL]
         if pools.size:
-            mkt[pools] = self._cross_targets(acct[pools])
+            mkt[pools] = finder.cross_targets(acct[pools])
         self.liquidator.begin_block()
         for k in range(self.m):
             sel = order[mkt[order] == k]
@@ -263,112 +246,6 @@ class Simulation:
         self.liquidator.end_block()
         return stats, breached
 
-    def _with_units_in_liquidation(self, units: _Units) -> _Units:
-        """Add the units that stay in liquidation after leaving breach (Drift's buffer) and are
-        not among ``units`` already; they wait behind every unit in breach."""
-        acct, mkt, pooled, since = self.liquidator.episodes.in_liquidation()
-        if acct.size == 0:
-            return units
-        mkt = mkt.copy()
-        paused = self.market.paused
-        iso = ~pooled & (mkt >= 0)
-        mkt[iso] = np.where(paused[mkt[iso]], -1, mkt[iso])
-        unit_pools = units[1] == _CROSS_POOL
-        if paused.any():
-            mkt[pooled] = self._cross_targets(acct[pooled])
-            # (no unit is a _CROSS_POOL then: every cross unit's market is found)
-            among = among_units(acct, mkt, units[0], units[1], self.ledger.size.shape)
-        else:
-            # A pool's market is its largest position's: a pool is among the units when its
-            # account is (the same sizes give the same market).
-            mkt[pooled] = _CROSS_POOL
-            is_pool_unit = np.zeros(self.ledger.size.shape[0], bool)
-            is_pool_unit[units[0][unit_pools]] = True
-            iso_units = ~unit_pools
-            shape = self.ledger.size.shape
-            among = among_units(acct, mkt, units[0][iso_units], units[1][iso_units], shape)
-            among |= pooled & is_pool_unit[acct]
-        # Not in breach, not new: skip those that are units already, and paused ones.
-        keep = (mkt != -1) & ~among
-        acct, mkt, since = acct[keep], mkt[keep], since[keep]
-        return (
-            np.concatenate([units[0], acct]),
-            np.concatenate([units[1], mkt]),
-            np.concatenate([units[2], since]),
-            np.concatenate([units[3], np.zeros(acct.size)]),
-        )
-
-    def _find_breaches(self) -> tuple[BlockStats, np.ndarray, _Units]:
-        """Find the breached units keepers reach this block; return (the block's tallies, units
-        in breach per market, (accounts, markets, breach onsets, shortfall ratios))."""
-        market = self.market
-        t = market.t
-        led = self.ledger
-        stats = self._quiet_block  # replaced by fresh tallies once a liquidation can happen
-        rows = self.breach_screen.select(led, market)
-        if self.breach_screen.count(rows, led.size.shape[0]) == 0:
-            # Nobody can be in breach: a quiet block.
-            return stats, np.zeros(self.m, np.int64), _NO_UNITS
-        snap = self.evaluate(rows)
-        self.breach_screen.update(rows, snap, market, self.requirement_scale.mm_growth_bound())
-        maker = led.is_maker[rows]
-        # Accounts outside ``rows`` cannot be in breach, and their breach clocks are already -1.
-        breach_c = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm) & ~maker
-        if snap.iso_equity is None and not breach_c.any():
-            self.cross_since[rows] = -1
-            self._track_onsets(rows, breach_c)
-            return stats, np.zeros(self.m, np.int64), _NO_UNITS
-        since = self.cross_since[rows]
-        since = np.where(breach_c, np.where(since < 0, t, since), -1)
-        self.cross_since[rows] = since
-        breached = np.zeros(self.m, np.int64)
-        ready = breach_c & (t - since >= market.keeper_latency)
-        stats = BlockStats.zeros(self.m)
-        row_ids = np.arange(led.size.shape[0]) if isinstance(rows, slice) else rows
-        unit_row = [row_ids[ready]]
-        if market.paused.any():
-            unit_market = [self._largest_unpaused(snap.sizes[ready], np.abs(snap.value[ready]))]
-        else:  # every cross pool in breach has a position in a market keepers can act on
-            unit_market = [np.full(unit_row[0].size, _CROSS_POOL, np.int64)]
-        unit_since = [since[ready]]
-        unit_ratio = [_shortfall(snap.cross_equity[ready], snap.cross_mm[ready])]
-        if breach_c.any():
-            breached += (snap.sizes[breach_c] != 0).sum(axis=0)
-        iso, iso_equity, iso_mm = snap.iso_at, snap.iso_equity, snap.iso_mm
-        if iso is None or iso_equity is None or iso_mm is None:
-            self._track_onsets(rows, breach_c)
-        else:
-            # The isolated pools of the isolated accounts among rows (a cross account's have no
-            # positions); only isolated accounts ever run an isolated clock.
-            breach_i = (iso_mm > 0) & (iso_equity < iso_mm) & ~maker[iso, None]
-            any_i = row_any(breach_i)
-            in_breach = breach_c.copy()
-            in_breach[iso] |= any_i
-            self._track_onsets(rows, in_breach)
-            # Only accounts in breach now or with a clock running change clocks (the others'
-            # stay -1): the isolated bookkeeping runs on those few rows.
-            iso_ids = row_ids[iso]
-            at = np.flatnonzero(any_i | self.iso_clock_on[iso_ids])
-            ids, breach_i = iso_ids[at], breach_i[at]
-            since_i = self.iso_since[ids]
-            since_i = np.where(breach_i, np.where(since_i < 0, t, since_i), -1)
-            self.iso_since[ids] = since_i
-            self.iso_clock_on[ids] = row_any(since_i >= 0)
-            breached += breach_i.sum(axis=0)
-            ri, rk = np.nonzero(breach_i & (t - since_i >= market.keeper_latency))
-            ri, rk = ri[~market.paused[rk]], rk[~market.paused[rk]]
-            unit_row.append(ids[ri])
-            unit_market.append(rk)
-            unit_since.append(since_i[ri, rk])
-            unit_ratio.append(_shortfall(iso_equity[at[ri], rk], iso_mm[at[ri], rk]))
-        acct = np.concatenate(unit_row)
-        mkt = np.concatenate(unit_market)
-        keep = mkt != -1  # cross pools whose every position sits in a paused market wait
-        acct, mkt = acct[keep], mkt[keep]
-        since = np.concatenate(unit_since)[keep]
-        ratio = np.concatenate(unit_ratio)[keep]
-        return stats, breached, (acct, mkt, since, ratio)
-
     def _track_onsets(self, rows: np.ndarray | slice, in_breach: np.ndarray) -> None:
         """Record the accounts of ``rows`` that entered breach at this block (for labels); the
         policy counts them and each rolls whether it tops up."""
@@ -376,23 +253,6 @@ class Simulation:
         if ids is not None:
             self.policy.observe_onsets(self.t, ids)
             self.topups.schedule(self.t, ids, Purpose.BREACH_TOPUP)
-
-    def _cross_targets(self, rows: np.ndarray) -> np.ndarray:
-        """Return the market of each account's largest position not paused by the breaker (-1
-        when every position is paused)."""
-        if rows.size == 0:
-            return np.empty(0, np.int64)
-        sizes = self.ledger.size[rows]
-        return self._largest_unpaused(sizes, np.abs(sizes * self.market.mark_q))
-
-    def _largest_unpaused(self, sizes: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Return the market of each row's largest position by |value| (r, m; overwritten)
-        not paused by the breaker (-1 when every position is paused)."""
-        if self.market.paused.any():
-            value[:, self.market.paused] = -1.0
-        value[sizes == 0] = -1.0
-        k = row_argmax(value)
-        return np.where(value[np.arange(k.size), k] >= 0, k, -1)
 
     # ---- the predictive policy's actions ---------------------------------------------------
 
