@@ -80,6 +80,9 @@ class OrderFlow:
         )
         if active.size == 0:
             return counts
+        # Every order's initial-margin check at once: an account sends one order a block, and
+        # the trades of one market change nothing another market's checks read.
+        batch = []
         for k, mk in enumerate(self.venue.markets):
             sel = market_of == k
             idx = active[sel]
@@ -92,8 +95,19 @@ class OrderFlow:
             closing = as_int64(np.rint(-position * fraction))
             dsize = np.where(fraction > 0, closing, dsize)
             keep = dsize != 0
-            idx, dsize = idx[keep], dsize[keep]
-            ok = self.passes_initial_margin(idx, k, dsize)
+            batch.append((k, idx[keep], dsize[keep]))
+        if not batch:
+            return counts
+        checks = self._margin_checks(
+            np.concatenate([b[1] for b in batch]),
+            np.concatenate([np.full(b[1].size, b[0], np.int64) for b in batch]),
+            np.concatenate([b[2] for b in batch]),
+        )
+        start = 0
+        for k, idx, dsize in batch:
+            stop = start + idx.size
+            ok = self._gate_and_cap(k, dsize, *(c[start:stop] for c in checks))
+            start = stop
             counts[0, k] = int(ok.sum())
             counts[1, k] = int((~ok).sum())
             if (~ok).any():
@@ -133,39 +147,61 @@ class OrderFlow:
     def passes_initial_margin(self, idx: np.ndarray, k: int, dsize: np.ndarray) -> np.ndarray:
         """Return bool (len(idx),): reducing orders pass; risk-increasing ones need equity >= IM
         after the trade (taker fee and half spread included) and room under the OI cap."""
+        checks = self._margin_checks(idx, np.full(idx.size, k, np.int64), dsize)
+        return self._gate_and_cap(k, dsize, *checks)
+
+    def _margin_checks(
+        self, idx: np.ndarray, ks: np.ndarray, dsize: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return, per order of account ``idx`` in market ``ks``, (whether it adds risk, whether
+        equity after it covers IM, how much it adds to the account's |position|)."""
         led = self.ledger
         market = self.market
-        mk = self.venue.markets[k]
-        old = led.size[idx, k]
+        rows = np.arange(idx.size)
+        old = led.size[idx, ks]
         new = old + dsize
         increases = np.abs(new) > np.abs(old)
-        sizes = led.size[idx].copy()
-        sizes[:, k] = new
+        held = led.size[idx]
+        sizes = held.copy()
+        sizes[rows, ks] = new
         _, _, im = margin_of(sizes, idx, True, market, self.venue, self.scale)
         cross = led.cross[idx]
         # Equity after the trade: today's equity less what crossing the spread and the fee cost
         # (the trade itself swaps quote for position value at the mark).
-        value_now = led.size[idx] * market.mark_q
-        trade_cost = np.abs(dsize * market.mark_q[k]) * (self.book.half_spread[k] + mk.taker_fee)
+        value_now = held * market.mark_q
+        fee = np.array([mk.taker_fee for mk in self.venue.markets])
+        trade_cost = np.abs(dsize * market.mark_q[ks]) * (self.book.half_spread + fee)[ks]
         equity = (
             np.where(
                 cross,
                 led.quote[idx] + row_sum(value_now),
-                led.iso_quote[idx, k] + value_now[:, k],
+                led.iso_quote[idx, ks] + value_now[rows, ks],
             )
             - trade_cost
         )
-        required = np.where(cross, row_sum(im), im[:, k])
-        ok = ~increases | (equity >= required)
+        required = np.where(cross, row_sum(im), im[rows, ks])
+        return increases, ~increases | (equity >= required), np.abs(new) - np.abs(old)
+
+    def _gate_and_cap(
+        self,
+        k: int,
+        dsize: np.ndarray,
+        increases: np.ndarray,
+        ok: np.ndarray,
+        added: np.ndarray,
+    ) -> np.ndarray:
+        """Return which orders of market k pass, given their margin checks, once the policy's
+        gate and the open-interest cap have had their say (in the orders' order)."""
+        market = self.market
+        mk = self.venue.markets[k]
         if self.gate.gated[k]:  # the predictive policy holds new leverage back
             refused = increases & ok
             if refused.any():
                 notional = float(np.abs(dsize[refused] * market.mark_q[k]).sum()) / 1e6
                 self.gate.add_refused(market.t, k, notional)
-            ok &= ~increases
+            ok = ok & ~increases
         if mk.oi_cap_base > 0:
             cap = base_to_quantums(mk.oi_cap_base, mk.base_quantum_exponent)
-            added = np.where(increases & ok, np.abs(new) - np.abs(old), 0)
             room = cap - int(market.open_interest[k])
-            ok &= ~increases | (np.cumsum(added) <= room)
+            ok = ok & (~increases | (np.cumsum(np.where(increases & ok, added, 0)) <= room))
         return ok
