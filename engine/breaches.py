@@ -20,7 +20,7 @@ from engine.market import MarketState
 from engine.rows import row_any, row_argmax
 from engine.screen import BreachScreen
 from engine.state import Ledger
-from engine.valuation import evaluate
+from engine.valuation import MarginSnapshot, evaluate
 from engine.venue import VenueModel
 
 Units = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -35,6 +35,15 @@ CROSS_POOL = -2
 """A unit's market while not yet needed: a cross pool in breach is liquidated in the market of
 its largest position, which is looked up only for the pools keepers reach this block (the
 keepers' order never depends on it: an account has one cross pool)."""
+
+
+def accounts_below_maintenance(snap: MarginSnapshot, is_maker: np.ndarray) -> int:
+    """Return how many accounts of an evaluation of every account (``ALL``) have a pool below
+    maintenance margin (makers aside)."""
+    below = (snap.cross_mm > 0) & (snap.cross_equity < snap.cross_mm)
+    if snap.iso_at is not None and snap.iso_equity is not None and snap.iso_mm is not None:
+        below[snap.iso_at] |= row_any((snap.iso_mm > 0) & (snap.iso_equity < snap.iso_mm))
+    return int((below & ~is_maker).sum())
 
 
 def shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:

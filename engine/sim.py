@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from engine.book import Book
-from engine.breaches import CROSS_POOL, BreachFinder
+from engine.breaches import CROSS_POOL, BreachFinder, accounts_below_maintenance
 from engine.config import SimConfig
 from engine.deposits import TopUps
 from engine.draws import Draws, Purpose
@@ -127,6 +127,10 @@ class Simulation:
         refresh_open_interest(self.market, ledger, self.venue)
 
         self.requirement_scale = RequirementScale(m)
+        opening = evaluate(ledger, ALL, self.market, self.venue, RequirementScale(m), True)
+        self.opening_below_maintenance = accounts_below_maintenance(opening, ledger.is_maker)
+        """Accounts the starting snapshot puts below the venue's maintenance margin (a snapshot
+        drawn for other rules: keepers liquidate them from the first blocks, crash or not)."""
         self.breach_screen = BreachScreen(n, self.venue, self.market.mark)
         self.breaches = BreachFinder(
             ledger,
@@ -375,7 +379,9 @@ class Simulation:
 
     def summary(self) -> dict[str, float | int]:
         """Return headline totals of the run, in quote units."""
-        extra: dict[str, float | int] = {}
+        extra: dict[str, float | int] = {
+            "opening_below_maintenance": self.opening_below_maintenance
+        }
         if self.vault is not None:
             extra.update(self.vault.summary())
         if any(mk.fee_pool_absorbs for mk in self.venue.markets):

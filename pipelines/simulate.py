@@ -174,6 +174,14 @@ def format_summary(sim: Simulation) -> str:
         f"ADL {s['adl_notional']:,.0f}, keepers earned {s['keeper_rewards']:,.0f}, "
         f"{s['orders_rejected']:,} orders rejected by initial margin."
     )
+    if s["opening_below_maintenance"]:
+        share = s["opening_below_maintenance"] / max(s["accounts"], 1)
+        lines.append(
+            f"{s['opening_below_maintenance']:,} accounts ({share:.1%}) start below this "
+            "venue's maintenance margin: the starting leverage (the accounts' and traders' "
+            "leverage settings) is more than its rules maintain, so keepers liquidate them from "
+            "the first blocks, crash or not."
+        )
     pol = cfg.policy
     if pol.name != "static" or pol.knob != 1.0:
         lines.append(

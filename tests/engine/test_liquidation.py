@@ -236,3 +236,24 @@ def test_insurance_fee_goes_to_the_fund():
     fee = events(sim, EventKind.INSURANCE_FEE)
     assert (fee["counterparty"] == INSURANCE_FUND).all()
     assert sim.ledger.insurance[0] == USD - int(fee["amount"].sum())
+
+
+def test_a_snapshot_below_maintenance_is_counted_and_reported():
+    # $100k positions: the first with $2k of collateral (2% < the 2.5% MM), the second with
+    # $3k, an isolated one with $1k (1%). Two start below maintenance; the run says so.
+    from pipelines.simulate import format_summary
+
+    cfg = venue(steps=1)
+    led = hand_ledger(
+        1,
+        [(2_000.0, [1_000.0]), (3_000.0, [1_000.0]), (1_000.0, [-1_000.0])],
+        cross=[True, True, False],
+    )
+    sim = Simulation(cfg, index_path=path(1, 100.0), ledger=led)
+    assert sim.summary()["opening_below_maintenance"] == 2
+    sim.run()
+    assert "2 accounts (66.7%) start below this venue's maintenance margin" in format_summary(sim)
+    calm = Simulation(cfg, index_path=path(1, 100.0), ledger=hand_ledger(1, [(3_000.0, [1_000.0])]))
+    assert calm.summary()["opening_below_maintenance"] == 0
+    calm.run()
+    assert "start below" not in format_summary(calm)
