@@ -54,13 +54,15 @@ _DTYPES = {
     "amount": np.int64,
     "price": np.float64,
 }
+_RECORD = np.dtype([(c, _DTYPES[c]) for c in COLUMNS])
+"""One event as a record: a batch is one allocation, filled column by column."""
 
 
 class EventLog:
     """Append-only columns of events, stored as chunks and joined once at the end."""
 
     def __init__(self) -> None:
-        self._chunks: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+        self._chunks: list[np.ndarray] = []  # record arrays (_RECORD), in order
         self._pending: list[tuple] = []  # single events, flushed in order before the next batch
         self.count = 0
 
@@ -82,9 +84,7 @@ class EventLog:
     def _flush(self) -> None:
         if not self._pending:
             return
-        cols = list(zip(*self._pending, strict=True))
-        for c, values in zip(COLUMNS, cols, strict=True):
-            self._chunks[c].append(np.asarray(values, dtype=_DTYPES[c]))
+        self._chunks.append(np.array(self._pending, dtype=_RECORD))
         self._pending = []
 
     def add(
@@ -98,28 +98,21 @@ class EventLog:
         amount: np.ndarray | int = 0,
         price: np.ndarray | float = np.nan,
     ) -> None:
-        """Append one event or a batch (array arguments broadcast against each other)."""
+        """Append one event or a batch (array arguments broadcast against each other; each is
+        copied, so callers may reuse their arrays)."""
         args = (tick, int(kind), account, market, counterparty, size, amount, price)
         n = max((np.size(a) for a in args if isinstance(a, np.ndarray)), default=1)
         if n == 0:
             return
         self._flush()
+        rec = np.empty(n, _RECORD)
         for c, a in zip(COLUMNS, args, strict=True):
-            dtype = _DTYPES[c]
-            if isinstance(a, np.ndarray) and a.ndim:
-                col = np.array(a, dtype=dtype).ravel()  # a copy: callers may reuse arrays
-                if col.size != n:
-                    col = np.broadcast_to(col, (n,))
-            else:
-                col = np.full(n, a, dtype=dtype)
-            self._chunks[c].append(col)
+            rec[c] = a.ravel() if isinstance(a, np.ndarray) and a.ndim > 1 else a
+        self._chunks.append(rec)
         self.count += n
 
     def to_frame(self) -> pd.DataFrame:
         """Return all events as a DataFrame in the order they happened."""
         self._flush()
-        data = {
-            c: (np.concatenate(ch) if ch else np.empty(0, _DTYPES[c]))
-            for c, ch in self._chunks.items()
-        }
-        return pd.DataFrame(data)
+        rows = np.concatenate(self._chunks) if self._chunks else np.empty(0, _RECORD)
+        return pd.DataFrame({c: np.ascontiguousarray(rows[c]) for c in COLUMNS})

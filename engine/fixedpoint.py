@@ -28,17 +28,23 @@ def mul_ppm(x: np.ndarray, ppm: np.ndarray | int, rounding: str) -> np.ndarray:
     ppm : int64 array broadcastable to ``x`` (or an int) in [0, 1e6].
     """
     x = np.asarray(x, dtype=np.int64)
-    ppm = np.asarray(ppm, dtype=np.int64)
     if rounding not in ("up", "down"):
         raise ValueError(f"rounding must be 'up' or 'down', was {rounding!r}")
-    if x.size and int(x.max()) <= (_INT64_MAX - PPM) // max(int(ppm.max()), 1):
+    rate: np.ndarray | np.int64
+    if isinstance(ppm, int | np.integer):  # one rate (the usual call): no array to scan
+        top = int(ppm)
+        rate = np.int64(ppm)
+    else:
+        rate = np.asarray(ppm, dtype=np.int64)
+        top = int(rate.max()) if rate.size else 0
+    if x.size and int(x.max()) <= (_INT64_MAX - PPM) // max(top, 1):
         # No overflow possible: one product and one division (the common case); x >= 0, so
         # rounding up is adding PPM - 1 first.
-        num = x * ppm
+        num = x * rate
         return (num + (PPM - 1)) // PPM if rounding == "up" else num // PPM
     hi = x // PPM
     lo = x - hi * PPM  # np.divmod is several times slower than this on int64
-    part = lo * ppm
+    part = lo * rate
     if rounding == "up":
-        return hi * ppm + ceil_div(part, PPM)
-    return hi * ppm + part // PPM
+        return hi * rate + ceil_div(part, PPM)
+    return hi * rate + part // PPM
