@@ -10,8 +10,9 @@ One tick is one block. Per tick, in order:
 4. new orders arrive (:class:`engine.orders.OrderFlow`); initial margin, open-interest caps and
    the policy's gate decide which trade; the policy's de-risking orders follow;
 5. the breach screen picks the accounts that could be in breach (:mod:`engine.screen`), their
-   maintenance margin is evaluated, and keepers act on breaches ``latency_ticks`` old, at most
-   ``capacity_per_block`` per block, most under-margined first (:mod:`engine.liquidation`);
+   maintenance margin is evaluated and breach clocks kept (:mod:`engine.breaches`), and keepers
+   act on breaches ``latency_ticks`` old, at most ``capacity_per_block`` per block, most
+   under-margined first (:mod:`engine.liquidation`);
 6. the recorder writes the block's market row, and every ``history.sample_every_ticks`` blocks
    samples the accounts for labelled histories (:mod:`engine.recorder`); the policy scores
    accounts on its cadence and sets the next block's early actions.
