@@ -84,7 +84,8 @@ class Deleveraging:
         if cached is None:
             led = self.ledger
             col = led.size[:, k]
-            cand = np.flatnonzero((np.sign(col) == side) & ~led.is_maker)
+            cand = np.flatnonzero(col > 0 if side > 0 else col < 0)
+            cand = cand[~led.is_maker[cand]]
             mark_value = col[cand] * self.market.mark_q[k]
             value = mark_value
             if self.venue.markets[k].adl_rank_price == "previous_oracle":
