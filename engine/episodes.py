@@ -96,22 +96,30 @@ class Episodes:
             np.concatenate([c[c >= 0], sub[at, iso_mkt]]),
         )
 
-    def still_in_liquidation(self, b: Batch, k: int) -> np.ndarray:
-        """Return which units of ``b`` stay in liquidation though above maintenance margin: they
-        entered it before and equity plus buffer does not cover MM plus buffer yet (Drift's
-        margin shortage); forget those that have covered it."""
+    def staying(self, b: Batch, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (which units of ``b`` stay in liquidation though above maintenance margin:
+        they entered it before and equity plus buffer does not cover MM plus buffer yet, as
+        Drift's margin shortage says; which have entered it and covered that). Changes nothing:
+        the liquidator forgets the second kind with :meth:`forget` when their turn comes."""
         if self._start is None or not self.sticky[k]:
-            return np.zeros(len(b), bool)
+            none = np.zeros(len(b), bool)
+            return none, none
         cross, iso = self._start
         pooled = self.ledger.cross[b.rows]
         marked = np.where(pooled, cross[b.rows], iso[b.rows, k]) >= 0
         buffer = self.venue.markets[k].liquidation.buffer_ratio
         short = b.shortage(buffer, buffer_on_losses=True) > 0
         still = marked & short & (b.size != 0) & (b.tmmr > 0)
-        done = marked & ~still
-        cross[b.rows[done & pooled]] = -1
-        iso[b.rows[done & ~pooled], k] = -1
-        return still
+        return still, marked & ~still
+
+    def forget(self, rows: np.ndarray, k: int) -> None:
+        """Take units of market k out of liquidation (they covered the buffer)."""
+        if self._start is None or not self.sticky[k] or rows.size == 0:
+            return
+        cross, iso = self._start
+        pooled = self.ledger.cross[rows]
+        cross[rows[pooled]] = -1
+        iso[rows[~pooled], k] = -1
 
     def enter(self, rows: np.ndarray, k: int) -> None:
         """Mark units of market k as in liquidation from this block (if not already)."""
@@ -124,3 +132,37 @@ class Episodes:
         cross[c] = np.where(cross[c] >= 0, cross[c], t)
         iso[i, k] = np.where(iso[i, k] >= 0, iso[i, k], t)
         self._entered.append(np.asarray(rows, np.int64))
+
+
+class Turns:
+    """Drift's "being liquidated" state changed at each unit's turn in a batched liquidation:
+    units found to have covered their buffer are forgotten once their turn has passed (a unit
+    an ADL reaches before its turn is read again instead), and units liquidated enter it."""
+
+    def __init__(self, episodes: Episodes, k: int) -> None:
+        self.episodes, self.k = episodes, k
+        self.pos: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []
+
+    def wait(self, pos: np.ndarray, rows: np.ndarray) -> None:
+        """Hold units that covered their buffer until their turn (their places ``pos``)."""
+        if rows.size:
+            self.pos.append(pos)
+            self.rows.append(rows)
+
+    def drop_after(self, place: int) -> None:
+        """Forget the waiting units after ``place``: they are read again."""
+        if self.rows:
+            pos, rows = np.concatenate(self.pos), np.concatenate(self.rows)
+            self.pos, self.rows = [pos[pos <= place]], [rows[pos <= place]]
+
+    def reach(self, place: int, done: np.ndarray, liquidated: np.ndarray) -> None:
+        """Pass every turn up to ``place``: forget the waiting units there and ``done``, then
+        let ``liquidated`` enter the state."""
+        waiting = _NONE
+        if self.rows:
+            pos, rows = np.concatenate(self.pos), np.concatenate(self.rows)
+            waiting = rows[pos <= place]
+            self.pos, self.rows = [pos[pos > place]], [rows[pos > place]]
+        self.episodes.forget(np.concatenate([waiting, done]), self.k)
+        self.episodes.enter(liquidated, self.k)

@@ -15,6 +15,9 @@ its balance and per-block cap); if it cannot, the market's ``loss_resolution`` d
 ``adl`` offsets the position against opposite-side accounts at the bankruptcy price (dYdX,
 Hyperliquid, BitMEX), ``socialized`` fills on the book, lets the fund pay what it can and charges
 the rest to every open position pro rata (Drift).
+
+Longer than 500 lines: the batched loop and the unit-by-unit semantics it must reproduce
+(the waterfall, ADL, the re-reads an ADL forces) are one argument, read together.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from engine.adl import Deleveraging
 from engine.book import Book
 from engine.draws import Draws
-from engine.episodes import Episodes
+from engine.episodes import Episodes, Turns
 from engine.events import INSURANCE_FUND, KEEPER_BASE, NOBODY, EventKind, EventLog
 from engine.margin import RequirementScale
 from engine.market import MarketState
@@ -267,24 +270,37 @@ class Liquidator:
         rested = self.episodes.rested(rows, k)
         if rested is not None:
             rows, ticks_in_breach = rows[rested], ticks_in_breach[rested]
-        pending, ticks = rows, ticks_in_breach
+        units, unit_ticks = rows, ticks_in_breach
+        # ``pos``: each pending unit's place in ``units``. A unit found not in breach leaves the
+        # batch, but an ADL or a socialized loss of a unit before it can put it back in breach
+        # before its turn, so what those change is checked against every later unit.
+        pending, ticks, pos = rows, ticks_in_breach, np.arange(rows.size)
+        # A unit enters or leaves Drift's "being liquidated" state at its turn, not when its
+        # batch is read: those leaving wait here (with their places) until their turn passes.
+        turns = Turns(self.episodes, k)
         b: Batch | None = None
         while pending.size:
             if b is None:
                 b = self.batch(pending, k, ticks)
-            live = (b.tmmr > 0) & (b.tnc < b.tmmr) & (b.size != 0)
-            live |= self.episodes.still_in_liquidation(b, k)
-            self.episodes.enter(b.rows[live], k)
+            still, done = self.episodes.staying(b, k)
+            live = still | ((b.tmmr > 0) & (b.tnc < b.tmmr) & (b.size != 0))
             if not live.all():  # earlier liquidations in the block may have helped them
-                b, pending, ticks = b.take(live), pending[live], ticks[live]
+                turns.wait(pos[~live & done], b.rows[~live & done])
+                b, pending, ticks, pos = b.take(live), pending[live], ticks[live], pos[live]
+                done = done[live]
                 if not len(b):
+                    turns.reach(units.size, b.rows, b.rows)
                     return
             if self.venue.rules[k].has_backstop:
                 vaulted = self.venue.rules[k].backstop(b)
                 if vaulted.any():
+                    turns.reach(-1, b.rows[vaulted & done], b.rows[vaulted])
                     self._take_over(b.rows[vaulted], k, stats)
-                    b, pending, ticks = b.take(~vaulted), pending[~vaulted], ticks[~vaulted]
+                    kept = ~vaulted
+                    b, pending, ticks, pos = b.take(kept), pending[kept], ticks[kept], pos[kept]
+                    done = done[kept]
                     if not len(b):
+                        turns.reach(units.size, b.rows, b.rows)
                         return
             p, off, settled = self._plan_settled(b, k, adl_market)
             # Units up to ``last`` are planned exactly (each on the state the ones before it
@@ -305,9 +321,15 @@ class Liquidator:
                     i = j + 1
                     continue
                 if deleverage[i]:
+                    # A run of units deleveraged together has no unit left out between them.
                     j = i
                     side = np.sign(p.dsize[i])
-                    while j + 1 <= last and deleverage[j + 1] and np.sign(p.dsize[j + 1]) == side:
+                    while (
+                        j + 1 <= last
+                        and deleverage[j + 1]
+                        and np.sign(p.dsize[j + 1]) == side
+                        and pos[j + 1] == pos[j] + 1
+                    ):
                         j += 1
                     changed = self._deleverage_units(
                         b.take(slice(i, j + 1)), _slice(p, i, j + 1), k, stats
@@ -316,11 +338,20 @@ class Liquidator:
                 else:
                     changed = self._waterfall(b.take(slice(i, i + 1)), _at(p, i), k, stats)
                     i += 1
-                if changed.size and _intersects(pending[i:], changed, self._mask()):
+                later = units[pos[i - 1] + 1 :]
+                if changed.size and _intersects(later, changed, self._mask()):
                     rebatch = True  # ADL reached a later unit: its margin state is stale
                     break
-            pending, ticks = pending[i:], ticks[i:]
-            b = None if rebatch else b.take(slice(i, None))
+            turns.reach(int(pos[i - 1]), b.rows[:i][done[:i]], b.rows[:i])
+            if rebatch:  # every later unit again, those left out of this batch too
+                turns.drop_after(int(pos[i - 1]))
+                pending, ticks = units[pos[i - 1] + 1 :], unit_ticks[pos[i - 1] + 1 :]
+                pos = np.arange(pos[i - 1] + 1, units.size)
+                b = None
+            else:
+                pending, ticks, pos = pending[i:], ticks[i:], pos[i:]
+                b = b.take(slice(i, None))
+        turns.reach(units.size, _NONE, _NONE)
 
     def _count_payout(self, k: int, amount: int) -> None:
         """Add an insurance payout to the fund's per-block and whole-run tallies."""
