@@ -3,6 +3,7 @@ no output.
 
     python tests/engine/output_hashes.py --record hashes.json   # before the change
     python tests/engine/output_hashes.py --check hashes.json    # after it: exit 1 on a change
+    python tests/engine/output_hashes.py --check hashes.json --only cascade+   # some runs
 
 Each shipped scenario runs at seeds 0 and 1 with its own policy, and the cascade scenario also
 under every other policy the engine has (vol_scaled, oi_scaled, the predictive policy fed by
@@ -91,15 +92,23 @@ def main() -> int:
     mode.add_argument("--record", type=Path, help="write the hashes to this file")
     mode.add_argument("--check", type=Path, help="compare against hashes recorded earlier")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--only", default="", help="run only the runs whose label contains this (with --check)"
+    )
     args = parser.parse_args()
+    if args.only and args.record:
+        parser.error("--only is for --check: a record must hold every run")
+    jobs = [job for job in _jobs() if args.only in job[0]]
     with ProcessPoolExecutor(args.workers) as pool:
-        found = dict(pool.map(_run, _jobs()))
+        found = dict(pool.map(_run, jobs))
     if args.record:
         args.record.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         files = sum(len(v) for v in found.values())
         print(f"recorded {files} files of {len(found)} runs in {args.record}")
         return 0
     expected = json.loads(args.check.read_text())
+    if args.only:
+        expected = {run: files for run, files in expected.items() if args.only in run}
     changed = [
         f"{run}/{name}"
         for run in sorted(set(expected) | set(found))

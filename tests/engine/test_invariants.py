@@ -16,6 +16,7 @@ from engine.config import resolve
 from engine.events import NOBODY, EventKind
 from engine.liquidation import BlockStats, Liquidator
 from engine.sim import Simulation
+from engine.state import Ledger
 
 PRESETS = ["generic", "dydx_v4", "drift_v2", "hyperliquid", "binance_um"]
 MARGINS = [
@@ -252,6 +253,53 @@ def test_non_liquidatable_account_is_left_alone():
     sim.liquidator.liquidate_market(rows, 0, np.zeros(20, np.int64), BlockStats.zeros(1))
     assert (sim.ledger.size == before[0]).all() and (sim.ledger.quote == before[1]).all()
     assert sim.events.count == 0
+
+
+def test_a_dust_position_leaves_breach_when_its_requirement_rounds_to_zero():
+    """An account with a dust position and negative equity is in breach only while its MM is
+    at least one quantum; when the price falls far enough for the notional to round to 0 it
+    leaves breach without any trade, however deep its deficit. The screen must not hold it past
+    that point: a screen that bounds how long an account stays in breach by its deficit alone
+    would (a correlated crash under Drift's rules showed it)."""
+    cfg = resolve(
+        {
+            "seed": 3,
+            "steps": 12,
+            "markets": [
+                {
+                    "name": "A",
+                    "initial_price": 100.0,
+                    "sigma_annual": 0.01,
+                    "base_quantum_exponent": -9,
+                    "position_sigma_base": 0.0,
+                }
+            ],
+            "shocks": [{"market": "A", "tick": 4, "log_return": -1.0, "over_ticks": 4}],
+            "accounts": {"count": 1, "order_rate": 0.0},
+            "keepers": {"latency_ticks": 100},
+            "circuit_breaker": {"enabled": False},  # (the 63% fall would pause the market)
+        }
+    )
+
+    def dust_book() -> Ledger:
+        ledger = Ledger.empty(2, 1, cfg.keepers.count)
+        ledger.is_maker[0] = True
+        ledger.deposit(np.array([0]), 0, np.array([10**12]))
+        # 10 base quantums at $100 are worth 1 quote quantum; 9 paid leaves equity -8.
+        ledger.trade(np.array([1]), 0, np.array([10]), np.array([-9]))
+        ledger.trade(np.array([0]), 0, np.array([-10]), np.array([9]))
+        return ledger
+
+    screened = Simulation(cfg, ledger=dust_book())
+    full = Simulation(cfg, ledger=dust_book())
+    full.breach_screen.enabled = False
+    in_breach = []
+    for _ in range(cfg.steps):
+        screened.step()
+        full.step()
+        in_breach.append(int(full.breaches.cross_since[1]) >= 0)
+        assert screened.breaches.cross_since[1] == full.breaches.cross_since[1]
+    assert in_breach[0] and not in_breach[-1]
 
 
 @pytest.mark.parametrize("venue", PRESETS)
