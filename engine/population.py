@@ -5,21 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 from engine.config import SimConfig
+from engine.margin import RequirementScale
 from engine.market import MarketState
 from engine.state import Ledger, exact_sum
 from engine.traders import Traders
 from engine.units import QUOTE_QUANTUMS_PER_UNIT, as_int64, base_to_quantums, usd_to_quote_quantums
-from engine.venue import MAKER
+from engine.valuation import margin_of
+from engine.venue import MAKER, VenueModel
 
 
 def populate(
-    cfg: SimConfig, market: MarketState, traders: Traders, rng: np.random.Generator
+    cfg: SimConfig,
+    market: MarketState,
+    venue: VenueModel,
+    traders: Traders,
+    rng: np.random.Generator,
 ) -> tuple[Ledger, np.ndarray]:
     """Return (the opening ledger, each account's trader type, int8 (n,)).
 
     Sizes ~ N(0, position_sigma_base) per market at the initial price; collateral so that
-    leverage ~ U(leverage_min, leverage_max). A snapshot is not gated by initial margin (it
-    is the venue's state when the simulation starts); new orders are.
+    leverage ~ U(leverage_min, leverage_max). By default a snapshot is not gated by initial
+    margin (it is the venue's state when the simulation starts); new orders are. With
+    ``accounts.opening_margin = "initial"`` collateral is at least the venue's initial margin
+    of each position (no extra draws: the same seed gives the same positions and leverage).
     """
     acc = cfg.accounts
     n_traders = acc.count
@@ -41,6 +49,9 @@ def populate(
     cost = as_int64(np.floor(sizes * market.mark_q))  # quote paid to open, per market
     notional = np.abs(sizes * market.mark_q)
     collateral = usd_to_quote_quantums(notional / leverage[:, None] / QUOTE_QUANTUMS_PER_UNIT, "up")
+    if acc.opening_margin == "initial":
+        _, _, im = margin_of(sizes, rows, True, market, venue, RequirementScale(m))
+        collateral = np.maximum(collateral, im)
     # Collateral: cross accounts post one deposit, isolated ones one per position.
     cross = led.cross[rows]
     for k in range(m):

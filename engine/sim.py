@@ -110,7 +110,9 @@ class Simulation:
         self.traders = Traders(cfg, cfg.accounts.count, self.book.sigma_ref)
         self.maker = MAKER
         if ledger is None:
-            ledger, self.trader_type = populate(cfg, self.market, self.traders, rng_accounts)
+            ledger, self.trader_type = populate(
+                cfg, self.market, self.venue, self.traders, rng_accounts
+            )
         elif ledger.size.shape[1] != m or not ledger.is_maker[MAKER]:
             raise ValueError("ledger must have one column per market and the maker in row 0")
         else:

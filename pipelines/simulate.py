@@ -180,7 +180,8 @@ def format_summary(sim: Simulation) -> str:
             f"{s['opening_below_maintenance']:,} accounts ({share:.1%}) start below this "
             "venue's maintenance margin: the starting leverage (the accounts' and traders' "
             "leverage settings) is more than its rules maintain, so keepers liquidate them from "
-            "the first blocks, crash or not."
+            "the first blocks, crash or not (--set accounts.opening_margin=initial starts every "
+            "account at or above the venue's initial margin)."
         )
     pol = cfg.policy
     if pol.name != "static" or pol.knob != 1.0:

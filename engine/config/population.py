@@ -23,6 +23,12 @@ class AccountsConfig:
     """Accounts (the first ones) whose positions are ``whale_size_multiple`` times larger:
     concentrated open interest."""
     whale_size_multiple: Positive = 50.0
+    opening_margin: Literal["drawn", "initial"] = "drawn"
+    """``drawn``: each account's collateral is its notional over its drawn leverage, whatever
+    the venue requires (a snapshot may start below maintenance margin where the leverage
+    settings exceed what the venue's rules maintain). ``initial``: collateral is raised, where
+    it falls short, to the venue's initial margin of the position at the opening mark, so
+    every account could have opened its book on this venue."""
 
     def __post_init__(self) -> None:
         require(

@@ -257,3 +257,72 @@ def test_a_snapshot_below_maintenance_is_counted_and_reported():
     assert calm.summary()["opening_below_maintenance"] == 0
     calm.run()
     assert "start below" not in format_summary(calm)
+
+
+@pytest.mark.parametrize("venue_name", ["drift_v2", "dydx_v4", "hyperliquid"])
+def test_an_initial_margin_snapshot_could_have_opened_on_the_venue(venue_name):
+    """``accounts.opening_margin = "initial"`` raises each account's collateral to the venue's
+    initial margin where the drawn leverage is higher: the same positions (no extra draws), no
+    account below maintenance margin, and value conserved; ``drawn`` (the default) keeps the
+    drawn leverage, which under these rules starts some accounts below maintenance."""
+    from engine.margin import RequirementScale
+    from engine.valuation import margin_of
+
+    def book(opening_margin: str) -> Simulation:
+        cfg = resolve(
+            {
+                "seed": 11,
+                "steps": 2,
+                "venue": venue_name,
+                "markets": [
+                    {
+                        "name": "A",
+                        "initial_price": 100.0,
+                        "sigma_annual": 0.5,
+                        "position_sigma_base": 400.0,
+                    },
+                    {
+                        "name": "B",
+                        "initial_price": 5.0,
+                        "sigma_annual": 1.0,
+                        "position_sigma_base": 9_000.0,
+                    },
+                ],
+                "accounts": {
+                    "count": 400,
+                    "cross_fraction": 0.5,
+                    "leverage_min": 2.0,
+                    "leverage_max": 200.0,
+                    "opening_margin": opening_margin,
+                },
+            }
+        )
+        return Simulation(cfg)
+
+    drawn, initial = book("drawn"), book("initial")
+    assert drawn.summary()["opening_below_maintenance"] > 20
+    assert initial.summary()["opening_below_maintenance"] == 0
+    assert (drawn.ledger.size == initial.ledger.size).all()
+    led = initial.ledger
+    traders = np.flatnonzero(~led.is_maker)
+    _, _, im = margin_of(
+        led.size[traders], traders, True, initial.market, initial.venue, RequirementScale(2)
+    )
+    cross = led.cross[traders]
+    # Collateral is what the account paid in: its balance plus what its positions cost it.
+    paid_cross = led.quote[traders] + (led.size[traders] * initial.market.mark_q).sum(axis=1)
+    assert (paid_cross[cross] >= im[cross].sum(axis=1) - 2).all()
+    paid_iso = led.iso_quote[traders] + led.size[traders] * initial.market.mark_q
+    assert (paid_iso[~cross] >= im[~cross] - 1).all()
+
+    # Raised only where it fell short: accounts already above IM keep their drawn collateral.
+    def balances(ledger):
+        return ledger.quote[traders] + ledger.iso_quote[traders].sum(axis=1)
+
+    assert (balances(led) >= balances(drawn.ledger)).all()
+    assert (balances(led) > balances(drawn.ledger)).any()
+    assert (balances(led) == balances(drawn.ledger)).any()
+    for sim in (drawn, initial):
+        assert sim.ledger.conservation_error() == 0
+        sim.run()
+        assert sim.ledger.conservation_error() == 0
