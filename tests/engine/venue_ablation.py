@@ -2,6 +2,7 @@
 preset, then again with one of the preset's over-block rules turned off at a time.
 
     python tests/engine/venue_ablation.py [--out ablation.json] [--seed 7] [--workers 2]
+        [--set accounts.opening_margin=initial ...]
 
 prints one row per run (liquidations, bad debt, insurance fund left, ADL and socialized
 notional, the vault's PnL) and, per preset, the rule whose removal moved bad debt most. A rule
@@ -10,7 +11,9 @@ overrides are in RULES; the open-interest scaling of dYdX's initial margin, a ma
 rather than an over-block one, is off when the caps sit far above any open interest). Each
 run is the demo's stress run (``predliq demo --stress-only --set venue=V --set KEY=VALUE
 ...``), one path: the table shows how the rules differ on this crash, not a distribution. Not
-collected by pytest (about two minutes on two workers).
+collected by pytest (about two minutes on two workers). ``--set KEY=VALUE`` (repeatable) is
+applied to every run, e.g. ``accounts.opening_margin=initial`` for a book every account of which
+could have opened on each venue.
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ RULES: dict[str, dict[str, dict[str, str]]] = {
 """Per preset: rule -> the keys (under each market) that turn it off, as TOML values."""
 
 
-def _jobs(seed: int) -> list[tuple[str, str, tuple[str, ...]]]:
-    jobs = [("generic", "all rules", (f"seed={seed}",))]
+def _jobs(seed: int, common: tuple[str, ...] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+    jobs = [("generic", "all rules", (f"seed={seed}", *common))]
     for venue, rules in RULES.items():
-        base = (f"seed={seed}", f"venue={venue}")
+        base = (f"seed={seed}", f"venue={venue}", *common)
         jobs.append((venue, "all rules", base))
         for rule, keys in rules.items():
             over = tuple(
@@ -91,9 +94,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7, help="the stress scenario's seed")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override applied to every run (repeatable)",
+    )
     args = parser.parse_args()
     with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(_run, _jobs(args.seed)))
+        rows = list(pool.map(_run, _jobs(args.seed, tuple(args.overrides))))
     head = f"{'preset':12} {'run':46} {'liqs':>7} {'bad debt':>12} {'IF end':>10} "
     print(head + f"{'ADL':>12} {'socialized':>12} {'vault PnL':>12}")
     for r in rows:
