@@ -28,7 +28,8 @@ class AccountsConfig:
     the venue requires (a snapshot may start below maintenance margin where the leverage
     settings exceed what the venue's rules maintain). ``initial``: collateral is raised, where
     it falls short, to the venue's initial margin of the position at the opening mark, so
-    every account could have opened its book on this venue."""
+    every account could have opened its book on this venue. The margin is the one before open
+    interest builds: dYdX's open-interest scaling of IMF is at its base there."""
 
     def __post_init__(self) -> None:
         require(
