@@ -46,6 +46,17 @@ def accounts_below_maintenance(snap: MarginSnapshot, is_maker: np.ndarray) -> in
     return int((below & ~is_maker).sum())
 
 
+def negative_equity(snap: MarginSnapshot, excluded: np.ndarray) -> float:
+    """Return the negative equity of the pools of an evaluation of every account (``ALL``),
+    summed, in quote quantums (a positive number): what closing those positions at the mark
+    would leave as bad debt. ``excluded`` (bool, one per account) leaves accounts out."""
+    total = float(np.minimum(snap.cross_equity, 0.0)[~excluded].sum())
+    if snap.iso_at is not None and snap.iso_equity is not None:
+        kept = ~excluded[snap.iso_at]
+        total += float(np.minimum(snap.iso_equity[kept], 0.0).sum())
+    return 0.0 - total  # (0.0 - 0.0 is 0.0, where -0.0 would print as "-0")
+
+
 def shortfall(equity: np.ndarray, mm: np.ndarray) -> np.ndarray:
     """Return the shortfall ratios (MM - equity) / MM that keepers rank units by."""
     return (mm - equity) / np.maximum(mm, 1)

@@ -96,8 +96,11 @@ def run_outcomes(sim: Simulation, reactive_breachers: np.ndarray | None = None) 
         levers["refused_notional"] * float(base_ratio.mean()),
         mean_oi,
     )
+    left = sim.left_at_end()
     return {
         "bad_debt": float(r["bad_debt"][1:t_end].sum()),
+        "deficit_at_end": float(left["deficit_at_end"]),
+        "below_maintenance_at_end": float(left["below_maintenance_at_end"]),
         "liquidations": float(liqs.sum()),
         "liquidated_notional": float(r["liquidated_notional"][1:t_end].sum()),
         "cascade_size": cascade,

@@ -34,7 +34,12 @@ import numpy as np
 import pandas as pd
 
 from engine.book import Book
-from engine.breaches import CROSS_POOL, BreachFinder, accounts_below_maintenance
+from engine.breaches import (
+    CROSS_POOL,
+    BreachFinder,
+    accounts_below_maintenance,
+    negative_equity,
+)
 from engine.config import SimConfig
 from engine.deposits import TopUps
 from engine.draws import Draws, Purpose
@@ -53,7 +58,7 @@ from engine.recorder import LIQUIDATION_MAP_DISTANCES, MARKET_COLUMNS, Recorder
 from engine.screen import BreachScreen
 from engine.state import Ledger
 from engine.traders import Traders
-from engine.units import LedgerOverflowError
+from engine.units import QUOTE_QUANTUMS_PER_UNIT, LedgerOverflowError
 from engine.valuation import ALL, MarginSnapshot, evaluate
 from engine.vault import Vault
 from engine.venue import MAKER, VenueModel
@@ -380,10 +385,26 @@ class Simulation:
         """Return every account's final balances and positions (quote/base quantums)."""
         return self.recorder.account_frame()
 
+    def left_at_end(self) -> dict[str, float | int]:
+        """Return what the run leaves unresolved: traders still below maintenance margin (keepers
+        had not reached them) and the negative equity of their pools, in quote units — loss
+        not yet realized as bad debt, which closing at the mark would realize at the least."""
+        snap = evaluate(
+            self.ledger, ALL, self.market, self.venue, self.requirement_scale, self.any_isolated
+        )
+        excluded = self.ledger.is_maker.copy()
+        if self.vault is not None:  # the vault's own loss is its PnL
+            excluded[self.vault.row] = True
+        return {
+            "below_maintenance_at_end": accounts_below_maintenance(snap, excluded),
+            "deficit_at_end": negative_equity(snap, excluded) / QUOTE_QUANTUMS_PER_UNIT,
+        }
+
     def summary(self) -> dict[str, float | int]:
         """Return headline totals of the run, in quote units."""
         extra: dict[str, float | int] = {
-            "opening_below_maintenance": self.opening_below_maintenance
+            "opening_below_maintenance": self.opening_below_maintenance,
+            **self.left_at_end(),
         }
         if self.vault is not None:
             extra.update(self.vault.summary())

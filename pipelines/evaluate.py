@@ -331,6 +331,9 @@ def write_summary(
         "replays": {} if replays is None else replay_table(replays),
         "forecast": forecast or {},
         "coverage": coverage(evaluation),
+        "left_at_end": left_at_end(
+            pd.concat([results, replays]) if replays is not None else results
+        ),
         "lineage": lineage,
     }
     with atomic_dir(out) as tmp:
@@ -342,6 +345,18 @@ def write_summary(
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         write_report(tmp, summary, results, replay_series)
     return summary
+
+
+def left_at_end(runs: pd.DataFrame) -> dict[str, float]:
+    """Return what the runs leave unresolved at their end, which bad debt does not count: how
+    many runs end with traders below maintenance margin, and the negative equity of those
+    traders against the bad debt of every run (quote units)."""
+    return {
+        "runs": int(len(runs)),
+        "runs_with_accounts_below_maintenance": int((runs["below_maintenance_at_end"] > 0).sum()),
+        "deficit_at_end": float(runs["deficit_at_end"].sum()),
+        "bad_debt": float(runs["bad_debt"].sum()),
+    }
 
 
 def format_headline(summary: dict[str, Any]) -> str:
@@ -406,6 +421,14 @@ def format_headline(summary: dict[str, Any]) -> str:
     for stem, policies in summary.get("replays", {}).items():
         cells = ", ".join(f"{p} {v['bad_debt']:,.0f}" for p, v in policies.items())
         lines.append(f"replay {stem}: bad debt {cells}")
+    left = summary.get("left_at_end")
+    if left:
+        lines.append(
+            f"left at the end: {left['runs_with_accounts_below_maintenance']:,} of "
+            f"{left['runs']:,} runs end with traders below maintenance margin; negative equity "
+            f"{left['deficit_at_end']:,.0f} not in bad debt, against {left['bad_debt']:,.0f} of "
+            "bad debt over the runs"
+        )
     attested = summary.get("attested")
     for policy, a in (attested or {}).get("policies", {}).items():
         lines.append(

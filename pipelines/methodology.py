@@ -57,6 +57,8 @@ COST = "all_in_cost"
 refused orders, in one unit)."""
 METRICS = (
     "bad_debt",
+    "deficit_at_end",
+    "below_maintenance_at_end",
     "liquidations",
     "liquidated_notional",
     "cascade_size",

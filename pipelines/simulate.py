@@ -174,6 +174,13 @@ def format_summary(sim: Simulation) -> str:
         f"ADL {s['adl_notional']:,.0f}, keepers earned {s['keeper_rewards']:,.0f}, "
         f"{s['orders_rejected']:,} orders rejected by initial margin."
     )
+    if s["below_maintenance_at_end"]:
+        lines.append(
+            f"At the end {s['below_maintenance_at_end']:,} accounts are still below maintenance "
+            f"margin, not yet liquidated, with {s['deficit_at_end']:,.0f} of "
+            "negative equity: loss not yet realized as bad debt (closing at the mark would "
+            "realize at least that)."
+        )
     if s["opening_below_maintenance"]:
         share = s["opening_below_maintenance"] / max(s["accounts"], 1)
         lines.append(

@@ -259,6 +259,34 @@ def test_a_snapshot_below_maintenance_is_counted_and_reported():
     assert "start below" not in format_summary(calm)
 
 
+def test_what_a_run_leaves_unliquidated_is_counted_and_reported():
+    # Keepers see a breach 100 blocks late, so nobody is liquidated in these 3 blocks. At $97
+    # the cross long with $2,000 on $100,000 has equity -1,000, the isolated long with $1,000
+    # -2,000: 3,000 of loss no bad-debt figure has seen yet. The third trader stays healthy.
+    from pipelines.simulate import format_summary
+
+    cfg = venue(steps=3, keepers={"count": 1, "latency_ticks": 100, "capacity_per_block": 100})
+    led = hand_ledger(
+        1,
+        [(2_000.0, [1_000.0]), (1_000.0, [1_000.0]), (50_000.0, [100.0])],
+        cross=[True, False, True],
+    )
+    sim = Simulation(cfg, index_path=path(3, 97.0), ledger=led)
+    sim.run()
+    s = sim.summary()
+    assert s["bad_debt"] == 0 and s["liquidations"] == 0
+    assert s["below_maintenance_at_end"] == 2
+    assert s["deficit_at_end"] == pytest.approx(3_000.0, abs=1e-3)
+    assert (
+        "At the end 2 accounts are still below maintenance margin, not yet liquidated, with "
+        "3,000 of negative equity" in format_summary(sim)
+    )
+    calm = Simulation(cfg, index_path=path(3, 100.0), ledger=hand_ledger(1, [(3_000.0, [1.0])]))
+    calm.run()
+    assert calm.summary()["deficit_at_end"] == 0.0
+    assert "At the end" not in format_summary(calm)
+
+
 @pytest.mark.parametrize("venue_name", ["drift_v2", "dydx_v4", "hyperliquid"])
 def test_an_initial_margin_snapshot_could_have_opened_on_the_venue(venue_name):
     """``accounts.opening_margin = "initial"`` raises each account's collateral to the venue's

@@ -4,8 +4,10 @@ preset, then again with one of the preset's over-block rules turned off at a tim
     python tests/engine/venue_ablation.py [--out ablation.json] [--seed 7] [--workers 2]
         [--set accounts.opening_margin=initial ...]
 
-prints one row per run (liquidations, bad debt, insurance fund left, ADL and socialized
-notional, the vault's PnL) and, per preset, the rule whose removal moved bad debt most. A rule
+prints one row per run (liquidations, bad debt, the negative equity of traders still below
+maintenance margin at the end — loss not yet realized as bad debt —, insurance fund left, ADL
+and socialized notional, the vault's PnL) and, per preset, the rule whose removal moved the
+loss most: bad debt plus that deficit left at the end. A rule
 is "turned off" by setting its keys to the generic preset's values on every market (the
 overrides are in RULES; the open-interest scaling of dYdX's initial margin, a margin rule
 rather than an over-block one, is off when the caps sit far above any open interest). Each
@@ -82,6 +84,8 @@ def _run(job: tuple[str, str, tuple[str, ...]]) -> dict[str, object]:
         "run": label,
         "liquidations": int(s["liquidations"]),
         "bad_debt": float(s["bad_debt"]),
+        "deficit_at_end": float(s["deficit_at_end"]),
+        "below_maintenance_at_end": int(s["below_maintenance_at_end"]),
         "insurance_fund_end": float(s["insurance_fund_end"]),
         "adl_notional": float(s["adl_notional"]),
         "socialized": float(s["socialized_loss"]),
@@ -105,21 +109,28 @@ def main() -> int:
     args = parser.parse_args()
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_run, _jobs(args.seed, tuple(args.overrides))))
-    head = f"{'preset':12} {'run':46} {'liqs':>7} {'bad debt':>12} {'IF end':>10} "
-    print(head + f"{'ADL':>12} {'socialized':>12} {'vault PnL':>12}")
+    head = f"{'preset':12} {'run':46} {'liqs':>7} {'bad debt':>12} {'left (accts)':>20} "
+    print(head + f"{'IF end':>10} {'ADL':>12} {'socialized':>12} {'vault PnL':>12}")
     for r in rows:
+        left = f"{r['deficit_at_end']:,.0f} ({r['below_maintenance_at_end']:,})"
         print(
             f"{r['venue']:12} {r['run']:46} {r['liquidations']:>7,} {r['bad_debt']:>12,.0f} "
-            f"{r['insurance_fund_end']:>10,.0f} {r['adl_notional']:>12,.0f} "
+            f"{left:>20} {r['insurance_fund_end']:>10,.0f} {r['adl_notional']:>12,.0f} "
             f"{r['socialized']:>12,.0f} {r['vault_pnl']:>12,.0f}"
         )
     print()
+
+    def loss(r: dict[str, object]) -> float:
+        return float(r["bad_debt"]) + float(r["deficit_at_end"])
+
     for venue in RULES:
         base = next(r for r in rows if r["venue"] == venue and r["run"] == "all rules")
         off = [r for r in rows if r["venue"] == venue and r["run"] != "all rules"]
-        top = max(off, key=lambda r: abs(float(r["bad_debt"]) - float(base["bad_debt"])))
-        delta = float(top["bad_debt"]) - float(base["bad_debt"])
-        print(f"{venue}: bad debt moves most {top['run']} ({delta:+,.0f})")
+        top = max(off, key=lambda r: abs(loss(r) - loss(base)))
+        print(
+            f"{venue}: bad debt + deficit left moves most {top['run']} "
+            f"({loss(top) - loss(base):+,.0f})"
+        )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

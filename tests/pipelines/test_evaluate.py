@@ -197,6 +197,15 @@ def test_evaluation_writes_a_complete_summary(evaluation):
     chosen = {p for p, k in summary["knobs"].items() if k is not None}
     assert set(replay) == chosen | {"static"}
     assert all(np.isfinite(v["bad_debt"]) and v["liquidations"] >= 0 for v in replay.values())
+    # What the runs leave unliquidated at their end is reported beside bad debt, not in it.
+    left = summary["left_at_end"]
+    replays = pd.read_parquet(out / "replays.parquet")
+    assert left["runs"] == len(runs) + len(replays)
+    assert left["deficit_at_end"] == pytest.approx(
+        runs["deficit_at_end"].sum() + replays["deficit_at_end"].sum()
+    )
+    assert 0 <= left["runs_with_accounts_below_maintenance"] <= left["runs"]
+    assert "runs end with traders below maintenance margin" in output
 
 
 def test_every_policy_faces_the_same_paths(evaluation):
