@@ -386,9 +386,9 @@ class Simulation:
         return self.recorder.account_frame()
 
     def left_at_end(self) -> dict[str, float | int]:
-        """Return what the run leaves unresolved: traders still below maintenance margin (keepers
-        had not reached them) and the negative equity of their pools, in quote units — loss
-        not yet realized as bad debt, which closing at the mark would realize at the least."""
+        """Return what the run leaves unresolved: traders still below maintenance margin (not
+        yet liquidated) and the negative equity of traders' pools, in quote units — loss not
+        yet realized as bad debt, which closing at the mark would realize at the least."""
         snap = evaluate(
             self.ledger, ALL, self.market, self.venue, self.requirement_scale, self.any_isolated
         )
