@@ -51,6 +51,7 @@ POLICIES = ("static", "vol_scaled", "oi_scaled", "analytic", "predictive")
 """Policies a recommendation may choose (the evaluation's control arms are not deployable)."""
 OUTCOMES = (
     "bad_debt",
+    "deficit_at_end",
     "liquidations",
     "liquidated_notional",
     "cascade_size",

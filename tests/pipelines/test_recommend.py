@@ -250,3 +250,17 @@ def test_a_probability_gets_an_exact_interval_not_a_bootstrap_of_no_events():
         assert m["ci95"][0] == 0.0 and m["ci95"][1] == pytest.approx(high, abs=1e-4)
         assert m["holds"] is holds and figures["holds"] is holds
         assert m["interval"].startswith("exact binomial")
+
+
+def test_a_budget_can_bound_what_paths_leave_unliquidated():
+    """``max_deficit_at_end<=0`` (no path ends with negative equity still unliquidated) is a
+    budget like any other: one path that leaves some breaks it."""
+    from pipelines.recommend import OUTCOMES, parse_budget, summarize
+
+    budget = parse_budget("max_deficit_at_end<=0", OUTCOMES)
+    path = {"deficit_at_end": 0.0, "all_in_cost": 0.01, "capital_cost": 0.01, "fund_cost": 0.0}
+    clean = summarize([path, path], [budget], "all_in")
+    assert clean["metrics"]["max_deficit_at_end"] == 0.0 and clean["violations"] == [0.0]
+    left = summarize([path, {**path, "deficit_at_end": 5_000.0}], [budget], "all_in")
+    assert left["metrics"]["max_deficit_at_end"] == 5_000.0
+    assert left["violations"][0] > 0
