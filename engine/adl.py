@@ -252,14 +252,12 @@ class Deleveraging:
         return (np.sign(self.ledger.size[rows, k]) == side) & ~self.ledger.is_maker[rows]
 
     def _walked(
-        self, row: int, k: int, need: int, cand: np.ndarray, col: np.ndarray | None = None
+        self, row: int, k: int, need: int, cand: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return (the accounts a dYdX walk for ``row`` visits, the running total of what they
         hold): the holders ``cand`` of the walked side (ascending ids) from a pseudo-random
-        offset, at most ``adl_max_candidates`` of them, cut where they cover ``need``; ``col``
-        the market's sizes (default: the ledger's)."""
-        if col is None:
-            col = self.ledger.size[:, k]
+        offset, at most ``adl_max_candidates`` of them, cut where they cover ``need``."""
+        col = self.ledger.size[:, k]
         if cand.size == 0:
             return cand, np.zeros(0, np.int64)
         start = int(self._offset_uniform(row) * cand.size)

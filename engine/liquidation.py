@@ -289,7 +289,7 @@ class Liquidator:
                 b, pending, ticks, pos = b.take(live), pending[live], ticks[live], pos[live]
                 done = done[live]
                 if not len(b):
-                    turns.reach(units.size, b.rows, b.rows)
+                    turns.reach(units.size, _NONE, _NONE)  # (the batch is empty)
                     return
             if self.venue.rules[k].has_backstop:
                 vaulted = self.venue.rules[k].backstop(b)
@@ -300,7 +300,7 @@ class Liquidator:
                     b, pending, ticks, pos = b.take(kept), pending[kept], ticks[kept], pos[kept]
                     done = done[kept]
                     if not len(b):
-                        turns.reach(units.size, b.rows, b.rows)
+                        turns.reach(units.size, _NONE, _NONE)  # (the batch is empty)
                         return
             p, off, settled = self._plan_settled(b, k, adl_market)
             # Units up to ``last`` are planned exactly (each on the state the ones before it
