@@ -181,6 +181,9 @@ def format_summary(sim: Simulation) -> str:
             "negative equity: loss not yet realized as bad debt (closing at the mark would "
             "realize at least that)."
         )
+        note = _paced_liquidation_note(cfg)
+        if note:
+            lines.append(note)
     if s["opening_below_maintenance"]:
         share = s["opening_below_maintenance"] / max(s["accounts"], 1)
         lines.append(
@@ -218,6 +221,47 @@ def format_summary(sim: Simulation) -> str:
         else f"POSITIONS DO NOT NET TO ZERO: {net}"
     )
     return "\n".join(lines)
+
+
+_ONE_SECOND_MS = 1_000
+"""Blocks of at most this length pace liquidation about as fast as the venues (a dYdX block is
+about a second): no note then."""
+
+
+def _paced_liquidation_note(cfg: SimConfig) -> str:
+    """Return why accounts may be left in breach by the venue's pacing of liquidations, or ""
+    when every market may close a position whole in one block.
+
+    Per-block rules (dYdX's portion and per-subaccount limit) and a cooldown shorter than a
+    block (Hyperliquid's 30 s) act once per simulated block: with blocks longer than the
+    venue's, positions are liquidated more slowly than on the venue (docs/venues.md).
+    """
+    paced: dict[str, list[str]] = {}  # what a block may close -> the markets
+    for mk in cfg.markets:
+        liq = mk.liquidation
+        parts = []
+        if liq.max_portion < 1.0:  # (every venue's rules cap a liquidation by the portion)
+            part = f"{liq.max_portion:.0%} of a position"
+            if liq.min_notional_usd:
+                part += f" over {liq.min_notional_usd:,.0f}"
+            parts.append(part)
+        if liq.max_notional_per_block_usd:
+            parts.append(f"{liq.max_notional_per_block_usd:,.0f} of an account's notional")
+        if parts:
+            paced.setdefault(" and ".join(parts), []).append(mk.name)
+    if not paced or cfg.tick_ms <= _ONE_SECOND_MS:
+        return ""
+    where = "; ".join(
+        f"{'every market' if len(names) == len(cfg.markets) else ', '.join(names)}: at most {what}"
+        for what, names in paced.items()
+    )
+    block = f"{cfg.tick_ms / 1000:g} s"
+    return (
+        f"This venue liquidates a position in parts ({where} per block) and a block here is "
+        f"{block}: where the venue's blocks (or its cooldown) are shorter than {block}, some of "
+        "the accounts left in breach are this pacing, not the venue's rules (docs/venues.md, "
+        '"One block is one tick": set tick_ms near the venue\'s block time to compare).'
+    )
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -50,6 +50,36 @@ def test_dydx_liquidates_at_most_100k_of_a_subaccount_per_block():
     assert _notional_per_block(sim).iloc[0] == pytest.approx(990_000.0, abs=1.0)
 
 
+def test_the_run_summary_says_when_per_block_pacing_may_leave_accounts_in_breach():
+    # The $10M long above loses at most $100,000 a block: after five 60 s blocks it is still in
+    # breach, and the summary says the per-block pacing, not dYdX, may have left it there
+    # (dYdX's blocks are about a second). With 1 s blocks, or whole-position rules, it does not.
+    from pipelines.simulate import format_summary
+
+    def summary(tick_ms, liquidation=None):
+        mk = {"venue": "dydx_v4", "margin": DYDX_MARGIN}
+        top = {}
+        if liquidation is not None:
+            # Whole positions, and keepers too late to act: still in breach at the end.
+            mk["liquidation"] = liquidation
+            top["keepers"] = {"count": 1, "latency_ticks": 100, "capacity_per_block": 100}
+        cfg = venue(steps=5, venue="dydx_v4", market=mk, tick_ms=tick_ms, **top)
+        led = hand_ledger(1, [(300_000.0, [100_000.0])])
+        sim = Simulation(cfg, index_path=path(5, 99.0), ledger=led)
+        sim.run()
+        assert sim.summary()["below_maintenance_at_end"] == 1
+        return format_summary(sim)
+
+    paced = summary(60_000)
+    assert (
+        "This venue liquidates a position in parts (every market: at most 10% of a position over "
+        "1,000 and 100,000 of an account's notional per block) and a block here is 60 s" in paced
+    )
+    assert "in parts" not in summary(1_000)
+    whole = {"max_portion": 1.0, "max_notional_per_block_usd": 0.0}
+    assert "in parts" not in summary(60_000, whole)
+
+
 def test_dydx_fill_losing_more_than_the_insurance_limit_is_deleveraged_instead():
     # $10M long with $300k at $79: equity -$1.8M; liquidating it whole costs the fund $1.8M.
     whole = {"max_portion": 1.0, "max_notional_per_block_usd": 0.0}
