@@ -5,7 +5,8 @@ of) one position of it. Keepers reach units in priority order; the units of one 
 block reaches are planned together as arrays (:class:`Batch`) and executed as a vectorized
 prefix, so a cascade of thousands of liquidations costs a handful of numpy calls. Units that
 will be deleveraged are deleveraged together, in order; a unit that socializes a loss is
-handled on its own at its place in the order and the units after it are planned again. The
+handled on its own at its place in the order, the plan having counted what the fund pays it
+for the units after it (so they are not planned again). The
 result is the same as processing units one at a time (a property test checks it).
 
 Waterfall for a fill with quote proceeds Q and bankruptcy quote BP (dYdX's convention):
@@ -98,10 +99,15 @@ class Plan:
     keeper_fee: np.ndarray
     insurance_fee: np.ndarray
     payout: np.ndarray
-    """Insurance payout when bankrupt on the fill (d < 0) and the fund can cover it."""
+    """Insurance payout when bankrupt on the fill (d < 0): the whole loss when the fund can
+    cover it, what the fund may pay where the unit socializes the rest."""
     accepted: np.ndarray
     fast: np.ndarray
     """True where the unit needs nothing beyond the book and the insurance fund."""
+    social: np.ndarray
+    """True where the unit is filled, bankrupt beyond what the fund may pay, in a market that
+    socializes losses: the fund pays what it may (the plan counts it for the units after) and
+    the rest is socialized."""
 
 
 class Liquidator:
@@ -237,6 +243,23 @@ class Liquidator:
                 available, total - (int(market.insurance_paid_total[k]) + paid_before)
             )
         accepted = rules.accepts_fill(b, fill_q, d)
+        social = np.zeros(len(b), bool)
+        if venue.markets[k].loss_resolution == "socialized":
+            beyond = accepted & (d < 0) & (payout > available)
+            if off_book is not None:
+                beyond &= ~off_book
+            if beyond.any():
+                available, social = self._fund_with_socialized(
+                    int(np.argmax(beyond)),
+                    available,
+                    flow,
+                    paid,
+                    fund_before,
+                    paid_before,
+                    k,
+                    accepted & (d < 0) & (sent if sent is not None else True),
+                    payout,
+                )
         fast = accepted & ((d >= 0) | (payout <= available))
         return Plan(
             dsize,
@@ -247,10 +270,56 @@ class Liquidator:
             d,
             keeper_fee,
             insurance_fee,
-            np.where(d < 0, payout, 0),
+            np.where(social, np.maximum(available, 0), np.where(d < 0, payout, 0)),
             accepted,
             fast,
+            social,
         )
+
+    def _fund_with_socialized(
+        self,
+        first: int,
+        available: np.ndarray,
+        flow: np.ndarray,
+        paid: np.ndarray,
+        fund_before: np.ndarray,
+        paid_before: np.ndarray,
+        k: int,
+        bankrupt: np.ndarray,
+        payout: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (what the fund may pay before each unit, which units socialize a loss) when
+        unit ``first`` is the first whose payout is beyond the fund: from it on, a unit that
+        socializes takes only what the fund may pay (all of it), not its whole payout, so what
+        the fund may pay the units after it runs unit by unit, as :meth:`_waterfall` and
+        :func:`insurance_available` will find it. ``bankrupt`` marks the filled units sent to
+        the book with negative equity after the fill."""
+        venue, market = self.venue, self.market
+        floor = int(venue.insurance_floor[k])
+        cap = int(venue.insurance_cap[k])
+        total = int(venue.insurance_total_cap[k])
+        block_paid = int(market.insurance_paid_block[k])
+        run_paid = int(market.insurance_paid_total[k])
+        available = available.copy()
+        social = np.zeros(available.size, bool)
+        fund = int(fund_before[first])
+        paid_so_far = int(paid_before[first])
+        for u in range(first, available.size):
+            avail = fund - floor
+            if cap > 0:
+                avail = min(avail, cap - (block_paid + paid_so_far))
+            if total >= 0:
+                avail = min(avail, total - (run_paid + paid_so_far))
+            available[u] = avail
+            step_flow, step_paid = int(flow[u]), int(paid[u])
+            if bankrupt[u] and int(payout[u]) > avail:
+                social[u] = True
+                pay = max(avail, 0)
+                step_flow += int(payout[u]) - pay  # (the fund pays ``pay``, not the payout)
+                step_paid = pay
+            fund += step_flow
+            paid_so_far += step_paid
+        return available, social
 
     # ---- execution ---------------------------------------------------------------------------
 
@@ -263,8 +332,9 @@ class Liquidator:
         batch; units that will be deleveraged or stay unfilled are found by re-planning with
         them kept off the book until the expectation holds (``_plan_settled``); the batch is then
         executed in order, fills in vectorized runs, the others one by one. A unit whose
-        expectation did not settle, or that socializes a loss (which uses the book and the fund
-        beyond the plan), ends the batch after itself; so does an ADL that reaches a later unit.
+        expectation did not settle ends the batch after itself; so does an ADL that reaches a
+        later unit. A unit that socializes a loss does not: the plan counts what the fund pays
+        it, and the charge to open positions waits for the end of the block.
         """
         adl_market = self.venue.markets[k].loss_resolution == "adl"
         rested = self.episodes.rested(rows, k)
@@ -304,8 +374,8 @@ class Liquidator:
                         return
             p, off, settled = self._plan_settled(b, k, adl_market)
             # Units up to ``last`` are planned exactly (each on the state the ones before it
-            # leave); the plan of the units after a surprise or a socialized loss is not.
-            surprise = np.flatnonzero(~settled | (~p.fast & ~off))
+            # leave); the plan of the units after a surprise is not.
+            surprise = np.flatnonzero(~settled | (~p.fast & ~off & ~p.social))
             last = int(surprise[0]) if surprise.size else len(b) - 1
             # Units that will be deleveraged: unfillable with negative equity, or bankrupt
             # beyond the fund in an ADL market.
@@ -490,6 +560,11 @@ class Liquidator:
         stats.bad_debt[k] += loss
         self.events.add_one(t, EventKind.BAD_DEBT, i, k, NOBODY, 0, d, fill_q)
         available = insurance_available(led, k, self.market, self.venue)
+        if p.social[0] and available != int(p.payout[0]):
+            raise RuntimeError(
+                f"market {k}, block {t}: the insurance fund may pay {available} where the plan "
+                f"counted {int(p.payout[0])}: the units planned after this one would be wrong"
+            )
         # Filled on the book with no penalty (there is nothing left to take) and no payout yet.
         none = np.zeros(1, np.int64)
         no_fees = replace(p, d=none, keeper_fee=none, insurance_fee=none, payout=none)

@@ -47,6 +47,13 @@ class BreachScreen:
 
     def __init__(self, n: int, venue: VenueModel, opening_mark: np.ndarray) -> None:
         self.venue = venue
+        m = opening_mark.size
+        self.debit_weight: np.ndarray | None = None
+        """float32 (n, m), rounded down: the weight of the pool a debit in each market comes
+        out of, at the account's last evaluation (0: unknown), kept when some market
+        socializes losses (their charges lower safe moves instead of forcing evaluations)."""
+        if any(mk.loss_resolution == "socialized" for mk in venue.markets):
+            self.debit_weight = np.zeros((n, m), np.float32)
         self.enabled = True
         """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self.reference_mark = opening_mark.copy()
@@ -76,6 +83,7 @@ class BreachScreen:
         n = ledger.size.shape[0]
         if self.active and not self.force_full:
             moved = self.drift(market)
+            self._charge(ledger.take_charged())
             self.safe_move[ledger.take_touched()] = -np.inf
             rows = np.flatnonzero(self.safe_move <= _float32_up(moved))
             # As the marks drift from the reference, more accounts fall through. Re-basing costs
@@ -87,11 +95,28 @@ class BreachScreen:
             if rows.size * self._since_rebase_blocks <= self._since_rebase_rows:
                 return rows
         ledger.touched = []
+        ledger.charged = []
         self.force_full = False
         self.reference_mark = market.mark.copy()
         self._since_rebase_blocks = 0
         self._since_rebase_rows = n
         return ALL
+
+    def _charge(self, charges: list[tuple[np.ndarray, int, np.ndarray]]) -> None:
+        """Lower the safe moves of charged accounts by what they paid: a debit of x from a pool
+        of weight W (quote quantums per unit of relative move) uses up x / W of its safe move,
+        and of its account's (the least of its pools'). The weight is rounded down and the
+        quotient up, so the screen stays conservative; an unknown weight re-evaluates."""
+        for accounts, k, amounts in charges:
+            if self.debit_weight is None:
+                self.safe_move[accounts] = -np.inf
+                continue
+            weight = self.debit_weight[accounts, k].astype(np.float64)
+            known = weight > 0
+            used = np.zeros(accounts.size)
+            np.divide(amounts, weight, out=used, where=known)
+            safe = self.safe_move[accounts] - (used * (1.0 + 1e-9) + 1e-12)
+            self.safe_move[accounts] = _float32_down(np.where(known, safe, -np.inf))
 
     def count(self, rows: np.ndarray | slice, n: int) -> int:
         """Tally the rows a block evaluates; return how many."""
@@ -135,6 +160,8 @@ class BreachScreen:
             weight_total = abs_value @ (scale * (1.0 + rates * growth))
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
             self.safe_move[rows] = _float32_down(safe - drift)
+            if self.debit_weight is not None:  # every pool is a cross pool
+                self.debit_weight[rows] = _float32_down(weight_total)[:, None]
             return
         # A pool with a position and equity - MM - slack < 0 has a negative safe move whatever
         # its weight: its account is evaluated next block either way, so when such accounts
@@ -143,13 +170,19 @@ class BreachScreen:
         short = (snap.cross_equity - snap.cross_mm - slack < 0) & row_any(has_position)
         if iso is not None and iso_equity is not None and iso_mm is not None:
             short[iso] = row_any((iso_equity - iso_mm - slack < 0) & has_position[iso])
+        debit: np.ndarray | None = None
         if 2 * int(np.count_nonzero(short)) <= short.size:
-            safe = self._safe(snap, abs_value, scale, slack, growth, None)
+            safe, debit = self._safe(snap, abs_value, scale, slack, growth, None)
         else:
             live = np.flatnonzero(~short)
             safe = np.full(short.size, -np.inf)
-            safe[live] = self._safe(snap, abs_value, scale, slack, growth, live)
+            safe[live], debit_live = self._safe(snap, abs_value, scale, slack, growth, live)
+            if debit_live is not None:  # (the short pools' weights stay unknown: 0)
+                debit = np.zeros((short.size, debit_live.shape[1]))
+                debit[live] = debit_live
         self.safe_move[rows] = _float32_down(safe - drift)
+        if self.debit_weight is not None and debit is not None:
+            self.debit_weight[rows] = _float32_down(debit)
 
     def _safe(
         self,
@@ -159,16 +192,20 @@ class BreachScreen:
         slack: float,
         growth: np.ndarray,
         live: np.ndarray | None,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Return the safe moves (before the drift) of the snapshot's rows ``live`` (None:
-        every row)."""
+        every row), and the weights a debit in each market meets (None unless kept)."""
         at: np.ndarray | slice = ALL if live is None else live
         abs_value = abs_value[at]
         sizes = np.abs(snap.sizes[at])
         weight = abs_value * scale
         for k, req in enumerate(self.venue.requirements):
             weight[:, k] *= 1.0 + req.max_mm_rate(sizes[:, k]) * growth[k]
-        safe = _safe_move(snap.cross_equity[at], snap.cross_mm[at], row_sum(weight), slack)
+        total = row_sum(weight)
+        safe = _safe_move(snap.cross_equity[at], snap.cross_mm[at], total, slack)
+        debit = None
+        if self.debit_weight is not None:  # a cross pool meets a debit with all its weight
+            debit = np.repeat(total[:, None], weight.shape[1], axis=1)
         iso, iso_equity, iso_mm = snap.iso_at, snap.iso_equity, snap.iso_mm
         if iso is not None and iso_equity is not None and iso_mm is not None:
             # A cross account's pool is its cross pool, an isolated account's its market pools
@@ -181,4 +218,6 @@ class BreachScreen:
                 iso = np.flatnonzero(pools >= 0)
                 pools = pools[iso]
             safe[iso] = row_min(_safe_move(iso_equity[pools], iso_mm[pools], weight[iso], slack))
-        return safe
+            if debit is not None:  # an isolated pool, with its market's weight
+                debit[iso] = weight[iso]
+        return safe, debit

@@ -71,7 +71,7 @@ class Socialization:
             # Every holder pays ceil(|base| x delta); the rounding surplus stays in the fee pool.
             # With no open position left, the fee pool keeps the loss (a visible deficit).
             pays = drift_v2.socialized_loss_payments_array(loss, drift_base, delta)
-            led.credit(holders, k, -pays)
+            led.charge(holders, k, pays)
             led.add_fee_pool(k, exact_sum(pays))
             self.events.add_one(
                 self.market.t,

@@ -12,7 +12,7 @@ account settles each market in that market's pool and margins each position alon
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class Ledger:
     touched: list
     """Accounts whose balances or positions changed since the engine last collected them (ids
     and id arrays appended by every credit and trade; see :meth:`take_touched`)."""
+    charged: list = field(default_factory=list)
+    """Pure debits since the engine last collected them, as (accounts, market, amounts), kept
+    out of ``touched`` (see :meth:`charge`)."""
 
     @classmethod
     def empty(cls, n: int, m: int, k: int) -> Ledger:
@@ -84,6 +87,7 @@ class Ledger:
             net_deposits=self.net_deposits,
             open_interest=self.open_interest.copy(),
             touched=[*self.touched, n],
+            charged=list(self.charged),
         )
 
     # ---- deposits and the conservation law -------------------------------------------------
@@ -136,6 +140,29 @@ class Ledger:
         account = np.atleast_1d(np.asarray(account, np.int64))
         amount = _int64(amount, "a transfer")
         self.touched.append(account)
+        self._add(account, market, amount)
+
+    def charge(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:
+        """Take ``amount`` (>= 0, one per account) from each account's pool for ``market``: a
+        debit that changes no position (a socialized loss). Accounts must be unique.
+
+        The accounts are not marked touched: the charge is kept in ``charged``, from which the
+        breach screen lowers their safe moves by what they paid instead of evaluating them
+        again (a loss spread over every open position would otherwise re-evaluate them all).
+        """
+        account = np.atleast_1d(np.asarray(account, np.int64))
+        amount = _int64(amount, "a charge")
+        if amount.size and int(amount.min()) < 0:
+            raise ValueError("a charge takes a non-negative amount from each account")
+        self._add(account, market, -amount)
+        self.charged.append((account, market, np.broadcast_to(amount, account.shape)))
+
+    def take_charged(self) -> list[tuple[np.ndarray, int, np.ndarray]]:
+        """Return (and forget) the charges since the last call: (accounts, market, amounts)."""
+        out, self.charged = self.charged, []
+        return out
+
+    def _add(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:
         cross = self.cross[account]
         if cross.all():
             self.quote[account] = checked_add(self.quote[account], amount, "a balance")

@@ -17,6 +17,8 @@ from engine.events import NOBODY, EventKind
 from engine.liquidation import BlockStats, Liquidator
 from engine.sim import Simulation
 from engine.state import Ledger
+from engine.units import as_int64
+from engine.valuation import evaluate
 
 PRESETS = ["generic", "dydx_v4", "drift_v2", "hyperliquid", "binance_um"]
 MARGINS = [
@@ -302,9 +304,9 @@ def test_a_dust_position_leaves_breach_when_its_requirement_rounds_to_zero():
     assert in_breach[0] and not in_breach[-1]
 
 
-@pytest.mark.parametrize("venue", PRESETS)
-def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
-    cfg = resolve(
+def _cascade(venue: str):
+    """A crash through a book of 3,000 accounts on an ADL market and a socializing one."""
+    return resolve(
         {
             "seed": 5,
             "steps": 80,
@@ -338,9 +340,50 @@ def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
             "keepers": {"count": 2, "latency_ticks": 1, "capacity_per_block": 40},
         }
     )
-    screened, full = _screened_and_full(cfg)
+
+
+@pytest.mark.parametrize("venue", PRESETS)
+def test_breach_screen_is_exact_on_a_cascade_and_skips_most_work(venue):
+    screened, full = _screened_and_full(_cascade(venue))
     assert screened.records["liquidations"].sum() > 50
     assert screened.evaluated_rows_total < 0.75 * full.evaluated_rows_total
+
+
+def test_a_charge_lowers_safe_moves_by_what_was_paid_instead_of_evaluating_the_payers():
+    """A socialized loss charges every open position of its market. The screen lowers each
+    payer's safe move by what it paid over the weight of the pool it paid from, instead of
+    evaluating every payer again: at unchanged marks the lowered safe move is at most, and
+    within float32 rounding of, the one a fresh evaluation finds."""
+    sim = Simulation(_cascade("drift_v2"))
+    for _ in range(3):
+        sim.step()
+    led, screen, market = sim.ledger, sim.breach_screen, sim.market
+
+    def evaluate_everyone() -> np.ndarray:
+        screen.force_full = True
+        rows = screen.select(led, market)  # every account, references at the current marks
+        snap = evaluate(led, rows, market, sim.venue, sim.requirement_scale, True)
+        screen.update(rows, snap, market, sim.requirement_scale.mm_growth_bound())
+        return screen.safe_move.copy()
+
+    evaluate_everyone()
+    payers = np.flatnonzero((led.size[:, 1] != 0) & ~led.is_maker)
+    # Each pays 1% of its position's value in market B (socialized there), some into breach.
+    amounts = as_int64(np.ceil(np.abs(led.size[payers, 1] * market.mark_q[1]) * 0.01))
+    led.charge(payers, 1, amounts)
+    screen.select(led, market)  # takes the charges (the marks have not moved)
+    charged = screen.safe_move[payers]
+    fresh = evaluate_everyone()[payers]
+    known = np.isfinite(fresh)
+    assert (charged[known] <= fresh[known]).all()
+    assert (charged[~known] < 0).all()  # in breach or near it: evaluated next block either way
+    kept = np.isfinite(charged)
+    assert kept.mean() > 0.5  # most payers keep a safe move: they are not evaluated again
+    # A cross pool pays from all its weight: the bound is tight. (An isolated account's safe
+    # move is its least pool's; lowering it by the charged pool's share is looser.)
+    tight = kept & known & led.cross[payers]
+    assert tight.sum() > 100
+    assert np.allclose(charged[tight], fresh[tight], rtol=1e-6, atol=1e-6)
 
 
 class OneAtATime(Liquidator):

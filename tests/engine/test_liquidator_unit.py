@@ -158,6 +158,47 @@ def test_beyond_the_fund_a_socializing_market_charges_the_open_positions():
     _laws_hold(led)
 
 
+def test_units_after_a_socialized_loss_are_planned_with_what_the_fund_paid_it():
+    # Three traders each $100 short of bankruptcy at $93, a solvent one in breach between them
+    # ($900: equity $200 < MM $232.50), and a $150 fund: the fund pays all of the first one's
+    # $100 and $50 of the second's (which socializes the rest). The solvent trader pays its
+    # penalty, half to the fund, before the last one, which gets that half. All four are
+    # planned once, in one batch, and the ledger is the one liquidating them one at a time
+    # leaves.
+    def book():
+        return hand_ledger(
+            1,
+            [(600.0, [100.0]), (600.0, [100.0]), (900.0, [100.0]), (600.0, [100.0])]
+            + [(50_000.0, [-300.0])],
+            insurance_usd=150.0,
+        )
+
+    batched, one_by_one = book(), book()
+    liq, _ = _liquidator(batched, 93.0, "socialized")
+    planned = []
+    plan = liq.plan
+    liq.plan = lambda b, k, off=None: planned.append(len(b)) or plan(b, k, off)  # type: ignore
+    stats = _liquidate(liq, [1, 2, 3, 4])
+    single, _ = _liquidator(one_by_one, 93.0, "socialized")
+    for row in (1, 2, 3, 4):
+        _liquidate_without_block_end(single, row)
+    single.end_block()
+    assert planned == [4]  # one plan of the whole batch: no re-plan after a socialized loss
+    assert stats.liquidations[0] == 4
+    assert (batched.quote == one_by_one.quote).all() and (batched.size == one_by_one.size).all()
+    assert batched.insurance[0] == one_by_one.insurance[0]
+    assert batched.fee_pool[0] == one_by_one.fee_pool[0]
+    assert abs(int(stats.insurance_paid[0]) - (150 * USD + int(stats.insurance_fees[0]))) <= 1
+    assert abs(int(stats.socialized[0]) - (300 * USD - int(stats.insurance_paid[0]))) <= 3 * NEAR
+    _laws_hold(batched)
+
+
+def _liquidate_without_block_end(liq: Liquidator, row: int) -> None:
+    """Liquidate one unit as its own batch, within the block (socialization charged later)."""
+    stats = BlockStats.zeros(1)
+    liq.liquidate_market(np.array([row], np.int64), 0, np.zeros(1, np.int64), stats)
+
+
 @pytest.mark.parametrize("price", [99.0, 97.5])
 def test_an_account_above_maintenance_is_left_alone(price):
     led = hand_ledger(1, [(600.0, [100.0])])

@@ -22,8 +22,11 @@ from engine.sim import Simulation
 def full_config(
     accounts: int, steps: int, seed: int, venue: str = "generic", opening_margin: str = "drawn"
 ):
+    # Each preset resolves losses beyond the fund its own way (Drift socializes them; the
+    # reference step's markets deleverage).
     markets = [
-        {**mk, "funding_interval_ticks": 240} for mk in four_markets(3e6, 100_000.0, 20_000.0)
+        {**{k: v for k, v in mk.items() if k != "loss_resolution"}, "funding_interval_ticks": 240}
+        for mk in four_markets(3e6, 100_000.0, 20_000.0)
     ]
     return resolve(
         {
