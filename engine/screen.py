@@ -49,11 +49,12 @@ class BreachScreen:
         self.venue = venue
         m = opening_mark.size
         self.debit_weight: np.ndarray | None = None
-        """float32 (n, m), rounded down: the weight of the pool a debit in each market comes
+        """float32 (m, n), rounded down: the weight of the pool a debit in each market comes
         out of, at the account's last evaluation (0: unknown), kept when some market
-        socializes losses (their charges lower safe moves instead of forcing evaluations)."""
+        socializes losses (their charges lower safe moves instead of forcing evaluations).
+        Market-major, since a charge reads one market's weights of every account."""
         if any(mk.loss_resolution == "socialized" for mk in venue.markets):
-            self.debit_weight = np.zeros((n, m), np.float32)
+            self.debit_weight = np.zeros((m, n), np.float32)
         self.enabled = True
         """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self.reference_mark = opening_mark.copy()
@@ -107,16 +108,31 @@ class BreachScreen:
         of weight W (quote quantums per unit of relative move) uses up x / W of its safe move,
         and of its account's (the least of its pools'). The weight is rounded down and the
         quotient up, so the screen stays conservative; an unknown weight re-evaluates."""
-        for accounts, k, amounts in charges:
-            if self.debit_weight is None:
+        if not charges:
+            return
+        if self.debit_weight is None:
+            for accounts, _, _ in charges:
                 self.safe_move[accounts] = -np.inf
-                continue
-            weight = self.debit_weight[accounts, k].astype(np.float64)
+            return
+        # Dense over the accounts (a socialized loss charges every open position of a market):
+        # the moves used up add over the block's charges, then lower the safe moves once.
+        n = self.safe_move.size
+        used = np.zeros(n)
+        share = np.empty(n)
+        paid = np.zeros(n, np.int64)
+        unknown = np.zeros(n, bool)
+        for accounts, k, amounts in charges:
+            paid[:] = 0
+            paid[accounts] = amounts
+            weight = self.debit_weight[k]
             known = weight > 0
-            used = np.zeros(accounts.size)
-            np.divide(amounts, weight, out=used, where=known)
-            safe = self.safe_move[accounts] - (used * (1.0 + 1e-9) + 1e-12)
-            self.safe_move[accounts] = _float32_down(np.where(known, safe, -np.inf))
+            share[:] = 0.0
+            np.divide(paid, weight, out=share, where=known)
+            used += share
+            unknown |= ~known & (paid > 0)
+        touched = (used > 0) | unknown
+        lowered = _float32_down(self.safe_move - (used * (1.0 + 1e-9) + 1e-12))
+        self.safe_move[:] = np.where(unknown, -np.inf, np.where(touched, lowered, self.safe_move))
 
     def count(self, rows: np.ndarray | slice, n: int) -> int:
         """Tally the rows a block evaluates; return how many."""
@@ -161,7 +177,7 @@ class BreachScreen:
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
             self.safe_move[rows] = _float32_down(safe - drift)
             if self.debit_weight is not None:  # every pool is a cross pool
-                self.debit_weight[rows] = _float32_down(weight_total)[:, None]
+                self.debit_weight[:, rows] = _float32_down(weight_total)
             return
         # A pool with a position and equity - MM - slack < 0 has a negative safe move whatever
         # its weight: its account is evaluated next block either way, so when such accounts
@@ -182,7 +198,7 @@ class BreachScreen:
                 debit[live] = debit_live
         self.safe_move[rows] = _float32_down(safe - drift)
         if self.debit_weight is not None and debit is not None:
-            self.debit_weight[rows] = _float32_down(debit)
+            self.debit_weight[:, rows] = _float32_down(debit).T
 
     def _safe(
         self,
