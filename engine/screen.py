@@ -6,7 +6,9 @@ notional. Expressed against reference marks r, that holds while the largest rela
 max_k |p'_k / r_k - 1| stays below the account's *safe move*. So a block evaluates only the
 accounts whose safe move the market has used up, plus those whose balances or positions changed
 (the ledger's touched rows) or whose requirements a policy changed; the reference is reset with
-a full evaluation when that set grows large. Exactness is kept: the screen only skips accounts
+a full evaluation when that set grows large. A debit that changes no position (the charge of a
+socialized loss to every open position) lowers the payer's safe move by what it paid over its
+pool's weight instead of forcing an evaluation. Exactness is kept: the screen only skips accounts
 that provably cannot be in breach (a property test runs every config with and without it).
 """
 
