@@ -174,6 +174,7 @@ class Ledger:
         return out
 
     def _add(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:
+        """Add ``amount`` to each account's pool for ``market`` (cross pool if cross)."""
         cross = self.cross[account]
         if cross.all():
             self.quote[account] = checked_add(self.quote[account], amount, "a balance")
