@@ -496,3 +496,27 @@ def test_binance_clearance_fee_goes_to_the_insurance_fund():
     assert 2 not in fees[99.5]
     assert fees[98.9][2] == pytest.approx(400 * USD, rel=1e-5)  # fills round to the tick
     assert sim.ledger.quote[2] == 0 and sim.ledger.size[2, 0] == 0
+
+
+# ---- the full-step benchmark measures each preset's own rules --------------------------------
+
+
+@pytest.mark.parametrize("name", ["generic", "dydx_v4", "drift_v2", "hyperliquid", "binance_um"])
+def test_the_full_step_benchmark_keeps_each_presets_loss_rule(name):
+    """``tests/perf/bench_full_step.py --venue V`` once forced every market to deleverage, so
+    its drift_v2 figure was not Drift's rules; each market now resolves losses as its preset
+    says (Drift socializes them)."""
+    import sys
+    from pathlib import Path
+
+    from engine.venues import PRESETS
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "perf"))
+    try:
+        from bench_full_step import full_config
+    finally:
+        sys.path.pop(0)
+    cfg = full_config(accounts=10, steps=2, seed=1, venue=name)
+    want = PRESETS[name]["market"]["loss_resolution"]
+    assert {mk.loss_resolution for mk in cfg.markets} == {want}
+    assert {mk.venue for mk in cfg.markets} == {name}
