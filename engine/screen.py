@@ -51,12 +51,12 @@ class BreachScreen:
         self.venue = venue
         m = opening_mark.size
         self.debit_weight: np.ndarray | None = None
-        """float32 (m, n), rounded down: the weight of the pool a debit in each market comes
-        out of, at the account's last evaluation (0: unknown), kept when some market
-        socializes losses (their charges lower safe moves instead of forcing evaluations).
-        Market-major, since a charge reads one market's weights of every account."""
+        """float64 (n, m): the weight of the pool a debit in each market comes out of, as the
+        account's last finite safe move used it (0: unknown), kept when some market socializes
+        losses (their charges lower safe moves instead of forcing evaluations). An account whose
+        safe move is -inf may keep a stale weight: a charge leaves -inf as it is."""
         if any(mk.loss_resolution == "socialized" for mk in venue.markets):
-            self.debit_weight = np.zeros((m, n), np.float32)
+            self.debit_weight = np.zeros((n, m))
         self.enabled = True
         """Skip accounts that provably cannot be in breach (off: evaluate everyone, every block)."""
         self.reference_mark = opening_mark.copy()
@@ -108,8 +108,9 @@ class BreachScreen:
     def _charge(self, charges: list[tuple[np.ndarray, int, np.ndarray]]) -> None:
         """Lower the safe moves of charged accounts by what they paid: a debit of x from a pool
         of weight W (quote quantums per unit of relative move) uses up x / W of its safe move,
-        and of its account's (the least of its pools'). The weight is rounded down and the
-        quotient up, so the screen stays conservative; an unknown weight re-evaluates."""
+        and of its account's (the least of its pools'). The quotient is raised by a relative
+        1e-9 and the result rounded down, so the screen stays conservative; an unknown weight
+        re-evaluates."""
         if not charges:
             return
         if self.debit_weight is None:
@@ -121,12 +122,12 @@ class BreachScreen:
         n = self.safe_move.size
         used = np.zeros(n)
         share = np.empty(n)
-        paid = np.zeros(n, np.int64)
+        paid = np.zeros(n)  # (float64: the quotient's type, converted once)
         unknown = np.zeros(n, bool)
         for accounts, k, amounts in charges:
-            paid[:] = 0
+            paid[:] = 0.0
             paid[accounts] = amounts
-            weight = self.debit_weight[k]
+            weight = self.debit_weight[:, k]
             known = weight > 0
             share[:] = 0.0
             np.divide(paid, weight, out=share, where=known)
@@ -179,7 +180,7 @@ class BreachScreen:
             safe = _safe_move(snap.cross_equity, snap.cross_mm, weight_total, slack)
             self.safe_move[rows] = _float32_down(safe - drift)
             if self.debit_weight is not None:  # every pool is a cross pool
-                self.debit_weight[:, rows] = _float32_down(weight_total)
+                self.debit_weight[rows] = weight_total[:, None]
             return
         # A pool with a position and equity - MM - slack < 0 has a negative safe move whatever
         # its weight: its account is evaluated next block either way, so when such accounts
@@ -188,19 +189,17 @@ class BreachScreen:
         short = (snap.cross_equity - snap.cross_mm - slack < 0) & row_any(has_position)
         if iso is not None and iso_equity is not None and iso_mm is not None:
             short[iso] = row_any((iso_equity - iso_mm - slack < 0) & has_position[iso])
-        debit: np.ndarray | None = None
         if 2 * int(np.count_nonzero(short)) <= short.size:
             safe, debit = self._safe(snap, abs_value, scale, slack, growth, None)
+            if debit is not None and self.debit_weight is not None:
+                self.debit_weight[rows] = debit
         else:
             live = np.flatnonzero(~short)
             safe = np.full(short.size, -np.inf)
-            safe[live], debit_live = self._safe(snap, abs_value, scale, slack, growth, live)
-            if debit_live is not None:  # (the short pools' weights stay unknown: 0)
-                debit = np.zeros((short.size, debit_live.shape[1]))
-                debit[live] = debit_live
+            safe[live], debit = self._safe(snap, abs_value, scale, slack, growth, live)
+            if debit is not None and self.debit_weight is not None:  # (-inf needs no weight)
+                self.debit_weight[live if isinstance(rows, slice) else rows[live]] = debit
         self.safe_move[rows] = _float32_down(safe - drift)
-        if self.debit_weight is not None and debit is not None:
-            self.debit_weight[:, rows] = _float32_down(debit).T
 
     def _safe(
         self,

@@ -63,8 +63,8 @@ class Socialization:
             holders = np.nonzero(col)[0]
             exponent = self.venue.markets[k].base_quantum_exponent
             drift_base = _to_drift_base(col[holders], exponent)
-            longs = int(np.add.reduce(drift_base, where=drift_base > 0))
-            shorts = int(np.add.reduce(drift_base, where=drift_base < 0))
+            longs = int(np.maximum(drift_base, 0).sum())
+            shorts = int(drift_base.sum()) - longs
             delta = drift_v2.calculate_funding_rate_deltas_to_resolve_bankruptcy(
                 -loss, longs, shorts
             )

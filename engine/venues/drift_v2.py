@@ -220,7 +220,8 @@ def socialized_loss_payments_array(
     base = np.abs(np.asarray(base_asset_amounts, dtype=np.int64))
     per_base_quote = funding_rate_delta // FUNDING_RATE_TO_QUOTE_PRECISION_PRECISION_RATIO
     # base (1e9) x per_base_quote (QUOTE per 1e9 base) / 1e9, split to stay inside int64.
-    hi, lo = np.divmod(base, BASE_PRECISION)
+    hi = base // BASE_PRECISION
+    lo = base - hi * BASE_PRECISION  # (np.divmod is several times slower on int64)
     return hi * per_base_quote + -(-(lo * per_base_quote) // BASE_PRECISION)
 
 
