@@ -238,9 +238,11 @@ def _paced_liquidation_note(cfg: SimConfig) -> str:
     """
     paced: dict[str, list[str]] = {}  # what a block may close -> the markets
     for mk in cfg.markets:
+        if mk.venue == "drift_v2":
+            continue  # Drift sizes a liquidation by its shortage and time throttle, not these keys
         liq = mk.liquidation
         parts = []
-        if liq.max_portion < 1.0:  # (every venue's rules cap a liquidation by the portion)
+        if liq.max_portion < 1.0:
             part = f"{liq.max_portion:.0%} of a position"
             if liq.min_notional_usd:
                 part += f" over {liq.min_notional_usd:,.0f}"
