@@ -39,7 +39,7 @@ from engine.rules import Batch, VenueRules
 from engine.socialized import Socialization
 from engine.state import Ledger, exact_sum
 from engine.units import as_int64
-from engine.valuation import book_fills, insurance_available, margin_rows
+from engine.valuation import book_fills, fund_limit, insurance_available, margin_rows
 from engine.vault import Vault
 from engine.venue import MAKER, VenueModel
 from engine.venues import dydx_v4
@@ -245,9 +245,10 @@ class Liquidator:
         accepted = rules.accepts_fill(b, fill_q, d)
         social = np.zeros(len(b), bool)
         if venue.markets[k].loss_resolution == "socialized":
-            beyond = accepted & (d < 0) & (payout > available)
-            if off_book is not None:
-                beyond &= ~off_book
+            bankrupt = accepted & (d < 0)  # filled on the book with negative equity left
+            if sent is not None:
+                bankrupt &= sent
+            beyond = bankrupt & (payout > available)
             if beyond.any():
                 available, social = self._fund_with_socialized(
                     int(np.argmax(beyond)),
@@ -257,7 +258,7 @@ class Liquidator:
                     fund_before,
                     paid_before,
                     k,
-                    accepted & (d < 0) & (sent if sent is not None else True),
+                    bankrupt,
                     payout,
                 )
         fast = accepted & ((d >= 0) | (payout <= available))
@@ -291,25 +292,19 @@ class Liquidator:
         """Return (what the fund may pay before each unit, which units socialize a loss) when
         unit ``first`` is the first whose payout is beyond the fund: from it on, a unit that
         socializes takes only what the fund may pay (all of it), not its whole payout, so what
-        the fund may pay the units after it runs unit by unit, as :meth:`_waterfall` and
-        :func:`insurance_available` will find it. ``bankrupt`` marks the filled units sent to
-        the book with negative equity after the fill."""
-        venue, market = self.venue, self.market
-        floor = int(venue.insurance_floor[k])
-        cap = int(venue.insurance_cap[k])
-        total = int(venue.insurance_total_cap[k])
-        block_paid = int(market.insurance_paid_block[k])
-        run_paid = int(market.insurance_paid_total[k])
+        the fund may pay the units after it runs unit by unit, with the same
+        :func:`fund_limit` that :meth:`_waterfall` will read it with. ``bankrupt`` marks the
+        filled units sent to the book with negative equity after the fill."""
+        block_paid = int(self.market.insurance_paid_block[k])
+        run_paid = int(self.market.insurance_paid_total[k])
         available = available.copy()
         social = np.zeros(available.size, bool)
         fund = int(fund_before[first])
         paid_so_far = int(paid_before[first])
         for u in range(first, available.size):
-            avail = fund - floor
-            if cap > 0:
-                avail = min(avail, cap - (block_paid + paid_so_far))
-            if total >= 0:
-                avail = min(avail, total - (run_paid + paid_so_far))
+            avail = fund_limit(
+                self.venue, k, fund, block_paid + paid_so_far, run_paid + paid_so_far
+            )
             available[u] = avail
             step_flow, step_paid = int(flow[u]), int(paid[u])
             if bankrupt[u] and int(payout[u]) > avail:
@@ -342,8 +337,8 @@ class Liquidator:
             rows, ticks_in_breach = rows[rested], ticks_in_breach[rested]
         units, unit_ticks = rows, ticks_in_breach
         # ``pos``: each pending unit's place in ``units``. A unit found not in breach leaves the
-        # batch, but an ADL or a socialized loss of a unit before it can put it back in breach
-        # before its turn, so what those change is checked against every later unit.
+        # batch, but an ADL of a unit before it can put it back in breach before its turn, so
+        # the accounts an ADL changes are checked against every later unit.
         pending, ticks, pos = rows, ticks_in_breach, np.arange(rows.size)
         # A unit enters or leaves Drift's "being liquidated" state at its turn, not when its
         # batch is read: those leaving wait here (with their places) until their turn passes.

@@ -145,6 +145,10 @@ class VenueRules:
     has_backstop = False
     """Whether :meth:`backstop` can be true (a venue with a liquidator vault)."""
 
+    sized_per_block = True
+    """Whether ``max_portion`` and ``max_notional_per_block_usd`` bound what one block closes
+    (they do under every preset's rules but Drift's)."""
+
     def backstop(self, b: Batch) -> np.ndarray:
         """Return which units go to the venue's liquidator vault instead of the book."""
         return np.zeros(len(b), bool)
@@ -197,6 +201,7 @@ class DriftRules(VenueRules):
     """Drift v2: base to cover the shortage, liquidator-fee ramp, implied IF fee, time throttle."""
 
     INITIAL_PCT_TO_LIQUIDATE = 1_000  # 10%, LIQUIDATION_PCT precision
+    sized_per_block = False  # the shortage and the time throttle size a liquidation
     LIQUIDATION_DURATION_SLOTS = 150
     SLOT_MS = 400
 

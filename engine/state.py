@@ -154,18 +154,7 @@ class Ledger:
         amount = np.broadcast_to(_int64(amount, "a charge"), account.shape)
         if amount.size and int(amount.min()) < 0:
             raise ValueError("a charge takes a non-negative amount from each account")
-        n = self.quote.size
-        if 4 * account.size < n:
-            self._add(account, market, -amount)
-        else:
-            # Most accounts pay (every open position of a market): whole columns cost less
-            # than gathering and scattering the payers' rows (the same integers).
-            debit = np.zeros(n, np.int64)
-            debit[account] = amount
-            cross_debit = np.where(self.cross, debit, 0)
-            self.quote[:] = checked_add(self.quote, -cross_debit, "a balance")
-            pools = self.iso_quote[:, market]
-            pools[:] = checked_add(pools, cross_debit - debit, "a balance")
+        self._add(account, market, -amount)
         self.charged.append((account, market, amount))
 
     def take_charged(self) -> list[tuple[np.ndarray, int, np.ndarray]]:
@@ -174,7 +163,19 @@ class Ledger:
         return out
 
     def _add(self, account: np.ndarray, market: int, amount: np.ndarray) -> None:
-        """Add ``amount`` to each account's pool for ``market`` (cross pool if cross)."""
+        """Add ``amount`` to each account's pool for ``market`` (cross pool if cross). Accounts
+        must be unique."""
+        n = self.quote.size
+        if 4 * account.size >= n:
+            # Most accounts (a charge to every open position of a market): whole columns cost
+            # less than gathering and scattering their rows (the same integers).
+            delta = np.zeros(n, np.int64)
+            delta[account] = amount
+            cross_delta = np.where(self.cross, delta, 0)
+            self.quote[:] = checked_add(self.quote, cross_delta, "a balance")
+            pools = self.iso_quote[:, market]
+            pools[:] = checked_add(pools, delta - cross_delta, "a balance")
+            return
         cross = self.cross[account]
         if cross.all():
             self.quote[account] = checked_add(self.quote[account], amount, "a balance")

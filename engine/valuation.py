@@ -165,11 +165,25 @@ def book_fills(
 def insurance_available(ledger: Ledger, k: int, market: MarketState, venue: VenueModel) -> int:
     """Return what market k's insurance fund may still pay out in this block: its balance less
     its floor, within the per-block cap and the cap over the run."""
-    bal = int(ledger.insurance[k]) - int(venue.insurance_floor[k])
+    limit = fund_limit(
+        venue,
+        k,
+        int(ledger.insurance[k]),
+        int(market.insurance_paid_block[k]),
+        int(market.insurance_paid_total[k]),
+    )
+    return max(limit, 0)
+
+
+def fund_limit(venue: VenueModel, k: int, balance: int, paid_block: int, paid_run: int) -> int:
+    """Return what market k's insurance fund holding ``balance`` may pay, having paid
+    ``paid_block`` this block and ``paid_run`` over the run: the balance less its floor,
+    within the per-block cap and the cap over the run (negative when a cap is passed)."""
+    limit = balance - int(venue.insurance_floor[k])
     cap = int(venue.insurance_cap[k])
     if cap > 0:
-        bal = min(bal, cap - int(market.insurance_paid_block[k]))
+        limit = min(limit, cap - paid_block)
     total = int(venue.insurance_total_cap[k])
     if total >= 0:
-        bal = min(bal, total - int(market.insurance_paid_total[k]))
-    return max(bal, 0)
+        limit = min(limit, total - paid_run)
+    return limit

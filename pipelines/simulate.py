@@ -181,7 +181,7 @@ def format_summary(sim: Simulation) -> str:
             "negative equity: loss not yet realized as bad debt (closing at the mark would "
             "realize at least that)."
         )
-        note = _paced_liquidation_note(cfg)
+        note = _paced_liquidation_note(sim)
         if note:
             lines.append(note)
     if s["opening_below_maintenance"]:
@@ -228,7 +228,7 @@ _ONE_SECOND_MS = 1_000
 about a second): no note then."""
 
 
-def _paced_liquidation_note(cfg: SimConfig) -> str:
+def _paced_liquidation_note(sim: Simulation) -> str:
     """Return why accounts may be left in breach by the venue's pacing of liquidations, or ""
     when every market may close a position whole in one block.
 
@@ -236,10 +236,11 @@ def _paced_liquidation_note(cfg: SimConfig) -> str:
     block (Hyperliquid's 30 s) act once per simulated block: with blocks longer than the
     venue's, positions are liquidated more slowly than on the venue (docs/venues.md).
     """
+    cfg = sim.cfg
     paced: dict[str, list[str]] = {}  # what a block may close -> the markets
-    for mk in cfg.markets:
-        if mk.venue == "drift_v2":
-            continue  # Drift sizes a liquidation by its shortage and time throttle, not these keys
+    for mk, rules in zip(cfg.markets, sim.venue.rules, strict=True):
+        if not rules.sized_per_block:
+            continue
         liq = mk.liquidation
         parts = []
         if liq.max_portion < 1.0:
